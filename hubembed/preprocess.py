@@ -1,0 +1,257 @@
+"""Tokenize + pack: the preprocessing stage.
+
+Two things live here:
+
+* ``BertPreprocessor``: a ``tf.Module`` with the exact interface of the
+  tfhub.dev BERT preprocessors (``__call__``, ``tokenize`` with
+  ``get_special_tokens_dict``, ``bert_pack_inputs(segments, seq_length=N)``),
+  built with tensorflow_text from a WordPiece vocabulary. It is what
+  ``hubembed convert`` saves next to an encoder, what ``hubembed.testing``
+  ships, and what pairs an unlisted encoder with the tokenizer its own
+  ``vocab_file`` and ``do_lower_case`` describe.
+* ``Preprocessor``: one Python-side view of any of these, loaded from a
+  SavedModel or built in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from hubembed.errors import missing
+
+DEFAULT_SEQ_LENGTH = 128
+
+
+def require_text():
+    """Import tensorflow_text (registers its ops); a clear error if it is missing."""
+    try:
+        import tensorflow_text as text  # noqa: F401  (registers CaseFoldUTF8, RoundRobinTrim, ...)
+    except ImportError as e:  # pragma: no cover - exercised in a subprocess test
+        raise missing(
+            "tensorflow-text", "'tensorflow-text>=2.20,<2.21'",
+            "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
+            "WordpieceTokenizeWithOffsets, RoundRobinTrim)",
+        ) from e
+    return text
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def build_preprocessor(vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH):
+    """A ``BertPreprocessor`` (tf.Module) for a WordPiece vocabulary file."""
+    return _make_class()(vocab_file, lower_case, seq_length)
+
+
+_CLASS = None
+
+
+def _make_class():
+    """Define BertPreprocessor lazily so importing hubembed does not import TF."""
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    tf = _tf()
+    text = require_text()
+
+    class _Tokenize(tf.Module):
+        def __init__(self, tokenizer, special):
+            super().__init__()
+            self._tokenizer = tokenizer
+            self._special = special
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, strings):
+            tokens = self._tokenizer.tokenize(strings)
+            return tf.cast(tokens, tf.int32)
+
+        @tf.function(input_signature=[])
+        def get_special_tokens_dict(self):
+            return {k: tf.constant(v, tf.int32) for k, v in self._special.items()}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def tokenize_with_offsets(self, strings):
+            tokens, starts, ends = self._tokenizer.tokenize_with_offsets(strings)
+            return {"tokens": tf.cast(tokens, tf.int32), "start_offsets": starts, "end_offsets": ends}
+
+    class _PackInputs(tf.Module):
+        def __init__(self, special, default_seq_length):
+            super().__init__()
+            self._special = special
+            self._default_seq_length = default_seq_length
+
+        @tf.function(autograph=False)
+        def __call__(self, inputs, seq_length=None):
+            if seq_length is None:
+                seq_length = self._default_seq_length
+            return pack_inputs(
+                inputs, seq_length,
+                start_of_sequence_id=self._special["start_of_sequence_id"],
+                end_of_segment_id=self._special["end_of_segment_id"],
+                padding_id=self._special["padding_id"],
+            )
+
+    class BertPreprocessor(tf.Module):
+        """tfhub.dev-compatible BERT preprocessing, built from a WordPiece vocab.
+
+        >>> pre = build_preprocessor(vocab_path, lower_case=True)   # doctest: +SKIP
+        >>> pre(tf.constant(["hello world"]))["input_word_ids"].shape  # doctest: +SKIP
+        TensorShape([1, 128])
+        """
+
+        def __init__(self, vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH):
+            super().__init__()
+            with open(vocab_file, encoding="utf-8") as f:
+                vocab = [line.rstrip("\n") for line in f]
+            special = special_ids(vocab)
+            self.vocab_file = tf.saved_model.Asset(vocab_file)
+            self.do_lower_case = tf.Variable(bool(lower_case), trainable=False, name="do_lower_case")
+            init = tf.lookup.TextFileInitializer(
+                self.vocab_file, key_dtype=tf.string, key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER)
+            self._table = tf.lookup.StaticHashTable(init, default_value=-1)
+            self._tokenizer = text.BertTokenizer(
+                self._table, lower_case=bool(lower_case), token_out_type=tf.int64,
+                unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+            self.tokenize = _Tokenize(self._tokenizer, special)
+            self.bert_pack_inputs = _PackInputs(special, seq_length)
+            self._seq_length = int(seq_length)
+            # Trace the concrete functions a SavedModel needs, as Model Garden's
+            # export does: 1 or 2 segments, ragged rank 1 (pieces) or 2 (words, pieces).
+            for ragged_rank in (1, 2):
+                for n in (1, 2):
+                    self.bert_pack_inputs.__call__.get_concrete_function(
+                        [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)],
+                        seq_length=tf.TensorSpec([], tf.int32))
+                    self.bert_pack_inputs.__call__.get_concrete_function(
+                        [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def __call__(self, strings):
+            return self.bert_pack_inputs([self.tokenize(strings)], seq_length=self._seq_length)
+
+    _CLASS = BertPreprocessor
+    return _CLASS
+
+
+def special_ids(vocab: Sequence[str]) -> dict:
+    """The special-token ids of a WordPiece vocabulary, as tfhub.dev preprocessors report them."""
+    index = {tok: i for i, tok in enumerate(vocab)}
+    missing_tokens = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in index]
+    if missing_tokens:
+        from hubembed.errors import FormatError
+
+        raise FormatError(
+            f"the vocabulary has no {', '.join(missing_tokens)} token(s); a BERT WordPiece vocabulary "
+            f"needs [PAD], [UNK], [CLS] and [SEP] (and usually [MASK])")
+    return {
+        "vocab_size": len(vocab),
+        "start_of_sequence_id": index["[CLS]"],
+        "end_of_segment_id": index["[SEP]"],
+        "padding_id": index["[PAD]"],
+        "mask_id": index.get("[MASK]", index["[UNK]"]),
+    }
+
+
+def pack_inputs(inputs, seq_length, *, start_of_sequence_id, end_of_segment_id, padding_id):
+    """``[CLS] a [SEP] (b [SEP])`` + padding to ``seq_length``, round-robin truncation.
+
+    The same computation as Model Garden's ``BertPackInputs.bert_pack_inputs``.
+    """
+    tf = _tf()
+    text = require_text()
+    if not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]
+    segments = [t.merge_dims(-2, -1) if t.shape.rank > 2 else t for t in inputs]
+    segments = [tf.cast(s, tf.int32) for s in segments]
+    budget = seq_length - (len(segments) + 1)
+    trimmed = text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
+    combined, type_ids = text.combine_segments(
+        trimmed, start_of_sequence_id=start_of_sequence_id, end_of_segment_id=end_of_segment_id)
+    word_ids, mask = text.pad_model_inputs(combined, seq_length, pad_value=padding_id)
+    type_ids, _ = text.pad_model_inputs(type_ids, seq_length, pad_value=0)
+    return {
+        "input_word_ids": tf.cast(word_ids, tf.int32),
+        "input_mask": tf.cast(mask, tf.int32),
+        "input_type_ids": tf.cast(type_ids, tf.int32),
+    }
+
+
+def save_preprocessor(vocab_file: str, lower_case: bool, out_dir: str,
+                      seq_length: int = DEFAULT_SEQ_LENGTH) -> str:
+    """Write a tfhub.dev-style preprocessing SavedModel; returns ``out_dir``."""
+    tf = _tf()
+    module = build_preprocessor(vocab_file, lower_case, seq_length)
+    tf.saved_model.save(module, out_dir)
+    return out_dir
+
+
+class Preprocessor:
+    """A uniform view of a BERT preprocessor (a loaded SavedModel or a built one).
+
+    Attributes: ``source`` (handle or "built from <vocab>"), ``vocab_size``,
+    ``special`` (ids), ``seq_length`` (its default), ``lower_case`` (if known).
+    """
+
+    def __init__(self, module, source: str, vocab_file: Optional[str] = None,
+                 lower_case: Optional[bool] = None):
+        for attr in ("tokenize", "bert_pack_inputs"):
+            if not hasattr(module, attr):
+                from hubembed.errors import FormatError
+
+                raise FormatError(
+                    f"{source} is not a BERT preprocessing model: it has no '{attr}' "
+                    f"(a tfhub.dev preprocessor exports __call__, tokenize and bert_pack_inputs)")
+        self.module = module
+        self.source = source
+        self.vocab_file = vocab_file
+        self.lower_case = lower_case
+        special = module.tokenize.get_special_tokens_dict()
+        self.special = {k: int(v.numpy()) for k, v in special.items()}
+        self.vocab_size = self.special.get("vocab_size")
+        self._seq_length = None
+
+    @property
+    def seq_length(self) -> int:
+        """The default seq_length of ``__call__`` (read off one call)."""
+        if self._seq_length is None:
+            tf = _tf()
+            self._seq_length = int(self.module(tf.constant([""]))["input_word_ids"].shape[1])
+        return self._seq_length
+
+    def tokenize(self, texts):
+        """int32 RaggedTensor [B, (words), (pieces)] (WordPiece) or [B, (tokens)]."""
+        tf = _tf()
+        return self.module.tokenize(tf.constant(list(texts), tf.string))
+
+    def token_ids(self, texts) -> list:
+        """The WordPiece ids of each text, flat, without special tokens."""
+        ragged = self.tokenize(texts)
+        if ragged.shape.rank > 2:
+            ragged = ragged.merge_dims(-2, -1)
+        return [row.tolist() for row in ragged.numpy()] if hasattr(ragged, "numpy") else ragged.to_list()
+
+    def pack(self, segments, seq_length: int):
+        """Pack 1 or 2 tokenized segments to ``seq_length`` (the three-key dict)."""
+        tf = _tf()
+        return self.module.bert_pack_inputs(list(segments), seq_length=tf.constant(seq_length, tf.int32))
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "vocab_size": self.vocab_size,
+            "seq_length": self.seq_length,
+            "lower_case": self.lower_case,
+            "special_tokens": {k: v for k, v in self.special.items() if k != "vocab_size"},
+        }
+
+
+def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) -> Preprocessor:
+    """A ``Preprocessor`` built in memory from a vocab file and casing."""
+    module = build_preprocessor(vocab_file, lower_case)
+    return Preprocessor(module, source or f"built from {os.path.basename(vocab_file)} "
+                        f"(do_lower_case={bool(lower_case)})", vocab_file, bool(lower_case))
