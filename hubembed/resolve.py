@@ -1,0 +1,164 @@
+"""Resolve a handle to a local folder and load it: the only module that imports tensorflow_hub.
+
+Handles, in the order they are tried:
+
+1. a registry name (``"minilm"``, ``"bert_en_uncased_L-12_H-768_A-12"``) or a
+   tfhub.dev handle the registry knows: the registry entry says where it lives;
+2. a URL (``https://tfhub.dev/...``, ``https://www.kaggle.com/models/...``,
+   ``gs://...``): tensorflow_hub's own resolvers download it into
+   ``$TFHUB_CACHE_DIR`` (default ``<tmp>/tfhub_modules``);
+3. an existing local folder.
+
+A cache folder that exists but holds no model (tensorflow/hub #882: a purged
+temp dir leaves ``.../tfhub_modules/<hash>`` behind) is reported with the
+folder to delete, instead of TensorFlow's "SavedModel file does not exist".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from hubembed import registry
+from hubembed.errors import (
+    DownloadError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotASavedModelError,
+    StaleCacheError,
+)
+
+_URL = re.compile(r"^(https?|gs)://", re.I)
+MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+@dataclass
+class Resolved:
+    """Where a handle led: the local (or gs://) folder, and the registry entry if any."""
+
+    handle: str
+    path: str
+    entry: Optional[registry.Entry] = None
+    # A hubembed conversion folder (encoder/ + preprocess/) found at a local path.
+    paired_preprocess: Optional[str] = None
+
+
+def _hub():
+    import tensorflow_hub as hub  # imports pkg_resources: needs setuptools<81
+
+    return hub
+
+
+def is_url(handle: str) -> bool:
+    return bool(_URL.match(handle))
+
+
+def hub_cache_dir() -> str:
+    """The folder tensorflow_hub caches downloads in ($TFHUB_CACHE_DIR or <tmp>/tfhub_modules)."""
+    from tensorflow_hub import resolver
+
+    return resolver.tfhub_cache_dir(use_temp=True)
+
+
+def cache_folder(handle: str) -> str:
+    """The cache folder tensorflow_hub uses for ``handle`` (sha1 of the handle string)."""
+    return os.path.join(hub_cache_dir(), hashlib.sha1(handle.encode("utf8")).hexdigest())
+
+
+def holds_model(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, f)) for f in MODEL_FILES)
+
+
+def check_cache_folder(handle: str, folder: str) -> None:
+    """Raise StaleCacheError if ``folder`` exists with content but holds no model."""
+    if os.path.isdir(folder) and os.listdir(folder) and not holds_model(folder):
+        raise StaleCacheError(
+            f"the tensorflow_hub cache folder for {handle} exists but holds no complete model "
+            f"(no saved_model.pb): {folder}\n"
+            f"It is left over from an interrupted download or a purged temp dir. Delete it and retry:\n"
+            f"    rm -rf {folder}\n"
+            f"(set TFHUB_CACHE_DIR to a folder that is not cleaned up to avoid this)")
+
+
+def resolve(handle: str) -> Resolved:
+    """Resolve ``handle`` to a folder with a SavedModel (downloading if needed)."""
+    if not isinstance(handle, str) or not handle.strip():
+        from hubembed.errors import InputError
+
+        raise InputError(f"a model handle must be a non-empty string, got {handle!r}")
+    handle = handle.strip()
+    entry = registry.find(handle)
+    if entry is not None and entry.embedded:
+        from hubembed import embedded
+
+        return Resolved(handle, embedded.path(entry), entry)
+    if entry is not None and not is_url(handle):
+        # A registry name: download its canonical handle.
+        return Resolved(handle, _resolve_remote(entry.handle), entry)
+    if is_url(handle):
+        return Resolved(handle, _resolve_remote(handle), entry)
+    return _resolve_local(handle)
+
+
+def _resolve_remote(handle: str) -> str:
+    folder = cache_folder(handle)
+    check_cache_folder(handle, folder)
+    try:
+        path = _hub().resolve(handle)
+    except Exception as e:  # tensorflow_hub raises urllib, tf.errors and ValueError alike
+        raise DownloadError(
+            f"could not download {handle}: {type(e).__name__}: {e}\n"
+            f"cache folder: {folder} (TFHUB_CACHE_DIR={os.environ.get('TFHUB_CACHE_DIR', '<unset>')})\n"
+            f"Check the handle and the network; offline, pass a local folder instead.") from e
+    if not path.startswith("gs://"):
+        check_cache_folder(handle, path)
+    return path
+
+
+def _resolve_local(handle: str) -> Resolved:
+    path = os.path.abspath(os.path.expanduser(handle))
+    if not os.path.exists(path):
+        looks_like_path = os.sep in handle or handle.startswith((".", "~"))
+        if looks_like_path:
+            raise ModelNotFoundError(f"no such folder: {path}")
+        registry.get(handle)  # raises UnknownModelError with suggestions
+    if not os.path.isdir(path):
+        raise NotASavedModelError(f"{path} is a file; a model handle must be a SavedModel folder")
+    # A `hubembed convert` output: encoder/ + preprocess/ side by side.
+    if not holds_model(path) and holds_model(os.path.join(path, "encoder")):
+        pre = os.path.join(path, "preprocess")
+        return Resolved(handle, os.path.join(path, "encoder"), None, pre if holds_model(pre) else None)
+    if not holds_model(path):
+        contents = sorted(os.listdir(path))[:8]
+        raise NotASavedModelError(
+            f"{path} is not a SavedModel: it has no saved_model.pb (contents: {contents or 'empty'}). "
+            f"A TF2 SavedModel or a TF1 Hub module folder (saved_model.pb + tfhub_module.pb) is expected.")
+    return Resolved(handle, path)
+
+
+def is_tf1_module(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "tfhub_module.pb"))
+
+
+def load(path: str, source: str):
+    """Load a resolved folder with ``hub.load`` (TF1 Hub modules included)."""
+    from hubembed.preprocess import require_text
+
+    require_text()  # register the tensorflow_text ops a preprocessor needs before loading
+    try:
+        return _hub().load(path)
+    except Exception as e:
+        text = str(e)
+        op = re.search(r"Op type not registered '([^']+)'", text)
+        if op:
+            raise MissingDependencyError(
+                f"{source} uses the op '{op.group(1)}', which is not registered in this TensorFlow. "
+                f"Ops of tensorflow_text need `import tensorflow_text` (hubembed does it) with a "
+                f"tensorflow-text of the same minor version as tensorflow: "
+                f"pip install 'tensorflow-text>=2.20,<2.21'") from e
+        if "SavedModel file does not exist" in text:
+            raise StaleCacheError(f"{source}: {path} holds no SavedModel; delete it and retry: rm -rf {path}") from e
+        raise NotASavedModelError(f"{source}: loading {path} failed: {type(e).__name__}: {text[:500]}") from e
