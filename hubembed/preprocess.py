@@ -84,7 +84,8 @@ def _make_class():
             self._special = special
             self._default_seq_length = default_seq_length
 
-        @tf.function(autograph=False)
+        # reduce_retracing: one trace serves every batch size and seq_length.
+        @tf.function(autograph=False, reduce_retracing=True)
         def __call__(self, inputs, seq_length=None):
             if seq_length is None:
                 seq_length = self._default_seq_length
@@ -120,15 +121,16 @@ def _make_class():
             self.tokenize = _Tokenize(self._tokenizer, special)
             self.bert_pack_inputs = _PackInputs(special, seq_length)
             self._seq_length = int(seq_length)
-            # Trace the concrete functions a SavedModel needs, as Model Garden's
-            # export does: 1 or 2 segments, ragged rank 1 (pieces) or 2 (words, pieces).
+
+        def trace_for_export(self):
+            """Trace what a SavedModel needs, as Model Garden's export does: 1 or 2
+            segments, ragged rank 1 (pieces) or 2 (words, pieces), with and without seq_length."""
             for ragged_rank in (1, 2):
                 for n in (1, 2):
+                    specs = [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)]
                     self.bert_pack_inputs.__call__.get_concrete_function(
-                        [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)],
-                        seq_length=tf.TensorSpec([], tf.int32))
-                    self.bert_pack_inputs.__call__.get_concrete_function(
-                        [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)])
+                        specs, seq_length=tf.TensorSpec([], tf.int32))
+                    self.bert_pack_inputs.__call__.get_concrete_function(specs)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def __call__(self, strings):
@@ -186,6 +188,7 @@ def save_preprocessor(vocab_file: str, lower_case: bool, out_dir: str,
     """Write a tfhub.dev-style preprocessing SavedModel; returns ``out_dir``."""
     tf = _tf()
     module = build_preprocessor(vocab_file, lower_case, seq_length)
+    module.trace_for_export()
     tf.saved_model.save(module, out_dir)
     return out_dir
 

@@ -1,0 +1,5 @@
+import sys
+
+from hubembed.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""The command line: ``hubembed inspect | embed | convert`` (also ``python -m hubembed``).
+
+Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+
+def _quiet_tensorflow() -> None:
+    """Keep TF's C++ and Python logging out of the command's output."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _cmd_inspect(args) -> int:
+    import hubembed
+
+    sig = hubembed.inspect(args.handle, preprocess=args.preprocess)
+    print(sig.to_json() if args.json else sig.describe())
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    import numpy as np
+
+    import hubembed
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
+    enc = hubembed.load(args.model, preprocess=args.preprocess)
+    vecs = enc.embed(texts, layers=args.layer, pooling=args.pooling, normalize=args.normalize)
+    if args.json:
+        print(json.dumps({"model": args.model, "layer": args.layer, "pooling": args.pooling,
+                          "normalize": args.normalize, "dim": int(vecs.shape[1]),
+                          "vectors": [[round(float(x), 6) for x in v] for v in vecs]}))
+        return 0
+    print(f"# {args.model}: layer {args.layer}, {args.pooling} pooling, dim {vecs.shape[1]}"
+          f"{', L2-normalised' if args.normalize else ''}")
+    with np.printoptions(precision=4, suppress=True, linewidth=120):
+        for text, v in zip(texts, vecs):
+            print(f"{text[:60]!r:<64} {v[:6]} ... |v|={np.linalg.norm(v):.3f}")
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from hubembed.convert import convert
+
+    out = convert(args.src, args.out, overwrite=args.overwrite)
+    print(f"converted {args.src} -> {out} (encoder/, preprocess/, hubembed.json)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser("inspect", help="what an encoder exports, its preprocessor, what can be extracted")
+    s.add_argument("handle", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
+    s.add_argument("--preprocess", help="preprocessor handle to pair instead of the automatic pairing")
+    s.add_argument("--json", action="store_true", help="stable JSON instead of the readable summary")
+    s.set_defaults(func=_cmd_inspect)
+
+    s = sub.add_parser("embed", help="print sentence vectors for a few texts (arguments or stdin lines)")
+    s.add_argument("texts", nargs="*")
+    s.add_argument("--model", default="minilm")
+    s.add_argument("--preprocess")
+    s.add_argument("--layer", type=int, default=-1, help="Transformer block, 0-based; negative from the end")
+    s.add_argument("--pooling", default="mean", help="mean | cls | pooled | max")
+    s.add_argument("--normalize", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("convert", help="a Hugging Face BERT folder -> a Hub-format encoder + preprocessor")
+    s.add_argument("src", help="folder with config.json, model.safetensors, vocab.txt")
+    s.add_argument("out", help="output folder (encoder/, preprocess/, hubembed.json)")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_cmd_convert)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from hubembed import __version__
+
+        print(f"hubembed {__version__}")
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _quiet_tensorflow()
+    from hubembed.errors import HubEmbedError
+
+    try:
+        return args.func(args)
+    except HubEmbedError as e:
+        print(f"hubembed: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hubembed: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
