@@ -1,0 +1,167 @@
+"""The embedded default (all-MiniLM-L6-v2 converted to the Hub format) against the PyTorch reference."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hubembed
+from hubembed import convert, embedded, registry
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "Short.",
+    "The quick brown fox jumps over the lazy dog, while the café's naïve owner serves crème brûlée.",
+    "東京は日本の首都です。 Emoji too 😀🎉 and numbers 3.14159 and URLs http://example.com/x?y=1",
+    " ".join(["A much longer text that goes on"] * 12),
+]
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(minilm_source):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_source)
+
+
+@pytest.fixture(scope="module")
+def torch_model(minilm_source):
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(minilm_source)
+    model.eval()
+    return model
+
+
+def test_inspect_minilm_json(minilm, hubembed_cache, capsys):
+    from hubembed.cli import main
+
+    assert main(["inspect", "minilm", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["num_layers"] == 6 and d["layers_from"] == "encoder_outputs"
+    assert d["hidden_size"] == 384
+    assert d["vocab_size"] == 30522
+    assert d["casing"] == "uncased"
+    assert d["max_positions"] == 512
+    assert d["has_encoder_outputs"] is True and d["has_mlm"] is False
+    assert d["format"] == "tf2_dict"
+    assert d["preprocessor"]["source"] == "minilm-preprocess"
+    assert d["preprocessor"]["paired_by"] == "registry"
+    assert d["preprocessor"]["seq_length"] == 128
+    assert d["preprocessor"]["vocab_size"] == 30522
+    assert d["registry"]["name"] == "minilm"
+    assert [o["name"] for o in d["outputs"]].count("pooled_output") == 1
+    assert sum(o["name"].startswith("encoder_outputs[") for o in d["outputs"]) == 6
+
+
+def test_readable_inspect_output(minilm, capsys):
+    from hubembed.cli import main
+
+    assert main(["inspect", "minilm"]) == 0
+    out = capsys.readouterr().out
+    assert "layers:          6 (from encoder_outputs)" in out
+    assert "minilm-preprocess (paired by registry; seq_length 128, vocab 30522)" in out
+
+
+def test_tokens_equal_hugging_face(minilm, hf_tokenizer, stsb_sentences):
+    texts = stsb_sentences + TEXTS + ["Ünïcödé ÀÉÎÕÜ façade", "Ça va? Schön! Пример текста", "안녕하세요 世界"]
+    ours = minilm.preprocessor.token_ids(texts)
+    ref = hf_tokenizer(texts, add_special_tokens=False)["input_ids"]
+    mismatches = [t for t, a, b in zip(texts, ours, ref) if a != b]
+    assert mismatches == []
+    assert len(texts) > 2700 and sum(len(r) for r in ours) > 25000
+
+
+def test_packing_matches_hugging_face_special_tokens(minilm, hf_tokenizer):
+    out = minilm.encode(TEXTS)
+    ref = hf_tokenizer(TEXTS, padding=True, return_tensors="np")
+    np.testing.assert_array_equal(out.token_ids, ref["input_ids"])
+    np.testing.assert_array_equal(out.mask, ref["attention_mask"])
+
+
+def test_converted_encoder_through_tensorflow_hub_matches_pytorch(minilm, hf_tokenizer, torch_model):
+    """Every layer, unmasked positions, max |diff| <= 1e-4; loaded with plain hub.load."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+    import torch
+
+    enc = hub.load(minilm.signature.path)
+    batch = hf_tokenizer(TEXTS, padding=True, return_tensors="np")
+    out = enc({"input_word_ids": tf.constant(batch["input_ids"], tf.int32),
+               "input_mask": tf.constant(batch["attention_mask"], tf.int32),
+               "input_type_ids": tf.constant(batch["token_type_ids"], tf.int32)}, training=False)
+    with torch.no_grad():
+        ref = torch_model(**{k: torch.tensor(v) for k, v in batch.items()}, output_hidden_states=True)
+    mask = batch["attention_mask"].astype(bool)
+    assert len(out["encoder_outputs"]) == len(ref.hidden_states) - 1 == 6
+    worst = 0.0
+    for i, layer in enumerate(out["encoder_outputs"]):
+        # hubembed layer i == Hugging Face hidden_states[i + 1] (hidden_states[0] is the embeddings)
+        diff = np.abs(layer.numpy()[mask] - ref.hidden_states[i + 1].numpy()[mask]).max()
+        worst = max(worst, diff)
+        assert diff <= 1e-4, f"layer {i}: max |diff| {diff}"
+    assert np.abs(out["pooled_output"].numpy() - ref.pooler_output.numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(out["sequence_output"].numpy(), out["encoder_outputs"][-1].numpy())
+    print(f"max |diff| over 6 layers: {worst:.2e}")
+
+
+def test_embed_mean_matches_sentence_transformers(minilm, minilm_source):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(minilm_source, device="cpu")
+    raw = SentenceTransformer(modules=[st[0], st[1]], device="cpu")  # without Normalize
+    ref = raw.encode(TEXTS, batch_size=2, convert_to_numpy=True)
+    ours = minilm.embed(TEXTS, pooling="mean", batch_size=2)
+    assert np.abs(ours - ref).max() <= 1e-4
+    normed = minilm.embed(TEXTS, pooling="mean", normalize=True)
+    assert np.abs(normed - st.encode(TEXTS, convert_to_numpy=True)).max() <= 1e-4
+
+
+def test_embedded_cache_is_reused(minilm, hubembed_cache):
+    entry = registry.get("minilm")
+    target = embedded.conversion_dir(entry)
+    manifest = os.path.join(target, convert.MANIFEST)
+    before = os.stat(manifest).st_mtime_ns
+    assert embedded.ensure(entry) == target
+    assert os.stat(manifest).st_mtime_ns == before
+    with open(manifest) as f:
+        m = json.load(f)
+    assert m["source_sha256"] == entry.source["sha256"]
+    assert m["config"]["num_layers"] == 6 and m["do_lower_case"] is True
+
+
+def _convert_in_subprocess(cache, n):
+    code = ("import hubembed, sys; e = hubembed.load('minilm'); "
+            "print(e.embed(['a test sentence'])[0, :3].tolist())")
+    env = dict(os.environ, HUBEMBED_CACHE=cache, TF_CPP_MIN_LOG_LEVEL="3")
+    return [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(n)]
+
+
+def test_two_processes_converting_at_once_and_corrupt_cache_rebuilt(tmp_path):
+    cache = str(tmp_path / "cache")
+    procs = _convert_in_subprocess(cache, 2)
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert outs[0][0] == outs[1][0]
+    entry = registry.get("minilm")
+    target = os.path.join(cache, os.path.basename(embedded.conversion_dir(entry)))
+    assert convert.verify(target) is None
+    assert [n for n in os.listdir(cache) if n.startswith(".converting-")] == []
+    # Corrupt it: truncate the variables file. It must be detected and rebuilt.
+    var = os.path.join(target, "encoder", "variables", "variables.data-00000-of-00001")
+    with open(var, "r+b") as f:
+        f.truncate(1000)
+    assert "variables.data-00000-of-00001 has 1000 bytes" in convert.verify(target)
+    procs = _convert_in_subprocess(cache, 1)
+    out, err = procs[0].communicate(timeout=600)
+    assert procs[0].returncode == 0, err[-2000:]
+    assert out == outs[0][0]
+    assert "rebuilding" in err
+    assert convert.verify(target) is None
