@@ -108,10 +108,11 @@ def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
         w[p + "output/kernel"] = enc[s + "output.dense.weight"].T
         w[p + "output/bias"] = enc[s + "output.dense.bias"]
         w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"] = _ln(enc, s + "output.LayerNorm")
-    if "pooler.dense.weight" not in enc:
-        raise ConversionError("the checkpoint has no pooler (pooler.dense.*): pooled_output cannot be exported")
-    w["pooler_transform/kernel"] = enc["pooler.dense.weight"].T
-    w["pooler_transform/bias"] = enc["pooler.dense.bias"]
+    # Checkpoints saved from e.g. BertForMaskedLM have no pooler: the encoder then
+    # exports no pooled_output (inspect says so) rather than an invented one.
+    if "pooler.dense.weight" in enc:
+        w["pooler_transform/kernel"] = enc["pooler.dense.weight"].T
+        w["pooler_transform/bias"] = enc["pooler.dense.bias"]
     if "cls.predictions.transform.dense.weight" in hf:
         w["mlm/transform/kernel"] = hf["cls.predictions.transform.dense.weight"].T
         w["mlm/transform/bias"] = hf["cls.predictions.transform.dense.bias"]
@@ -175,6 +176,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
             "hf_config": {k: raw[k] for k in ("_name_or_path", "architectures", "hidden_act") if k in raw},
             "do_lower_case": lower,
             "mlm": "mlm/output_bias" in weights,
+            "pooler": "pooler_transform/kernel" in weights,
             "versions": _versions(),
             "files": _file_sums(tmp),
         }

@@ -48,7 +48,7 @@ class BertConfig:
         return asdict(self)
 
 
-def weight_shapes(cfg: BertConfig, with_mlm: bool = False) -> Dict[str, tuple]:
+def weight_shapes(cfg: BertConfig, with_mlm: bool = False, with_pooler: bool = True) -> Dict[str, tuple]:
     """Model Garden export names -> shapes, in a fixed order."""
     H, N, I = cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
     D = H // N
@@ -74,8 +74,9 @@ def weight_shapes(cfg: BertConfig, with_mlm: bool = False) -> Dict[str, tuple]:
         s[p + "output/bias"] = (H,)
         s[p + "output_layer_norm/gamma"] = (H,)
         s[p + "output_layer_norm/beta"] = (H,)
-    s["pooler_transform/kernel"] = (H, H)
-    s["pooler_transform/bias"] = (H,)
+    if with_pooler:
+        s["pooler_transform/kernel"] = (H, H)
+        s["pooler_transform/bias"] = (H,)
     if with_mlm:
         s["mlm/transform/kernel"] = (H, H)
         s["mlm/transform/bias"] = (H,)
@@ -163,7 +164,7 @@ def _layer_norm(x, gamma, beta, eps):
 
 
 def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
-    """The BERT encoder: returns (pooled [B,H], [layer outputs [B,S,H]] x L)."""
+    """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L)."""
     import tensorflow as tf
 
     act = _activation(cfg.activation)
@@ -193,6 +194,8 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
         out = tf.einsum("bsi,ih->bsh", inter, w[p + "output/kernel"]) + w[p + "output/bias"]
         x = _layer_norm(x + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)
         layers.append(x)
+    if "pooler_transform/kernel" not in w:
+        return None, layers
     pooled = tf.tanh(tf.matmul(x[:, 0, :], w["pooler_transform/kernel"]) + w["pooler_transform/bias"])
     return pooled, layers
 
@@ -211,6 +214,11 @@ def mlm_logits(w, cfg: BertConfig, sequence, positions):
 # ---------------------------------------------------------------------------
 # Savers
 # ---------------------------------------------------------------------------
+
+def _expected(weights, cfg) -> Dict[str, tuple]:
+    return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights,
+                         with_pooler="pooler_transform/kernel" in weights)
+
 
 def _input_specs():
     import tensorflow as tf
@@ -231,7 +239,9 @@ def save_encoder(weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, 
     """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist)."""
     if style not in STYLES:
         raise ValueError(f"style {style!r}; valid: {', '.join(STYLES)}")
-    expected = weight_shapes(cfg, with_mlm="mlm/output_bias" in weights)
+    expected = _expected(weights, cfg)
+    if "pooler_transform/kernel" not in weights and style in ("list", "tf1"):
+        raise ValueError(f"style {style!r} needs pooler weights (its outputs always include pooled_output)")
     for name, shape in expected.items():
         if name not in weights:
             raise KeyError(f"weight {name} is missing")
@@ -245,7 +255,7 @@ def save_encoder(weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, 
 def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     import tensorflow as tf
 
-    names = list(weight_shapes(cfg, with_mlm="mlm/output_bias" in weights))
+    names = list(_expected(weights, cfg))
     variables = [tf.Variable(weights[n], name=n) for n in names]
     w = dict(zip(names, variables))
     has_mlm = "mlm/output_bias" in w
@@ -253,7 +263,9 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     def outputs(inputs):
         pooled, layers = bert_forward(w, cfg, inputs["input_word_ids"], inputs["input_mask"],
                                       inputs["input_type_ids"])
-        out = {"pooled_output": pooled, "sequence_output": layers[-1], "default": pooled}
+        out = {"sequence_output": layers[-1]}
+        if pooled is not None:  # a checkpoint without a pooler exports no pooled_output
+            out.update(pooled_output=pooled, default=pooled)
         if style == "dict":
             out["encoder_outputs"] = layers
         return out
@@ -323,7 +335,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
 
     v1 = tf.compat.v1
     has_mlm = "mlm/output_bias" in weights
-    names = list(weight_shapes(cfg, with_mlm=has_mlm))
+    names = list(_expected(weights, cfg))
     graph = tf.Graph()
     with graph.as_default():
         H, N = cfg.hidden_size, cfg.num_heads
