@@ -25,8 +25,22 @@ from hubembed.errors import (
 )
 from hubembed.inspection import Signature
 
-__all__ = sorted([
-    "ConversionError", "DownloadError", "Encoder", "EncoderOutputs", "FormatError", "HandleError",
-    "HubEmbedError", "InputError", "MissingDependencyError", "ModelNotFoundError", "NotASavedModelError",
-    "PreprocessorMismatchError", "Signature", "StaleCacheError", "UnknownModelError", "inspect", "load",
-])
+__all__ = [
+    "ConversionError",
+    "DownloadError",
+    "Encoder",
+    "EncoderOutputs",
+    "FormatError",
+    "HandleError",
+    "HubEmbedError",
+    "InputError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "NotASavedModelError",
+    "PreprocessorMismatchError",
+    "Signature",
+    "StaleCacheError",
+    "UnknownModelError",
+    "inspect",
+    "load",
+]

@@ -221,8 +221,9 @@ def verify(out_dir: str) -> Optional[str]:
 
 
 def _versions() -> dict:
-    from hubembed import __version__
     import tensorflow as tf
+
+    from hubembed import __version__
 
     try:
         import tensorflow_text

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class BertConfig:
 
 def weight_shapes(cfg: BertConfig, with_mlm: bool = False, with_pooler: bool = True) -> Dict[str, tuple]:
     """Model Garden export names -> shapes, in a fixed order."""
-    H, N, I = cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
+    H, N, F = cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
     D = H // N
     s = {
         "word_embeddings/embeddings": (cfg.vocab_size, H),
@@ -68,9 +68,9 @@ def weight_shapes(cfg: BertConfig, with_mlm: bool = False, with_pooler: bool = T
         s[p + "self_attention/attention_output/bias"] = (H,)
         s[p + "self_attention_layer_norm/gamma"] = (H,)
         s[p + "self_attention_layer_norm/beta"] = (H,)
-        s[p + "intermediate/kernel"] = (H, I)
-        s[p + "intermediate/bias"] = (I,)
-        s[p + "output/kernel"] = (I, H)
+        s[p + "intermediate/kernel"] = (H, F)
+        s[p + "intermediate/bias"] = (F,)
+        s[p + "output/kernel"] = (F, H)
         s[p + "output/bias"] = (H,)
         s[p + "output_layer_norm/gamma"] = (H,)
         s[p + "output_layer_norm/beta"] = (H,)
@@ -189,7 +189,8 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
         ctx = tf.einsum("bnqk,bknd->bqnd", probs, v)
         attn = (tf.einsum("bqnd,ndh->bqh", ctx, w[p + "self_attention/attention_output/kernel"])
                 + w[p + "self_attention/attention_output/bias"])
-        x = _layer_norm(x + attn, w[p + "self_attention_layer_norm/gamma"], w[p + "self_attention_layer_norm/beta"], eps)
+        x = _layer_norm(x + attn, w[p + "self_attention_layer_norm/gamma"],
+                        w[p + "self_attention_layer_norm/beta"], eps)
         inter = act(tf.einsum("bsh,hi->bsi", x, w[p + "intermediate/kernel"]) + w[p + "intermediate/bias"])
         out = tf.einsum("bsi,ih->bsh", inter, w[p + "output/kernel"]) + w[p + "output/bias"]
         x = _layer_norm(x + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-import hubembed
 from hubembed import convert, embedded, registry
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install hubembed with its dev extras into .venv and run the whole test suite (lint first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/venv.sh dev
+.venv/bin/ruff check hubembed tests scripts
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,67 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import hubembed
+from hubembed.cli import main
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"hubembed {hubembed.__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "inspect" in capsys.readouterr().out
+
+
+def test_inspect_tiny_json_is_stable(tiny_models, capsys):
+    assert main(["inspect", tiny_models["tf1_hub"], "--json"]) == 0
+    first = capsys.readouterr().out
+    d = json.loads(first)
+    assert d["format"] == "tf1_hub" and d["has_encoder_outputs"] is False
+    assert d["signatures"] == ["default", "mlm", "tokenization_info", "tokens"]
+    assert list(d) == sorted(d)  # keys sorted: diff-friendly for scripts
+    assert main(["inspect", tiny_models["tf1_hub"], "--json"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def test_embed_json_equals_python_api(tiny_models, tiny_encoders, capsys):
+    texts = ["hello world", "the cat sat on the mat"]
+    assert main(["embed", *texts, "--model", tiny_models["tf2_dict"], "--pooling", "cls", "--layer", "1",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["pooling"] == "cls" and d["layer"] == 1 and d["dim"] == 16
+    ref = tiny_encoders["tf2_dict"].embed(texts, pooling="cls", layers=1)
+    np.testing.assert_allclose(np.array(d["vectors"]), ref, atol=1e-5)
+
+
+def test_embed_readable_from_stdin(tiny_models):
+    r = subprocess.run([sys.executable, "-m", "hubembed", "embed", "--model", tiny_models["tf2_list"]],
+                       input="hello world\nthe dog\n", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith(f"# {tiny_models['tf2_list']}: layer -1, mean pooling, dim 16")
+    assert len(lines) == 3 and lines[1].startswith("'hello world'")
+
+
+def test_embed_bad_layer_is_a_clean_error(tiny_models, capsys):
+    assert main(["embed", "x", "--model", tiny_models["tf2_dict"], "--layer", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "layer 7 requested; this encoder has 3 layers (valid: -3..2)" in err
+
+
+def test_embed_intermediate_layer_without_encoder_outputs(tiny_models, capsys):
+    assert main(["embed", "x", "--model", tiny_models["tf2_list"], "--layer", "0"]) == 1
+    assert "does not export encoder_outputs" in capsys.readouterr().err
+
+
+def test_public_api_all_is_sorted_and_complete():
+    assert hubembed.__all__ == sorted(hubembed.__all__)
+    for name in hubembed.__all__:
+        assert hasattr(hubembed, name)
+    for name in ("load", "inspect", "Encoder", "Signature", "HubEmbedError"):
+        assert name in hubembed.__all__
