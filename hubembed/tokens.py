@@ -1,0 +1,127 @@
+"""Tokenize: texts -> WordPiece ids, and (for words and tokens) their words and character spans.
+
+Ids for encoding come from the paired preprocessor's own ``tokenize``. Words and
+spans come from a tensorflow_text ``BertTokenizer`` built from the same vocabulary
+(``WordTokenizer``). tensorflow_text reports byte offsets into the text *after*
+its normalisation (case folding, NFD, accent stripping) when ``lower_case`` is on,
+so for uncased models each character is normalised with the same ops and a map
+from normalised bytes back to original characters is kept: every span slices the
+original text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+def ragged_rows(ragged) -> List[np.ndarray]:
+    """An int RaggedTensor [B, (words), (pieces)] or [B, (pieces)] -> B flat int32 arrays."""
+    if ragged.shape.rank > 2:
+        ragged = ragged.merge_dims(-2, -1)
+    values = ragged.flat_values.numpy().astype(np.int32)
+    splits = ragged.row_splits.numpy()
+    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
+
+
+def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
+    """Content WordPiece ids per text (no [CLS]/[SEP]), from the paired preprocessor."""
+    if not texts:
+        return []
+    return ragged_rows(preprocessor.tokenize(list(texts)))
+
+
+@dataclass
+class Words:
+    """The pieces of one text grouped into words, with character spans in the original text."""
+
+    ids: np.ndarray          # [P] content piece ids
+    piece_word: np.ndarray   # [P] word index of each piece
+    piece_spans: np.ndarray  # [P, 2] character [start, end) of each piece
+    word_spans: np.ndarray   # [W, 2] character [start, end) of each word
+
+
+class WordTokenizer:
+    """tensorflow_text BertTokenizer over a vocab file, with offsets into the original text."""
+
+    def __init__(self, vocab_file: str, lower_case: bool):
+        import tensorflow as tf
+
+        from hubembed.preprocess import require_text
+
+        text = require_text()
+        self.lower_case = bool(lower_case)
+        with open(vocab_file, encoding="utf-8") as f:
+            self.vocab = [line.rstrip("\n") for line in f]
+        init = tf.lookup.KeyValueTensorInitializer(
+            tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
+        table = tf.lookup.StaticHashTable(init, default_value=-1)
+        # Case folding etc. is done here (per character, with a map) when lower_case is on.
+        self._tok = text.BertTokenizer(table, lower_case=False, token_out_type=tf.int64,
+                                       unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+        self._text = text
+
+    def _normalize_chars(self, texts: Sequence[str]):
+        """Per text: (normalised string, original char index of each normalised byte)."""
+        import tensorflow as tf
+
+        chars = [list(t) for t in texts]
+        flat = [c for cs in chars for c in cs]
+        if self.lower_case and flat:
+            t = self._text.case_fold_utf8(tf.constant(flat))
+            t = self._text.normalize_utf8(t, "NFD")
+            t = tf.strings.regex_replace(t, r"\p{Mn}", "")
+            normed = [b.decode("utf-8") for b in t.numpy()]
+        else:
+            normed = flat
+        out, k = [], 0
+        for cs in chars:
+            pieces = normed[k:k + len(cs)]
+            k += len(cs)
+            lens = np.array([len(p.encode("utf-8")) for p in pieces], dtype=np.int64)
+            byte_to_char = np.repeat(np.arange(len(pieces), dtype=np.int64), lens)
+            out.append(("".join(pieces), byte_to_char))
+        return out
+
+    def words(self, texts: Sequence[str]) -> List[Words]:
+        import tensorflow as tf
+
+        if not texts:
+            return []
+        normed = self._normalize_chars(texts)
+        tokens, starts, ends = self._tok.tokenize_with_offsets(tf.constant([n for n, _ in normed]))
+        out = []
+        for i, (_, b2c) in enumerate(normed):
+            toks = tokens[i]
+            ids = toks.flat_values.numpy().astype(np.int32)
+            n_words = int(toks.nrows())
+            per_word = toks.row_lengths().numpy()
+            s = starts[i].flat_values.numpy()
+            e = ends[i].flat_values.numpy()
+            if len(ids):
+                piece_spans = np.stack([b2c[s], b2c[np.maximum(e - 1, 0)] + 1], axis=1)
+            else:
+                piece_spans = np.zeros((0, 2), np.int64)
+            piece_word = np.repeat(np.arange(n_words), per_word)
+            first = np.concatenate([[0], np.cumsum(per_word)[:-1]]).astype(np.int64) if n_words else \
+                np.zeros(0, np.int64)
+            last = first + per_word - 1
+            word_spans = np.stack([piece_spans[first, 0], piece_spans[last, 1]], axis=1) if n_words else \
+                np.zeros((0, 2), np.int64)
+            out.append(Words(ids, piece_word, piece_spans, word_spans))
+        return out
+
+    def piece_strings(self, ids: np.ndarray) -> List[str]:
+        return [self.vocab[i] for i in ids]
+
+
+def word_tokenizer_for(encoder) -> Optional[WordTokenizer]:
+    """The WordTokenizer matching an encoder's preprocessor (its vocab file and casing)."""
+    pre = encoder.preprocessor
+    vocab = pre.vocab_file or encoder.signature.vocab_file
+    if vocab is None:
+        return None
+    lower = pre.lower_case if pre.lower_case is not None else encoder.signature.casing != "cased"
+    return WordTokenizer(vocab, lower)
