@@ -7,7 +7,7 @@
   ``long="truncate"``, cut.
 * Rows are sorted by length; a batch holds at most ``batch_size`` rows and at
   most ``max_tokens`` padded tokens, and is padded only to its own longest row,
-  rounded up to a multiple of ``bucket`` (few distinct shapes).
+  rounded up to a multiple of ``bucket`` (1 by default: restored functions do not retrace).
 * Packing is ``[CLS] a [SEP]`` (+ ``b [SEP]`` for pairs, round-robin truncation,
   as tensorflow_text's RoundRobinTrimmer) + padding, in numpy.
 """
@@ -22,6 +22,10 @@ import numpy as np
 from hubembed.errors import InputError
 
 LONG_MODES = ("window", "truncate")
+# Padded lengths are rounded up to a multiple of this. A restored SavedModel function
+# takes any [None, None] shape without retracing, so exact lengths (1) waste nothing;
+# a shape-compiling backend (XLA) would want coarser buckets.
+BUCKET = 1
 
 
 @dataclass
@@ -106,7 +110,7 @@ def round_up(n: int, bucket: int, cap: int) -> int:
 
 
 def plan(rows: Sequence[Row], *, batch_size: int, max_tokens: Optional[int], seq_length: int,
-         bucket: int = 8) -> List[np.ndarray]:
+         bucket: int = BUCKET) -> List[np.ndarray]:
     """Batches of row indices: length-sorted, <= batch_size rows and <= max_tokens padded tokens."""
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be >= 1")
@@ -128,7 +132,7 @@ def plan(rows: Sequence[Row], *, batch_size: int, max_tokens: Optional[int], seq
     return batches
 
 
-def pack(rows: Sequence[Row], special: dict, seq_length: int, bucket: int = 8):
+def pack(rows: Sequence[Row], special: dict, seq_length: int, bucket: int = BUCKET):
     """numpy int32 (word_ids, mask, type_ids, special_mask) [B, S], S = longest row rounded up."""
     S = round_up(max(r.length for r in rows), bucket, seq_length)
     B = len(rows)

@@ -147,7 +147,8 @@ def test_plan_sorts_by_length_and_respects_budgets():
 
 def test_packing_is_padded_to_each_batch_and_bucketed(enc):
     rows = [batching.Row(0, np.array([10, 11, 12], np.int32)), batching.Row(1, np.array([13], np.int32))]
-    ids, mask, types, special = batching.pack(rows, enc.preprocessor.special, 64)
+    assert batching.pack(rows, enc.preprocessor.special, 64)[0].shape == (2, 5)  # exact by default
+    ids, mask, types, special = batching.pack(rows, enc.preprocessor.special, 64, bucket=8)
     assert ids.shape == (2, 8)
     assert ids[0, :5].tolist() == [2, 10, 11, 12, 3] and mask[1].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     assert special[0].tolist() == [True, False, False, False, True, False, False, False]
