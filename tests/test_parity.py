@@ -1,0 +1,109 @@
+"""Extraction on minilm equals the PyTorch reference (transformers + sentence-transformers), every layer."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.slow
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "Hi",
+    "The quick brown fox jumps over the lazy dog, while the café's naïve owner serves crème brûlée.",
+    "東京は日本の首都です。 Emoji 😀 and numbers 3.14159",
+    " ".join(["A much longer text that goes on and on"] * 9),
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(minilm_source):
+    """transformers BertModel(output_hidden_states=True) on the texts, one padded batch."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    tok = AutoTokenizer.from_pretrained(minilm_source)
+    model = BertModel.from_pretrained(minilm_source).eval()
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**batch, output_hidden_states=True)
+    mask = batch["attention_mask"].numpy().astype(bool)
+    return {"hidden": [h.numpy() for h in out.hidden_states], "pooled": out.pooler_output.numpy(), "mask": mask,
+            "ids": batch["input_ids"].numpy()}
+
+
+def _ref_pool(h, mask, how):
+    m = mask[..., None].astype(np.float32)
+    if how == "cls":
+        return h[:, 0]
+    if how == "mean":
+        return (h * m).sum(1) / m.sum(1)
+    return np.where(m > 0, h, -np.inf).max(1)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
+def test_every_layer_every_pooling_matches_transformers(minilm, reference, pooling):
+    for layer in range(6):
+        ours = minilm.embed(TEXTS, layers=layer, pooling=pooling, batch_size=4)
+        ref = _ref_pool(reference["hidden"][layer + 1], reference["mask"], pooling)  # HF counts embeddings first
+        assert np.abs(ours - ref).max() <= 1e-4, (layer, pooling)
+
+
+def test_pooled_output_matches_transformers(minilm, reference):
+    assert np.abs(minilm.embed(TEXTS, pooling="pooled") - reference["pooled"]).max() <= 1e-4
+
+
+def test_token_vectors_match_transformers(minilm, reference):
+    tokens = minilm.embed_tokens(TEXTS, layers=-1)
+    for t, te in enumerate(tokens):
+        n = len(te.ids)
+        np.testing.assert_array_equal(te.ids, reference["ids"][t, 1:n + 1])
+        if n == 0:
+            assert TEXTS[t] == "" and te.vectors.shape == (0, 384)
+            continue
+        assert np.abs(te.vectors - reference["hidden"][-1][t, 1:n + 1]).max() <= 1e-4
+    out = minilm.encode(TEXTS)
+    m = reference["mask"]
+    for layer in range(6):
+        assert np.abs(out.layers[layer][m] - reference["hidden"][layer + 1][m]).max() <= 1e-4
+
+
+def test_layer_combinations_match_transformers(minilm, reference):
+    h, m = reference["hidden"], reference["mask"]
+    last4 = np.mean([h[i] for i in range(3, 7)], axis=0)
+    assert np.abs(minilm.embed(TEXTS, layers="-4:", combine="mean") - _ref_pool(last4, m, "mean")).max() <= 1e-4
+    cat = np.concatenate([_ref_pool(h[1], m, "cls"), _ref_pool(h[6], m, "cls")], axis=1)
+    assert np.abs(minilm.embed(TEXTS, layers=[0, -1], combine="concat", pooling="cls") - cat).max() <= 1e-4
+    fla = _ref_pool((h[1] + h[6]) / 2, m, "mean")  # SimCSE / BERT-whitening "first-last-avg"
+    assert np.abs(minilm.embed(TEXTS, pooling="first_last_avg") - fla).max() <= 1e-4
+
+
+@pytest.mark.parametrize("mode,ours", [("mean", "mean"), ("max", "max"), ("cls", "cls"),
+                                       ("mean_sqrt_len_tokens", "mean_sqrt_len")])
+def test_sentence_transformers_pooling_modes(minilm, minilm_source, mode, ours):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Pooling
+
+    st = SentenceTransformer(minilm_source, device="cpu")
+    ref_model = SentenceTransformer(modules=[st[0], Pooling(384, pooling_mode=mode)], device="cpu")
+    texts = TEXTS[:-1]
+    ref = ref_model.encode(texts, batch_size=3, convert_to_numpy=True)
+    assert np.abs(minilm.embed(texts, pooling=ours) - ref).max() <= 1e-4
+
+
+def test_stsb_test_spearman_is_the_public_figure(minilm):
+    """Mean pooling of the last layer, cosine similarity: 82.03 +/- 0.05 (the public MTEB figure)."""
+    from scipy.stats import spearmanr
+
+    from conftest import DATA
+
+    with open(os.path.join(DATA, "stsb", "stsb-en-test.csv"), encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    a = minilm.embed([r[0] for r in rows], normalize=True)
+    b = minilm.embed([r[1] for r in rows], normalize=True)
+    score = 100 * spearmanr((a * b).sum(1), [float(r[2]) for r in rows]).correlation
+    print(f"STS-B test Spearman x 100: {score:.2f}")
+    assert abs(score - 82.03) <= 0.05
