@@ -51,7 +51,7 @@ def test_embed_readable_from_stdin(tiny_models):
 def test_embed_bad_layer_is_a_clean_error(tiny_models, capsys):
     assert main(["embed", "x", "--model", tiny_models["tf2_dict"], "--layer", "7"]) == 1
     err = capsys.readouterr().err
-    assert "layer 7 requested; this encoder has 3 layers (valid: -3..2)" in err
+    assert "layer 7 requested; this encoder has 3 layers (valid: -3..2, a list of those" in err
 
 
 def test_embed_intermediate_layer_without_encoder_outputs(tiny_models, capsys):

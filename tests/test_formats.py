@@ -116,9 +116,12 @@ def test_tf1_vocab_found_under_assets(tiny_models, tiny_encoders):
 
 def test_seq_length_limits(tiny_models):
     enc = hubembed.load(tiny_models["tf2_dict"], seq_length=8)
-    out = enc.encode(["the quick brown fox jumps over the lazy dog"])
-    assert out.token_ids.shape == (1, 8)
+    text = "the quick brown fox jumps over the lazy dog"
+    out = enc.encode([text], long="truncate")
+    assert out.token_ids.shape == (1, 8) and out.info.truncated_rows == [0]
     assert out.token_ids[0, 0] == 2 and out.token_ids[0, -1] == 3  # [CLS] ... [SEP]
+    stitched = enc.encode([text])  # default: windows of 6 tokens, stitched back to all 9 + 2
+    assert stitched.token_ids.shape == (1, 11) and stitched.info.split_rows == [0]
     with pytest.raises(hubembed.InputError, match="valid: 3..64"):
         hubembed.load(tiny_models["tf2_dict"], seq_length=65)
 

@@ -96,9 +96,8 @@ def test_sentence_transformers_pooling_modes(minilm, minilm_source, mode, ours):
 
 def test_stsb_test_spearman_is_the_public_figure(minilm):
     """Mean pooling of the last layer, cosine similarity: 82.03 +/- 0.05 (the public MTEB figure)."""
-    from scipy.stats import spearmanr
-
     from conftest import DATA
+    from scipy.stats import spearmanr
 
     with open(os.path.join(DATA, "stsb", "stsb-en-test.csv"), encoding="utf-8") as f:
         rows = list(csv.reader(f))
@@ -107,3 +106,10 @@ def test_stsb_test_spearman_is_the_public_figure(minilm):
     score = 100 * spearmanr((a * b).sum(1), [float(r[2]) for r in rows]).correlation
     print(f"STS-B test Spearman x 100: {score:.2f}")
     assert abs(score - 82.03) <= 0.05
+
+
+def test_batch_size_and_neighbours_do_not_change_results(minilm, stsb_sentences):
+    texts = stsb_sentences[:120] + TEXTS
+    ref = minilm.embed(texts, batch_size=1)
+    assert np.abs(minilm.embed(texts, batch_size=32) - ref).max() <= 1e-5
+    assert np.abs(minilm.embed(texts[::-1], batch_size=17, max_tokens=600)[::-1] - ref).max() <= 1e-5
