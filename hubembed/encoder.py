@@ -188,6 +188,10 @@ class Encoder:
                      weights=None, gamma: float = 1.0, batch_size: int = 32, max_tokens: Optional[int] = None,
                      long: str = "window", stride: Optional[int] = None) -> List[TokenEmbeddings]:
         """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors."""
+        return self._token_embeddings(texts, layers, combine, weights, gamma, batch_size, max_tokens, long,
+                                      stride)[0]
+
+    def _token_embeddings(self, texts, layers, combine, weights, gamma, batch_size, max_tokens, long, stride):
         texts = _check_texts(texts, pairs=False)
         plan = self._plan(layers, combine, weights, gamma)
         words = self._words(texts)
@@ -201,7 +205,7 @@ class Encoder:
                                      w.piece_spans[:n], vec, tt.n_windows, tt.truncated)
         info.spec = self.spec(**plan.describe(), long=long, stride=stride)
         info.report()
-        return out
+        return out, words
 
     def embed_words(self, texts: Sequence[str], *, subword: str = "first", layers: LayerSpec = -1,
                     combine: str = "mean", weights=None, gamma: float = 1.0, batch_size: int = 32,
@@ -213,9 +217,8 @@ class Encoder:
         """
         if subword not in SUBWORD:
             raise InputError(f"subword={subword!r}; valid: {', '.join(SUBWORD)}")
-        tok = self.embed_tokens(texts, layers=layers, combine=combine, weights=weights, gamma=gamma,
-                                batch_size=batch_size, max_tokens=max_tokens, long=long, stride=stride)
-        words = self._words(texts)
+        tok, words = self._token_embeddings(texts, layers, combine, weights, gamma, batch_size, max_tokens,
+                                            long, stride)
         return [_to_words(te, w, subword) for te, w in zip(tok, words)]
 
 

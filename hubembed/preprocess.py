@@ -233,10 +233,9 @@ class Preprocessor:
 
     def token_ids(self, texts) -> list:
         """The WordPiece ids of each text, flat, without special tokens."""
-        ragged = self.tokenize(texts)
-        if ragged.shape.rank > 2:
-            ragged = ragged.merge_dims(-2, -1)
-        return [row.tolist() for row in ragged.numpy()] if hasattr(ragged, "numpy") else ragged.to_list()
+        from hubembed.tokens import ragged_rows
+
+        return [row.tolist() for row in ragged_rows(self.tokenize(texts))]
 
     def pack(self, segments, seq_length: int):
         """Pack 1 or 2 tokenized segments to ``seq_length`` (the three-key dict)."""
