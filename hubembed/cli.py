@@ -21,6 +21,14 @@ def _quiet_tensorflow() -> None:
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # hubembed's own progress (e.g. the one-time conversion of the embedded model) goes to stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("hubembed")
+    if not log.handlers:
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # TF installs a root handler: print once
 
 
 def _cmd_inspect(args) -> int:
