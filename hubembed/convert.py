@@ -178,7 +178,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
             "mlm": "mlm/output_bias" in weights,
             "pooler": "pooler_transform/kernel" in weights,
             "versions": _versions(),
-            "files": _file_sums(tmp),
+            "files": _file_sizes(tmp),
         }
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
@@ -189,7 +189,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     return out_dir
 
 
-def _file_sums(root: str) -> dict:
+def _file_sizes(root: str) -> dict:
     """Relative path -> size of every file (cheap integrity check for caches)."""
     out = {}
     for dirpath, _, files in os.walk(root):
@@ -209,9 +209,7 @@ def verify(out_dir: str) -> Optional[str]:
             manifest = json.load(f)
     except (OSError, ValueError) as e:
         return f"{MANIFEST} is unreadable ({e})"
-    for rel, size in manifest.get("files", {}).items():
-        if rel == MANIFEST:
-            continue
+    for rel, size in manifest.get("files", {}).items():  # sizes recorded before the manifest was written
         full = os.path.join(out_dir, rel)
         if not os.path.isfile(full):
             return f"{rel} is missing"

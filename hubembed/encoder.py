@@ -104,7 +104,7 @@ class Encoder:
         if pair_ids is not None:
             n_tok += np.array([len(b) for b in pair_ids], np.int64)
         info = ExtractionInfo(n_tok, n_windows, truncated, n_tok == 0)
-        return firsts, rows, info
+        return rows, info
 
     def _plan(self, layers, combine, weights, gamma, pooling=None) -> LayerPlan:
         return layer_plan(self.signature, layers, combine, weights, gamma, pooling)
@@ -129,7 +129,7 @@ class Encoder:
         all_layers = list(range(L)) if self.signature.has_encoder_outputs else [L - 1]
         plan = LayerPlan(all_layers, layer_spec.Combine.make("none", len(all_layers)),
                          need_pooled=self.signature.has_pooled_output)
-        _, rows, info = self._rows(texts, long=long, stride=stride)
+        rows, info = self._rows(texts, long=long, stride=stride)
         results: List[Optional[TextTokens]] = [None] * len(texts)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             results[t] = tt
@@ -165,7 +165,7 @@ class Encoder:
         plan = self._plan(layers, combine, weights, gamma, pooling)
         width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
         shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
-        _, rows, info = self._rows(texts, long=long, stride=stride)
+        rows, info = self._rows(texts, long=long, stride=stride)
         out = np.zeros((len(texts),) + shape, np.float32)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             out[t] = pool_text(tt, plan, pooling, special_tokens)
@@ -195,7 +195,7 @@ class Encoder:
         texts = _check_texts(texts, pairs=False)
         plan = self._plan(layers, combine, weights, gamma)
         words = self._words(texts)
-        _, rows, info = self._rows(texts, long=long, stride=stride, word_ids=[w.ids for w in words])
+        rows, info = self._rows(texts, long=long, stride=stride, word_ids=[w.ids for w in words])
         out: List[Optional[TokenEmbeddings]] = [None] * len(texts)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             w = words[t]

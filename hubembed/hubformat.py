@@ -360,9 +360,9 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
     names = list(_expected(weights, cfg))
     graph = tf.Graph()
     with graph.as_default():
-        H, N = cfg.hidden_size, cfg.num_heads
-        # TF1 BERT checkpoints keep q/k/v and attention-output kernels 2-D (biases 1-D):
-        # store them so, and reshape in the graph.
+        H = cfg.hidden_size
+        # TF1 BERT checkpoints keep q/k/v and attention-output kernels 2-D (biases 1-D): store
+        # them so. bert_forward's dense layers take a kernel of any shape (reshaped to [in, -1]).
         def tf1_value(n):
             a = weights[n]
             if "/self_attention/" in n and n.endswith("kernel"):
@@ -372,14 +372,6 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
             return a
 
         w = {n: v1.get_variable(tf1_name(n), initializer=tf.constant(tf1_value(n))) for n in names}
-        D = H // N
-        for i in range(cfg.num_layers):
-            p = f"transformer/layer_{i}/"
-            for n in ("query", "key", "value"):
-                w[p + f"self_attention/{n}/kernel"] = tf.reshape(w[p + f"self_attention/{n}/kernel"], [H, N, D])
-                w[p + f"self_attention/{n}/bias"] = tf.reshape(w[p + f"self_attention/{n}/bias"], [N, D])
-            w[p + "self_attention/attention_output/kernel"] = tf.reshape(
-                w[p + "self_attention/attention_output/kernel"], [N, D, H])
         ids = v1.placeholder(tf.int32, [None, None], name="input_ids")
         mask = v1.placeholder(tf.int32, [None, None], name="input_mask")
         seg = v1.placeholder(tf.int32, [None, None], name="segment_ids")

@@ -22,7 +22,6 @@ from typing import Any, List, Optional
 from hubembed.errors import FormatError
 
 FORMATS = ("tf2_dict", "tf2_list", "tf1_hub")
-_TF1_INPUTS = ("input_ids", "input_mask", "segment_ids")
 
 
 @dataclass

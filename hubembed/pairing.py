@@ -40,9 +40,7 @@ def pair(resolved: resolve.Resolved, signature, preprocess=None) -> pp.Preproces
     elif resolved.entry is not None and resolved.entry.preprocess:
         name = resolved.entry.preprocess
         entry = registry.get(name)
-        pre = load_preprocessor(name if entry.embedded else entry.handle)
-        pre.source = name if entry.embedded else entry.handle
-        how = "registry"
+        pre, how = load_preprocessor(name if entry.embedded else entry.handle), "registry"
     elif resolved.paired_preprocess:
         pre, how = load_preprocessor(resolved.paired_preprocess), "conversion folder"
     elif signature.vocab_file:
