@@ -175,6 +175,27 @@ def variable_shapes(obj) -> dict:
     return out
 
 
+def op_types(path: str) -> dict:
+    """Op type -> count over a SavedModel's graphs and function library, read from saved_model.pb without loading."""
+    from collections import Counter
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = os.path.join(path, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    try:
+        with open(pb, "rb") as f:
+            sm.ParseFromString(f.read())
+    except (OSError, Exception) as e:  # noqa: BLE001 (protobuf raises its own DecodeError)
+        raise FormatError(f"cannot read {pb}: {e}") from None
+    ops: Counter = Counter()
+    for mg in sm.meta_graphs:
+        ops.update(n.op for n in mg.graph_def.node)
+        for fn in mg.graph_def.library.function:
+            ops.update(n.op for n in fn.node_def)
+    return dict(ops)
+
+
 def layers_from_names(names) -> Optional[int]:
     """Number of Transformer blocks from variable names (layer_i / layer.i / layer_with_weights-i)."""
     idx = set()
