@@ -18,7 +18,7 @@ from hubembed import layers as layer_spec
 from hubembed import pooling as pooling_mod
 from hubembed.backends import HubBackend
 from hubembed.errors import InputError
-from hubembed.extraction import ExtractionInfo, LayerPlan, TextTokens, layer_plan, pool_text, text_tokens
+from hubembed.extraction import BACKENDS, ExtractionInfo, LayerPlan, TextTokens, layer_plan, pool_text, text_tokens
 from hubembed.layers import LayerSpec
 
 log = logging.getLogger("hubembed")
@@ -40,6 +40,29 @@ class EncoderOutputs:
     pooled: Optional[np.ndarray]
     sequence: np.ndarray
     layers: Optional[np.ndarray]
+    mask: np.ndarray
+    token_ids: np.ndarray
+    type_ids: np.ndarray
+    info: ExtractionInfo
+    embeddings: Optional[np.ndarray] = None  # [N, S, H]: the embedding-layer output (Model Garden backend)
+
+
+@dataclass
+class Internals:
+    """What happens inside the encoder for N texts (the Model Garden rebuild), padded to the longest.
+
+    layer_indices: the blocks reported; embeddings [N, S, H]; layers [k, N, S, H];
+    attention [k, N, heads, S, S] (query x key; rows sum to 1 over unmasked keys) or None;
+    sublayers: name -> [k, N, S, H] ([k, N, S, I] for "intermediate"), see
+    ``hubembed.garden.SUBLAYERS``, or None. Texts longer than one window are truncated
+    (attention spans one window); ``info`` says which.
+    """
+
+    layer_indices: List[int]
+    embeddings: np.ndarray
+    layers: np.ndarray
+    attention: Optional[np.ndarray]
+    sublayers: Optional[dict]
     mask: np.ndarray
     token_ids: np.ndarray
     type_ids: np.ndarray
@@ -79,13 +102,20 @@ class Encoder:
     (1, 384)
     """
 
-    def __init__(self, handle: str, obj, signature: inspection.Signature, preprocessor, seq_length: int):
+    def __init__(self, handle: str, obj, signature: inspection.Signature, preprocessor, seq_length: int, *,
+                 entry=None, backend: str = "auto"):
+        if backend not in BACKENDS:
+            raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
         self.handle = handle
         self.obj = obj
         self.signature = signature
         self.preprocessor = preprocessor
         self.seq_length = seq_length
-        self.backend = HubBackend(obj, signature.format)
+        self.entry = entry
+        self.backend = backend        # "auto" | "hub" | "garden"
+        self.hub = HubBackend(obj, signature.format)
+        self._garden = None
+        self._garden_reasons: set = set()
         self._word_tokenizer = None
 
     def __repr__(self) -> str:
@@ -106,8 +136,33 @@ class Encoder:
         info = ExtractionInfo(n_tok, n_windows, truncated, n_tok == 0)
         return rows, info
 
-    def _plan(self, layers, combine, weights, gamma, pooling=None) -> LayerPlan:
-        return layer_plan(self.signature, layers, combine, weights, gamma, pooling)
+    def _plan(self, layers, combine, weights, gamma, pooling=None, attention_layer=None) -> LayerPlan:
+        return layer_plan(self.signature, layers, combine, weights, gamma, pooling, backend=self.backend,
+                          attention_layer=attention_layer)
+
+    def garden(self):
+        """The Model Garden rebuild of this encoder (``hubembed.garden.GardenEncoder``), built once and
+        checked against the Hub model on a probe batch."""
+        if self._garden is None:
+            from hubembed import garden
+
+            garden.require()
+            ops = inspection.op_types(self.signature.path)
+            self._garden = garden.rebuild(self.obj, self.signature, handle=self.handle, entry=self.entry,
+                                          ops=ops, hub_backend=self.hub)
+        return self._garden
+
+    def backend_for(self, plan: LayerPlan):
+        """The callable that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit)."""
+        if not plan.garden:
+            return self.hub
+        g = self.garden()
+        new = [r for r in plan.reasons if r not in self._garden_reasons]
+        if new:
+            log.info("hubembed: %s: using the Model Garden rebuild for %s", self.handle, "; ".join(new))
+            self._garden_reasons.update(new)
+        attention = plan.attention_layer is not None
+        return lambda ids, mask, types: g(ids, mask, types, upto=plan.upto, attention=attention)
 
     def _stream(self, rows, info, plan, batch_size, max_tokens):
         return text_tokens(self, rows, info.n_windows, info.truncated, plan, batch_size=batch_size,
@@ -123,12 +178,20 @@ class Encoder:
     # -- public API --------------------------------------------------------
     def encode(self, texts: Sequence, *, batch_size: int = 32, max_tokens: Optional[int] = None,
                long: str = "window", stride: Optional[int] = None) -> EncoderOutputs:
-        """Every output for ``texts`` (strings, or (a, b) pairs), in order, padded to the longest."""
+        """Every output for ``texts`` (strings, or (a, b) pairs), in order, padded to the longest.
+
+        With the Hub backend: what the model exports (``layers`` is None without
+        encoder_outputs). With ``backend="garden"``: every layer and the embedding output.
+        """
         texts = _check_texts(texts)
         L, H = self.signature.num_layers, self.signature.hidden_size
-        all_layers = list(range(L)) if self.signature.has_encoder_outputs else [L - 1]
+        use_garden = self.backend == "garden"
+        all_layers = list(range(L)) if self.signature.has_encoder_outputs or use_garden else [L - 1]
+        if use_garden:
+            all_layers = [layer_spec.EMBEDDINGS] + all_layers
         plan = LayerPlan(all_layers, layer_spec.Combine.make("none", len(all_layers)),
-                         need_pooled=self.signature.has_pooled_output)
+                         need_pooled=self.signature.has_pooled_output, garden=use_garden,
+                         upto=L - 1 if use_garden else None)
         rows, info = self._rows(texts, long=long, stride=stride)
         results: List[Optional[TextTokens]] = [None] * len(texts)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
@@ -143,15 +206,65 @@ class Encoder:
             ids[t, :n], mask[t, :n], types[t, :n] = r.ids, 1, r.type_ids
         pooled = np.stack([r.pooled for r in results]) if plan.need_pooled and N else (
             np.zeros((0, H), np.float32) if plan.need_pooled else None)
-        info.spec = self.spec(layers="all", long=long, stride=stride)
+        info.spec = self.spec(layers="all", long=long, stride=stride, backend="garden" if use_garden else "hub")
         info.report()
-        return EncoderOutputs(pooled, layers[-1], layers if self.signature.has_encoder_outputs else None,
-                              mask, ids, types, info)
+        embeddings = None
+        if use_garden:
+            embeddings, layers = layers[0], layers[1:]
+        return EncoderOutputs(pooled, layers[-1],
+                              layers if self.signature.has_encoder_outputs or use_garden else None,
+                              mask, ids, types, info, embeddings)
+
+    def internals(self, texts: Sequence, *, layers: LayerSpec = "all", attention: bool = True,
+                  sublayers: bool = False, batch_size: int = 16) -> Internals:
+        """Inside the encoder (Model Garden rebuild): embeddings, the chosen layers, their attention
+        probabilities and sub-layer outputs, for texts (or pairs) that fit one window (longer ones are
+        truncated and reported). Only the blocks up to the highest chosen layer run."""
+        import tensorflow as tf
+
+        from hubembed import garden as garden_mod
+
+        texts = _check_texts(texts)
+        L = self.signature.num_layers
+        chosen = [i for i in layer_spec.resolve(layers, L) if i != layer_spec.EMBEDDINGS]
+        g = self.garden()
+        rows, info = self._rows(texts, long="truncate", stride=None)
+        N, S = len(texts), max((r.length for r in rows), default=2)
+        k = len(chosen)
+        H = self.signature.hidden_size
+        out_emb = np.zeros((N, S, H), np.float32)
+        out_layers = np.zeros((k, N, S, H), np.float32)
+        out_att = np.zeros((k, N, g.config.num_heads, S, S), np.float32) if attention else None
+        out_sub = ({name: None for name in garden_mod.SUBLAYERS} if sublayers else None)
+        ids_all, mask_all, types_all = (np.zeros((N, S), np.int32) for _ in range(3))
+        upto = max(chosen, default=-1)
+        special = self.preprocessor.special
+        for idx in batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=self.seq_length):
+            ids, mask, types, _ = batching.pack([rows[i] for i in idx], special, self.seq_length)
+            out = g.forward(tf.constant(ids), tf.constant(mask), tf.constant(types), upto=upto,
+                            attention=attention, sublayers=sublayers)
+            s = ids.shape[1]
+            t = [rows[i].text for i in idx]
+            ids_all[t, :s], mask_all[t, :s], types_all[t, :s] = ids, mask, types
+            out_emb[t, :s] = out["embeddings"].numpy()
+            for j, layer in enumerate(chosen):
+                out_layers[j, t, :s] = out["layers"][layer].numpy()
+                if attention:
+                    out_att[j, t, :, :s, :s] = out["attention"][layer].numpy()
+                if sublayers:
+                    for name in garden_mod.SUBLAYERS:
+                        v = out["sublayers"][name][layer].numpy()
+                        if out_sub[name] is None:
+                            out_sub[name] = np.zeros((k, N, S, v.shape[-1]), np.float32)
+                        out_sub[name][j, t, :s] = v
+        info.spec = self.spec(layers=chosen, attention=attention, sublayers=sublayers, backend="garden")
+        info.report()
+        return Internals(chosen, out_emb, out_layers, out_att, out_sub, mask_all, ids_all, types_all, info)
 
     def embed(self, texts: Sequence, *, layers: LayerSpec = -1, combine: str = "mean", pooling: str = "mean",
               weights=None, gamma: float = 1.0, special_tokens: bool = True, normalize: bool = False,
               batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
-              stride: Optional[int] = None, return_info: bool = False):
+              stride: Optional[int] = None, return_info: bool = False, attention_layer=None):
         """One vector per text: [N, D] (D = H, 2H for mean_max, k*H for concat; [N, k, H] for combine="none").
 
         texts: strings, or (a, b) pairs. layers/combine: see ``hubembed.layers``. pooling: one of
@@ -159,10 +272,12 @@ class Encoder:
         Long texts are split into windows overlapping by ``stride`` tokens (default half a window)
         and stitched (``long="truncate"`` cuts instead); ``return_info=True`` also returns what
         happened to each text (``ExtractionInfo``). Results do not depend on batch_size or neighbours.
+        pooling="attention" weights tokens by the attention they receive in ``attention_layer``
+        (default: the highest selected layer), through the Model Garden fallback.
         """
         pooling_mod.check(pooling)
         texts = _check_texts(texts)
-        plan = self._plan(layers, combine, weights, gamma, pooling)
+        plan = self._plan(layers, combine, weights, gamma, pooling, attention_layer)
         width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
         shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
         rows, info = self._rows(texts, long=long, stride=stride)
@@ -293,12 +408,14 @@ def _load_encoder(handle: str):
     return r, obj, sig
 
 
-def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None) -> Encoder:
+def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto") -> Encoder:
     """Load an encoder by handle with its paired preprocessor.
 
     handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a
     local folder. preprocess: a preprocessor handle to use instead of the pairing.
     seq_length: the longest packed sequence (default: the model's max positions, at most 512).
+    backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export),
+    "hub" (never rebuild) or "garden" (always the rebuild: early exit, every layer).
     """
     r, obj, sig = _load_encoder(handle)
     pre = pairing.pair(r, sig, preprocess)
@@ -308,7 +425,7 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None) -> E
         seq_length = min(limit, 512)
     if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
         raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
-    return Encoder(handle, obj, sig, pre, seq_length)
+    return Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
 
 
 def inspect(handle: str, *, preprocess=None) -> inspection.Signature:

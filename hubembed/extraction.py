@@ -22,22 +22,44 @@ from hubembed.errors import InputError
 log = logging.getLogger("hubembed")
 
 
+BACKENDS = ("auto", "hub", "garden")
+
+
 @dataclass
 class LayerPlan:
-    """Which layers to fetch and how to combine them."""
+    """Which layers to fetch, how to combine them, and which backend gives them.
+
+    garden: run the Model Garden rebuild (``hubembed.garden``) instead of the Hub model;
+    upto: the last block it needs to run (early exit; -1: embeddings only);
+    attention_layer: the block whose attention weights tokens (pooling="attention").
+    """
 
     indices: List[Union[int, str]]
     combine: layer_spec.Combine
     need_pooled: bool = False
+    garden: bool = False
+    upto: Optional[int] = None
+    attention_layer: Optional[int] = None
+    reasons: List[str] = field(default_factory=list)
 
     def describe(self) -> dict:
-        return {"layers": self.indices, "combine": self.combine.how,
-                "weights": list(self.combine.weights) if self.combine.weights else None,
-                "gamma": self.combine.gamma}
+        d = {"layers": self.indices, "combine": self.combine.how,
+             "weights": list(self.combine.weights) if self.combine.weights else None,
+             "gamma": self.combine.gamma, "backend": "garden" if self.garden else "hub"}
+        if self.attention_layer is not None:
+            d["attention_layer"] = self.attention_layer
+        return d
 
 
-def layer_plan(signature, layers, combine: str, weights, gamma: float, pooling: Optional[str]) -> LayerPlan:
-    """Resolve a layer spec against what the encoder exports."""
+def layer_plan(signature, layers, combine: str, weights, gamma: float, pooling: Optional[str], *,
+               backend: str = "auto", attention_layer=None) -> LayerPlan:
+    """Resolve a layer spec against what the encoder exports, and choose the backend.
+
+    backend: "auto" (the Hub model when it exports what is asked, the Model Garden
+    rebuild otherwise), "hub" (never rebuild), "garden" (always: early exit).
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
     L = signature.num_layers
     if pooling == "first_last_avg":
         if not (layers == -1 or layers is None) or combine not in ("mean", None):
@@ -46,15 +68,32 @@ def layer_plan(signature, layers, combine: str, weights, gamma: float, pooling: 
         indices, how = [0, L - 1], "mean"
     else:
         indices, how = layer_spec.resolve(-1 if layers is None else layers, L), combine
+    blocks = [i for i in indices if i != layer_spec.EMBEDDINGS]
+    att = None
+    if pooling == "attention":
+        att = max(blocks, default=L - 1) if attention_layer is None else layer_spec.resolve(attention_layer, L)[0]
+        if att == layer_spec.EMBEDDINGS or isinstance(attention_layer, (list, tuple)):
+            raise InputError(f"attention_layer={attention_layer!r}: one block index (valid: {-L}..{L - 1})")
+    elif attention_layer is not None:
+        raise InputError("attention_layer is used by pooling='attention' only")
+    reasons = []
     if layer_spec.EMBEDDINGS in indices:
-        raise InputError("the embedding-layer output ('embeddings') is not exported by TF Hub encoders; "
-                         "the Model Garden fallback can rebuild it")
-    if not signature.has_encoder_outputs and any(i != L - 1 for i in indices):
-        raise InputError(
-            f"layers {indices} requested, but {signature.handle} does not export encoder_outputs "
-            f"(only its last layer, {L - 1}); the Model Garden fallback can rebuild the others")
+        reasons.append("the embedding-layer output ('embeddings'), which TF Hub encoders do not export")
+    if not signature.has_encoder_outputs and any(i != L - 1 for i in blocks):
+        reasons.append(f"layers {[i for i in blocks if i != L - 1]}: {signature.handle} does not export "
+                       f"encoder_outputs (only its last layer, {L - 1})")
+    if pooling == "attention":
+        reasons.append("attention probabilities (pooling='attention'), which TF Hub encoders do not export")
+    if reasons and backend == "hub":
+        raise InputError(f"backend='hub' cannot give {'; '.join(reasons)}; backend='auto' or 'garden' uses the "
+                         f"Model Garden fallback, which rebuilds them from the Hub weights")
+    garden = backend == "garden" or bool(reasons)
+    upto = None
+    if garden:
+        upto = L - 1 if pooling == "pooled" else max(blocks + ([att] if att is not None else []), default=-1)
     return LayerPlan(indices, layer_spec.Combine.make(how, len(indices), weights, gamma),
-                     need_pooled=pooling == "pooled")
+                     need_pooled=pooling == "pooled", garden=garden, upto=upto, attention_layer=att,
+                     reasons=reasons)
 
 
 @dataclass
@@ -68,6 +107,7 @@ class TextTokens:
     pooled: Optional[np.ndarray]  # [H], mean over windows
     n_windows: int
     truncated: int
+    attention: Optional[np.ndarray] = None  # [T]: attention each token receives (pooling="attention")
 
 
 @dataclass
@@ -123,39 +163,46 @@ def _few(rows: Sequence[int], k: int = 5) -> str:
 
 
 def run_batches(encoder, rows: Sequence[batching.Row], plan: LayerPlan, *, batch_size: int,
-                max_tokens: Optional[int]) -> Iterator[Tuple[List[int], tuple, np.ndarray, Optional[np.ndarray]]]:
-    """Yield (row indices, packed arrays, selected layers [k, B, S, H], pooled [B, H] or None)."""
+                max_tokens: Optional[int]) -> Iterator[tuple]:
+    """Yield (row indices, packed arrays, selected layers [k, B, S, H], pooled [B, H] or None,
+    attention received per token [B, S] or None)."""
     import tensorflow as tf
 
     special = encoder.preprocessor.special
+    backend = encoder.backend_for(plan)
     for idx in batching.plan(rows, batch_size=batch_size, max_tokens=max_tokens,
                              seq_length=encoder.seq_length):
         batch = [rows[i] for i in idx]
         packed = batching.pack(batch, special, encoder.seq_length)
-        out = encoder.backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]))
+        out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]))
         if out["layers"] is not None:
-            acts = np.stack([out["layers"][i].numpy() for i in plan.indices])
+            acts = np.stack([(out["embeddings"] if i == layer_spec.EMBEDDINGS else out["layers"][i]).numpy()
+                             for i in plan.indices])
         else:  # only the last layer exists (checked by layer_plan)
             acts = out["sequence"].numpy()[None].repeat(len(plan.indices), axis=0)
         pooled = out["pooled"].numpy() if plan.need_pooled and out["pooled"] is not None else None
         if plan.need_pooled and pooled is None:
             raise InputError(f"{encoder.handle} exports no pooled_output; use pooling='cls' or 'mean'")
-        yield idx, packed, acts, pooled
+        received = None
+        if plan.attention_layer is not None:
+            received = pooling_mod.received_attention(out["attention"][plan.attention_layer].numpy(), packed[1])
+        yield idx, packed, acts, pooled, received
 
 
 def text_tokens(encoder, rows: Sequence[batching.Row], n_windows: np.ndarray, truncated: np.ndarray,
                 plan: LayerPlan, *, batch_size: int, max_tokens: Optional[int]) -> Iterator[Tuple[int, TextTokens]]:
     """Yield (text index, TextTokens) for every text, as soon as all its rows are encoded."""
     pending: Dict[int, list] = {}
-    for idx, (ids, mask, types, special), acts, pooled in run_batches(
+    for idx, (ids, mask, types, special), acts, pooled, received in run_batches(
             encoder, rows, plan, batch_size=batch_size, max_tokens=max_tokens):
         for b, i in enumerate(idx):
             row = rows[i]
             length = int(mask[b].sum())
             part = (row, ids[b, :length], special[b, :length], types[b, :length], acts[:, b, :length],
-                    None if pooled is None else pooled[b])
+                    None if pooled is None else pooled[b], None if received is None else received[b, :length])
             if row.n_windows == 1:
-                yield row.text, TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]))
+                yield row.text, TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]),
+                                           part[6])
                 continue
             pending.setdefault(row.text, []).append(part)
             if len(pending[row.text]) == row.n_windows:
@@ -166,20 +213,23 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
     """Windows -> one sequence: [CLS] of the first window, each token from its best window, last [SEP]."""
     parts.sort(key=lambda p: p[0].start)
     first, last = parts[0], parts[-1]
-    vec = [first[4][:, :1]]
-    ids = [first[1][:1]]
-    for row, pids, _, _, pvec, _ in parts:
+    vec, ids, att = [first[4][:, :1]], [first[1][:1]], [first[6][:1]] if first[6] is not None else None
+    for row, pids, _, _, pvec, _, patt in parts:
         lo, hi = row.keep
         vec.append(pvec[:, 1 + lo:1 + hi])  # +1: skip [CLS]
         ids.append(pids[1 + lo:1 + hi])
+        if att is not None:
+            att.append(patt[1 + lo:1 + hi])
     vec.append(last[4][:, -1:])
     ids.append(last[1][-1:])
+    if att is not None:
+        att.append(last[6][-1:])
     ids = np.concatenate(ids)
     special = np.zeros(len(ids), bool)
     special[[0, -1]] = True
     pooled = None if first[5] is None else np.mean([p[5] for p in parts], axis=0)
     return TextTokens(ids, special, np.zeros(len(ids), np.int32), np.concatenate(vec, axis=1), pooled,
-                      len(parts), truncated)
+                      len(parts), truncated, None if att is None else np.concatenate(att))
 
 
 def pool_text(tt: TextTokens, plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:
@@ -188,4 +238,5 @@ def pool_text(tt: TextTokens, plan: LayerPlan, pooling: str, special_tokens: boo
         return tt.pooled
     x = plan.combine.apply(tt.vectors)[None]  # [1, T, H'] (or [1, T, k, H])
     mask = np.ones((1, x.shape[1]), bool)
-    return pooling_mod.pool(x, mask, tt.special[None], pooling, special_tokens)[0]
+    weights = None if tt.attention is None else tt.attention[None]
+    return pooling_mod.pool(x, mask, tt.special[None], pooling, special_tokens, weights=weights)[0]

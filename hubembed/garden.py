@@ -387,7 +387,7 @@ class GardenEncoder:
 
     def forward(self, ids, mask, types, *, upto: Optional[int] = None, attention: bool = False,
                 sublayers: bool = False) -> dict:
-        """Run blocks 0..upto (default all) on int32 [B, S] inputs.
+        """Run blocks 0..upto (default all; -1: the embeddings only) on int32 [B, S] inputs.
 
         Returns a dict of tensors: ``embeddings`` [B,S,H]; ``layers`` (upto+1 x [B,S,H]);
         ``attention`` (per layer [B,heads,S,S], if asked); ``sublayers`` (name -> per layer,
@@ -397,8 +397,8 @@ class GardenEncoder:
 
         L = self.num_layers
         upto = L - 1 if upto is None else int(upto)
-        if not 0 <= upto < L:
-            raise InputError(f"upto={upto}; valid: 0..{L - 1}")
+        if not -1 <= upto < L:
+            raise InputError(f"upto={upto}; valid: -1..{L - 1} (-1: the embedding output only)")
         key = (upto, bool(attention), bool(sublayers))
         fn = self._fns.get(key)
         if fn is None:
@@ -415,7 +415,8 @@ class GardenEncoder:
     def __call__(self, ids, mask, types, upto: Optional[int] = None, attention: bool = False) -> dict:
         """Backend protocol: {pooled, sequence, layers, embeddings, attention}."""
         out = self.forward(ids, mask, types, upto=upto, attention=attention)
-        return {"pooled": out.get("pooled"), "sequence": out["layers"][-1], "layers": out["layers"],
+        return {"pooled": out.get("pooled"), "sequence": out["layers"][-1] if out["layers"] else None,
+                "layers": out["layers"],
                 "embeddings": out["embeddings"], "attention": out["attention"] or None}
 
     # -- fine-tuning -------------------------------------------------------

@@ -15,6 +15,10 @@ a text with no token left pools to zeros (and is flagged as empty upstream).
 | mean_max | [mean, max] (2H wide) |
 | mean_sqrt_len | masked sum / sqrt(count), as sentence-transformers |
 | first_last_avg | masked mean of (first block + last block) / 2 (the layer choice is part of it) |
+| attention | tokens weighted by the attention they receive in one block (mean over heads and over unmasked queries), masked, renormalised |
+
+``attention`` needs attention probabilities, which Hub encoders do not export: the
+Model Garden fallback gives them (``received_attention`` turns them into weights).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from hubembed.errors import InputError
 
-POOLINGS = ("cls", "pooled", "mean", "max", "mean_max", "mean_sqrt_len", "first_last_avg")
+POOLINGS = ("cls", "pooled", "mean", "max", "mean_max", "mean_sqrt_len", "first_last_avg", "attention")
 
 
 def check(pooling: str) -> str:
@@ -49,11 +53,30 @@ def _expand(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return w.reshape(w.shape + (1,) * (x.ndim - 2))
 
 
-def pool(x: np.ndarray, mask: np.ndarray, special: np.ndarray, pooling: str, special_tokens: bool = True):
-    """Pool token vectors; returns [B, H] (or [B, k, H]; [B, 2H] for mean_max)."""
+def received_attention(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """[B, heads, S_query, S_key] attention probabilities -> [B, S]: the attention each token receives,
+    averaged over heads and over unmasked queries; 0 on padding."""
+    m = mask.astype(np.float32)
+    per_query = probs.mean(axis=1) * m[:, :, None]                    # [B, Sq, Sk], masked queries dropped
+    return per_query.sum(axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0) * m
+
+
+def pool(x: np.ndarray, mask: np.ndarray, special: np.ndarray, pooling: str, special_tokens: bool = True,
+         weights: np.ndarray = None):
+    """Pool token vectors; returns [B, H] (or [B, k, H]; [B, 2H] for mean_max).
+
+    weights [B, S]: per-token weights for pooling="attention" (see ``received_attention``).
+    """
     if pooling == "cls":
         return x[:, 0]
     w = token_weights(mask, special, special_tokens)
+    if pooling == "attention":
+        if weights is None:
+            raise InputError("pooling='attention' needs attention weights (from the Model Garden fallback)")
+        w = w * weights.astype(np.float32)
+        total = w.sum(axis=1, keepdims=True)
+        w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
+        return (x * _expand(w, x)).sum(axis=1)
     we = _expand(w, x)
     count = _expand(w.sum(axis=1), x[:, 0])  # [B, 1...]
     if pooling in ("mean", "first_last_avg"):
