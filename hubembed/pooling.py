@@ -15,7 +15,8 @@ a text with no token left pools to zeros (and is flagged as empty upstream).
 | mean_max | [mean, max] (2H wide) |
 | mean_sqrt_len | masked sum / sqrt(count), as sentence-transformers |
 | first_last_avg | masked mean of (first block + last block) / 2 (the layer choice is part of it) |
-| attention | tokens weighted by the attention they receive in one block (mean over heads and over unmasked queries), masked, renormalised |
+| attention | tokens weighted by the attention they receive in one block (mean over heads and unmasked |
+|           | queries), masked, renormalised |
 
 ``attention`` needs attention probabilities, which Hub encoders do not export: the
 Model Garden fallback gives them (``received_attention`` turns them into weights).

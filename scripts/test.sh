@@ -2,6 +2,6 @@
 # Install hubembed with its dev extras into .venv and run the whole test suite (lint first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/venv.sh dev
+bash scripts/venv.sh dev,garden
 .venv/bin/ruff check hubembed tests scripts
 .venv/bin/python -m pytest "$@"

@@ -2,6 +2,7 @@
 # Create (or update) the git-ignored virtual environment .venv and install hubembed into it.
 #   bash scripts/venv.sh          core install
 #   bash scripts/venv.sh dev      + the test/reference stack (pytest, ruff, torch 2.13 CPU, transformers, ...)
+#   bash scripts/venv.sh dev,garden   + Model Garden (tf-models-official), as the test suite uses
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"

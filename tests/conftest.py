@@ -68,3 +68,17 @@ def tiny_encoders(tiny_models):
     import hubembed
 
     return {kind: hubembed.load(path) for kind, path in tiny_models.items()}
+
+
+@pytest.fixture(scope="session")
+def garden_models(tmp_path_factory, tiny_models):
+    """Encoders for the Model Garden fallback tests: the two kinds Model Garden's own exporter writes,
+    and a TF1 module whose GELU is the tanh approximation (as the original BERT's)."""
+    from hubembed import testing
+
+    root = str(tmp_path_factory.mktemp("garden"))
+    pre = os.path.join(os.path.dirname(tiny_models["tf2_dict"]), "preprocess")
+    out = {kind: testing.build(kind, os.path.join(root, kind), preprocess_from=pre) for kind in testing.GARDEN_KINDS}
+    out["tf1_tanh"] = testing.build("tf1_hub", os.path.join(root, "tf1_tanh"), activation="gelu_tanh", seed=3,
+                                    preprocess_from=pre)
+    return out

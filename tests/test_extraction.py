@@ -110,15 +110,23 @@ def test_pooling_errors_and_normalize(enc):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
 
 
-def test_formats_without_encoder_outputs_give_last_layer_only(tiny_encoders):
+def test_formats_without_encoder_outputs_give_last_layer_only_from_the_hub(tiny_models, tiny_encoders):
+    import hubembed
+
     ref = tiny_encoders["tf2_dict"].embed(TEXTS, layers=-1)
     for kind in ("tf2_dict_no_layers", "tf2_list", "tf1_hub"):
-        e = tiny_encoders[kind]
+        e = hubembed.load(tiny_models[kind], backend="hub")
         np.testing.assert_allclose(e.embed(TEXTS, layers=2), ref, atol=2e-5)
         with pytest.raises(InputError, match="does not export encoder_outputs.*Model Garden fallback"):
             e.embed(TEXTS, layers=0)
+        assert e.encode(TEXTS).layers is None
+    hub_only = hubembed.load(tiny_models["tf2_dict"], backend="hub")
     with pytest.raises(InputError, match="'embeddings'.*Model Garden fallback"):
-        tiny_encoders["tf2_dict"].embed(TEXTS, layers="embeddings")
+        hub_only.embed(TEXTS, layers="embeddings")
+    with pytest.raises(InputError, match="attention probabilities.*backend='auto' or 'garden'"):
+        hub_only.embed(TEXTS, pooling="attention")
+    with pytest.raises(InputError, match="backend='fast'; valid: auto, hub, garden"):
+        hubembed.load(tiny_models["tf2_dict"], backend="fast")
 
 
 # -- batching ----------------------------------------------------------------------------------------------

@@ -26,13 +26,14 @@ def reference(minilm_source):
     from transformers import AutoTokenizer, BertModel
 
     tok = AutoTokenizer.from_pretrained(minilm_source)
-    model = BertModel.from_pretrained(minilm_source).eval()
+    # "eager" attention: the implementation that returns attention probabilities.
+    model = BertModel.from_pretrained(minilm_source, attn_implementation="eager").eval()
     batch = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
-        out = model(**batch, output_hidden_states=True)
+        out = model(**batch, output_hidden_states=True, output_attentions=True)
     mask = batch["attention_mask"].numpy().astype(bool)
     return {"hidden": [h.numpy() for h in out.hidden_states], "pooled": out.pooler_output.numpy(), "mask": mask,
-            "ids": batch["input_ids"].numpy()}
+            "ids": batch["input_ids"].numpy(), "attention": [a.numpy() for a in out.attentions]}
 
 
 def _ref_pool(h, mask, how):
@@ -113,3 +114,35 @@ def test_batch_size_and_neighbours_do_not_change_results(minilm, stsb_sentences)
     ref = minilm.embed(texts, batch_size=1)
     assert np.abs(minilm.embed(texts, batch_size=32) - ref).max() <= 1e-5
     assert np.abs(minilm.embed(texts[::-1], batch_size=17, max_tokens=600)[::-1] - ref).max() <= 1e-5
+
+
+def test_model_garden_rebuild_matches_transformers_embeddings_layers_and_attention(minilm, reference):
+    """The fallback's extras against the PyTorch reference: embedding output (HF hidden_states[0]),
+    every layer, and the attention probabilities of every layer and head."""
+    inside = minilm.internals(TEXTS, layers="all", attention=True)
+    m = reference["mask"]
+    S = m.shape[1]
+    assert inside.mask.shape[1] == S
+    np.testing.assert_array_equal(inside.token_ids[m], reference["ids"][m])
+    assert np.abs(inside.embeddings[m] - reference["hidden"][0][m]).max() <= 1e-4
+    for layer in range(6):
+        assert np.abs(inside.layers[layer][m] - reference["hidden"][layer + 1][m]).max() <= 1e-4
+        for n in range(len(TEXTS)):
+            ours = inside.attention[layer, n][:, m[n]][:, :, m[n]]
+            ref = reference["attention"][layer][n][:, m[n]][:, :, m[n]]
+            assert np.abs(ours - ref).max() <= 1e-5, (layer, n)
+
+
+def test_model_garden_rebuild_equals_the_hub_model_on_stsb(minilm, stsb_sentences):
+    import hubembed
+
+    gar = hubembed.load("minilm", backend="garden")
+    gar._garden = minilm.garden()
+    texts = stsb_sentences[:300]
+    a, b = minilm.encode(texts, batch_size=64), gar.encode(texts, batch_size=64)
+    m = a.mask.astype(bool)
+    assert np.abs(a.layers[:, m] - b.layers[:, m]).max() <= 1e-5
+    assert np.abs(a.pooled - b.pooled).max() <= 1e-5
+    assert max(minilm.garden().config.checked.values()) <= 1e-5
+    # Early exit: layer 2 from 3 blocks equals the Hub model's encoder_outputs[2].
+    assert np.abs(gar.embed(texts, layers=2) - minilm.embed(texts, layers=2)).max() <= 1e-5
