@@ -1,8 +1,10 @@
-"""STS-B Spearman x 100 (cosine similarity) for cls, pooled, mean and max pooling over every layer.
+"""STS-B Spearman x 100 (cosine similarity) per layer for cls, mean, max and attention pooling.
 
     python scripts/stsb_table.py [--model minilm] [--split test] [--out docs/stsb-layers.md]
 
-Each pooling is one pass over the sentences with layers="all", combine="none" (all layers at once).
+cls/mean/max: one pass with layers="all", combine="none" (all layers at once). The embedding
+output and attention pooling come from the Model Garden fallback; attention pooling of layer i
+weights layer i's tokens by the attention they receive in layer i (one pass per layer).
 """
 
 from __future__ import annotations
@@ -44,24 +46,37 @@ def main(argv=None) -> int:
     enc = hubembed.load(args.model)
     L = enc.signature.num_layers
     table = {}
-    for pooling in ("cls", "mean", "max"):
-        a = enc.embed([r[0] for r in rows], layers="all", combine="none", pooling=pooling)  # [N, L, H]
-        b = enc.embed([r[1] for r in rows], layers="all", combine="none", pooling=pooling)
-        table[pooling] = [spearman(a[:, i], b[:, i], gold) for i in range(L)]
-    pooled = spearman(enc.embed([r[0] for r in rows], pooling="pooled"),
-                      enc.embed([r[1] for r in rows], pooling="pooled"), gold)
+    firsts, seconds = [r[0] for r in rows], [r[1] for r in rows]
+    pairs = {"cls": dict(pooling="cls"), "mean": dict(pooling="mean"), "max": dict(pooling="max"),
+             "mean_nospecial": dict(pooling="mean", special_tokens=False)}
+    for name, kw in pairs.items():
+        a = enc.embed(firsts, layers=["embeddings"] + list(range(L)), combine="none", **kw)  # [N, 1 + L, H]
+        b = enc.embed(seconds, layers=["embeddings"] + list(range(L)), combine="none", **kw)
+        table[name] = [spearman(a[:, i], b[:, i], gold) for i in range(L + 1)]
+    for name, special in (("attention", True), ("attention_nospecial", False)):
+        table[name] = [float("nan")] + [
+            spearman(enc.embed(firsts, layers=i, pooling="attention", special_tokens=special),
+                     enc.embed(seconds, layers=i, pooling="attention", special_tokens=special), gold)
+            for i in range(L)]
+    pooled = spearman(enc.embed(firsts, pooling="pooled"), enc.embed(seconds, pooling="pooled"), gold)
     lines = [
         f"# STS-B {args.split}: Spearman x 100 of cosine similarity, per layer and pooling",
         "",
         f"Model `{args.model}` ({L} layers, hidden {enc.signature.hidden_size}); {len(rows)} pairs; "
-        f"hubembed {hubembed.__version__}. Layers are 0-based Transformer blocks (HF hidden_states[i + 1]).",
+        f"hubembed {hubembed.__version__}. Layers are 0-based Transformer blocks (HF hidden_states[i + 1]); "
+        f"`embeddings` is the embedding-layer output (HF hidden_states[0]).",
+        "Attention pooling weights each token by the attention it receives in the same layer (mean over heads "
+        "and queries). The embedding row and attention pooling come from the Model Garden fallback.",
         "Made by `python scripts/stsb_table.py`.",
         "",
-        "| layer | cls | mean | max |",
-        "| --- | --- | --- | --- |",
+        "| layer | cls | mean | max | attention | mean, no [CLS]/[SEP] | attention, no [CLS]/[SEP] |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for i in range(L):
-        lines.append(f"| {i} | {table['cls'][i]:.2f} | {table['mean'][i]:.2f} | {table['max'][i]:.2f} |")
+    cols = ("cls", "mean", "max", "attention", "mean_nospecial", "attention_nospecial")
+    for i in range(L + 1):
+        label = "embeddings" if i == 0 else str(i - 1)
+        cells = " | ".join("-" if np.isnan(table[c][i]) else f"{table[c][i]:.2f}" for c in cols)
+        lines.append(f"| {label} | {cells} |")
     lines += ["", f"pooled_output (tanh pooler over the last layer's [CLS]): {pooled:.2f}", ""]
     text = "\n".join(lines)
     print(text)
