@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import warnings
 
@@ -45,10 +46,11 @@ def _cmd_embed(args) -> int:
     import hubembed
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = hubembed.load(args.model, preprocess=args.preprocess)
-    vecs = enc.embed(texts, layers=args.layer, pooling=args.pooling, normalize=args.normalize)
+    enc = hubembed.load(args.model, preprocess=args.preprocess, backend=args.backend)
+    layer = int(args.layer) if re.fullmatch(r"-?\d+", args.layer.strip()) else args.layer
+    vecs = enc.embed(texts, layers=layer, combine=args.combine, pooling=args.pooling, normalize=args.normalize)
     if args.json:
-        print(json.dumps({"model": args.model, "layer": args.layer, "pooling": args.pooling,
+        print(json.dumps({"model": args.model, "layer": layer, "combine": args.combine, "pooling": args.pooling,
                           "normalize": args.normalize, "dim": int(vecs.shape[1]),
                           "vectors": [[round(float(x), 6) for x in v] for v in vecs]}))
         return 0
@@ -83,8 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("texts", nargs="*")
     s.add_argument("--model", default="minilm")
     s.add_argument("--preprocess")
-    s.add_argument("--layer", type=int, default=-1, help="Transformer block, 0-based; negative from the end")
-    s.add_argument("--pooling", default="mean", help="mean | cls | pooled | max")
+    s.add_argument("--layer", default="-1", help="Transformer block, 0-based, negative from the end; or a spec: "
+                   "'-4:', '2:5', 'all', 'embeddings'")
+    s.add_argument("--combine", default="mean", help="how several layers combine: mean | concat | sum")
+    s.add_argument("--pooling", default="mean",
+                   help="mean | cls | pooled | max | mean_max | mean_sqrt_len | first_last_avg | attention")
+    s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"),
+                   help="auto: the Hub model, the Model Garden rebuild for what it does not export; "
+                        "garden: always the rebuild (early exit)")
     s.add_argument("--normalize", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_embed)

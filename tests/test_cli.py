@@ -54,9 +54,20 @@ def test_embed_bad_layer_is_a_clean_error(tiny_models, capsys):
     assert "layer 7 requested; this encoder has 3 layers (valid: -3..2, a list of those" in err
 
 
-def test_embed_intermediate_layer_without_encoder_outputs(tiny_models, capsys):
-    assert main(["embed", "x", "--model", tiny_models["tf2_list"], "--layer", "0"]) == 1
+def test_embed_intermediate_layer_without_encoder_outputs(tiny_models, tiny_encoders, capsys):
+    assert main(["embed", "x", "--model", tiny_models["tf2_list"], "--layer", "0", "--backend", "hub"]) == 1
     assert "does not export encoder_outputs" in capsys.readouterr().err
+    # backend auto: the Model Garden fallback rebuilds layer 0 (the tiny kinds share their weights).
+    assert main(["embed", "x y", "--model", tiny_models["tf2_list"], "--layer", "0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    ref = tiny_encoders["tf2_dict"].embed(["x y"], layers=0)
+    np.testing.assert_allclose(d["vectors"], ref, atol=1e-5)
+    assert main(["embed", "x y", "--model", tiny_models["tf2_dict"], "--layer", "embeddings", "--pooling",
+                 "attention", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["layer"] == "embeddings" and d["pooling"] == "attention"
+    ref = tiny_encoders["tf2_dict"].embed(["x y"], layers="embeddings", pooling="attention")
+    np.testing.assert_allclose(d["vectors"], ref, atol=1e-5)
 
 
 def test_public_api_all_is_sorted_and_complete():
