@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from hubembed.encoder import Encoder, EncoderOutputs, inspect, load
+from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
 from hubembed.errors import (
     ConversionError,
     DownloadError,
@@ -34,6 +34,7 @@ __all__ = [
     "HandleError",
     "HubEmbedError",
     "InputError",
+    "Internals",
     "MissingDependencyError",
     "ModelNotFoundError",
     "NotASavedModelError",
