@@ -77,7 +77,9 @@ def main(argv=None) -> int:
         label = "embeddings" if i == 0 else str(i - 1)
         cells = " | ".join("-" if np.isnan(table[c][i]) else f"{table[c][i]:.2f}" for c in cols)
         lines.append(f"| {label} | {cells} |")
-    lines += ["", f"pooled_output (tanh pooler over the last layer's [CLS]): {pooled:.2f}", ""]
+    lines += ["", "`-`: not defined (the embedding output has no attention; its [CLS] vector is the same for every "
+              "text, so the correlation is undefined).", "",
+              f"pooled_output (tanh pooler over the last layer's [CLS]): {pooled:.2f}", ""]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
