@@ -1,0 +1,639 @@
+"""Keras layers: a Hub encoder as a feature layer, ScalarMix, attention and masked pooling.
+
+The same layers exist for both Keras flavours TensorFlow 2.20 ships:
+
+* Keras 3 (``import keras``; what ``tf.keras`` is unless ``TF_USE_LEGACY_KERAS=1``):
+  ``hubembed.keras.HubFeatureLayer`` etc., or ``hubembed.keras.keras3.HubFeatureLayer``;
+* tf_keras (Keras 2): ``hubembed.keras.legacy.HubFeatureLayer`` etc. (the default names
+  when ``TF_USE_LEGACY_KERAS=1``).
+
+``hub.KerasLayer`` is a tf_keras layer and breaks in Keras 3 models; ``HubFeatureLayer``
+registers the Hub model's variables with whichever Keras it belongs to, so it works in
+Sequential and functional models of both, frozen or fine-tuned.
+
+>>> from hubembed.keras import HubFeatureLayer          # doctest: +SKIP
+>>> model = keras.Sequential([keras.Input((), dtype="string"),
+...                           HubFeatureLayer("minilm", output="embedding", pooling="mean"),
+...                           keras.layers.Dense(2)])     # doctest: +SKIP
+
+Inputs: a string tensor ``[B]`` (or ``[B, 1]``), or a pair ``(a, b)`` / ``{"a": .., "b": ..}``
+of them for sentence pairs. Outputs (``output=``):
+
+* ``"embedding"``: one vector per text, ``[B, D]``: layers selected, combined, pooled (as ``embed``);
+* ``"pooled"``: the model's ``pooled_output`` ``[B, H]``;
+* ``"sequence"``: token vectors ``[B, S, D]`` of the combined layers (``return_mask=True`` adds
+  the ``[B, S]`` padding mask, for ``MaskedMeanPooling`` & co.);
+* ``"layers"``: the selected layers apart, ``[B, k, S, H]`` (``return_mask`` as above).
+
+Each batch is packed to its own longest text (at most ``seq_length``). ``trainable=True``
+fine-tunes the encoder; ``frozen_layers=n`` keeps its embeddings and first n blocks frozen
+(``GradualUnfreezing`` thaws them epoch by epoch). A learnable ``combine="scalar_mix"``
+trains even when the encoder is frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from types import SimpleNamespace
+from typing import Optional
+
+import numpy as np
+
+from hubembed.errors import InputError
+
+log = logging.getLogger("hubembed")
+
+OUTPUTS = ("embedding", "pooled", "sequence", "layers")
+_POOLINGS = ("cls", "pooled", "mean", "max", "mean_max", "mean_sqrt_len", "first_last_avg", "attention")
+
+
+# ---------------------------------------------------------------------------
+# Framework-free pieces (TF ops only)
+# ---------------------------------------------------------------------------
+
+def masked_pool(x, mask, pooling: str, special=None, weights=None):
+    """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); see ``hubembed.pooling``."""
+    import tensorflow as tf
+
+    m = tf.cast(mask, x.dtype)
+    if special is not None:
+        m = m * (1.0 - tf.cast(special, x.dtype))
+    if pooling == "cls":
+        return x[:, 0]
+    if pooling == "attention":
+        w = m * tf.cast(weights, x.dtype)
+        w = tf.math.divide_no_nan(w, tf.reduce_sum(w, axis=1, keepdims=True))
+        return tf.reduce_sum(x * w[:, :, None], axis=1)
+    count = tf.reduce_sum(m, axis=1, keepdims=True)
+    total = tf.reduce_sum(x * m[:, :, None], axis=1)
+    mean = total / tf.maximum(count, 1.0)
+    if pooling in ("mean", "first_last_avg"):
+        return mean
+    if pooling == "mean_sqrt_len":
+        return total / tf.sqrt(tf.maximum(count, 1.0))
+    very_small = tf.constant(-3.0e38 if x.dtype == tf.float32 else -6.0e4, x.dtype)
+    mx = tf.reduce_max(tf.where(m[:, :, None] > 0, x, very_small), axis=1)
+    mx = tf.where(count > 0, mx, tf.zeros_like(mx))
+    if pooling == "max":
+        return mx
+    if pooling == "mean_max":
+        return tf.concat([mean, mx], axis=-1)
+    raise InputError(f"pooling={pooling!r}; valid: {', '.join(_POOLINGS)}")
+
+
+def received_attention(probs, mask):
+    """TF twin of ``hubembed.pooling.received_attention``: [B, N, S, S] -> [B, S]."""
+    import tensorflow as tf
+
+    m = tf.cast(mask, probs.dtype)
+    per_query = tf.reduce_mean(probs, axis=1) * m[:, :, None]
+    return tf.reduce_sum(per_query, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1.0) * m
+
+
+def _block_of(name: str):
+    """The freezing group of an encoder variable: -1 embeddings, i block i, 'shared' (ALBERT), None other."""
+    from hubembed import garden
+
+    mg = garden.garden_name(name)
+    if mg is None:
+        # Not an encoder weight by its name: an MLM head is not used for features (never trained here);
+        # anything else (names hubembed does not know) trains with the encoder.
+        return "fixed" if re.search(r"(^|/)(mlm|cls/predictions)/", name) else None
+    m = re.match(r"transformer/layer_(\d+)/", mg)
+    if m:
+        return int(m.group(1))
+    if mg.startswith("transformer/"):
+        return "shared"
+    if mg.startswith("pooler_transform"):
+        return None
+    return -1
+
+
+def _frozen(group, n: int, num_layers: int) -> bool:
+    if n <= 0 or group is None:
+        return False
+    if group == "shared":
+        return n >= num_layers
+    return group < n
+
+
+def default_keras():
+    """The Keras that ``tf.keras`` is: tf_keras with TF_USE_LEGACY_KERAS=1, else Keras 3."""
+    return "legacy" if os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() in ("1", "true", "yes") else "keras3"
+
+
+# ---------------------------------------------------------------------------
+# Layers, made once per Keras flavour
+# ---------------------------------------------------------------------------
+
+def _make(flavour: str) -> SimpleNamespace:
+    import tensorflow as tf
+
+    if flavour == "legacy":
+        import tf_keras as K
+
+        register = K.utils.register_keras_serializable(package="hubembed")
+    else:
+        import keras as K
+
+        register = K.saving.register_keras_serializable(package="hubembed")
+    legacy = flavour == "legacy"
+
+    def _layer_norm_all(x, mask):
+        """AllenNLP ScalarMix's layer norm: mean/variance over every unmasked element."""
+        if mask is None:
+            mean, var = tf.nn.moments(x, axes=list(range(len(x.shape))))
+            return (x - mean) / tf.sqrt(var + 1e-12)
+        m = tf.cast(mask, x.dtype)[:, :, None]
+        n = tf.maximum(tf.reduce_sum(m) * tf.cast(tf.shape(x)[-1], x.dtype), 1.0)
+        mean = tf.reduce_sum(x * m) / n
+        var = tf.reduce_sum(((x - mean) * m) ** 2) / n
+        return (x - mean) / tf.sqrt(var + 1e-12)
+
+    @register
+    class ScalarMix(K.layers.Layer):
+        """gamma * sum_k softmax(w)_k * layer_k (ELMo; AllenNLP's ScalarMix), w and gamma learnable.
+
+        Input: a list of k tensors [B, S, H] or one stacked tensor [B, k, S, H] (or [B, k, H]);
+        with ``layer_norm=True`` each layer is normalised over its unmasked elements first
+        (pass ``mask=`` [B, S]). ``initial_weights`` (k values, default zeros: a plain mean).
+        """
+
+        def __init__(self, num_layers: int, initial_weights=None, initial_gamma: float = 1.0,
+                     layer_norm: bool = False, trainable_weights_: bool = True, **kwargs):
+            super().__init__(**kwargs)
+            self.num_layers = int(num_layers)
+            init = np.zeros(self.num_layers, np.float32) if initial_weights is None else \
+                np.asarray(initial_weights, np.float32).ravel()
+            if init.shape != (self.num_layers,):
+                raise InputError(f"ScalarMix: {init.size} initial weights for {self.num_layers} layers")
+            self.initial_weights = [float(v) for v in init]
+            self.initial_gamma = float(initial_gamma)
+            self.layer_norm = bool(layer_norm)
+            self.trainable_weights_ = bool(trainable_weights_)
+            self.scalars = self.add_weight(name="scalars", shape=(self.num_layers,),
+                                           initializer=K.initializers.Constant(self.initial_weights),
+                                           trainable=self.trainable_weights_)
+            self.gamma = self.add_weight(name="gamma", shape=(), initializer=K.initializers.Constant(
+                self.initial_gamma), trainable=self.trainable_weights_)
+
+        def call(self, inputs, mask=None):
+            layers = list(inputs) if isinstance(inputs, (list, tuple)) else tf.unstack(inputs, axis=1)
+            if len(layers) != self.num_layers:
+                raise InputError(f"ScalarMix expects {self.num_layers} layers, got {len(layers)}")
+            w = tf.nn.softmax(tf.cast(self.scalars, layers[0].dtype))
+            if self.layer_norm:
+                layers = [_layer_norm_all(t, mask) for t in layers]
+            return tf.cast(self.gamma, layers[0].dtype) * tf.add_n([w[i] * t for i, t in enumerate(layers)])
+
+        def compute_output_shape(self, input_shape):
+            if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
+                return tuple(input_shape[0])
+            s = tuple(input_shape)
+            return (s[0],) + s[2:]
+
+        def get_config(self):
+            return {**super().get_config(), "num_layers": self.num_layers, "initial_weights": self.initial_weights,
+                    "initial_gamma": self.initial_gamma, "layer_norm": self.layer_norm,
+                    "trainable_weights_": self.trainable_weights_}
+
+    def _split_masked(inputs):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) != 2:
+                raise InputError("pooling layers take x [B, S, D] or [x, mask [B, S]]")
+            return inputs[0], inputs[1]
+        return inputs, None
+
+    class _MaskedPooling(K.layers.Layer):
+        how = "mean"
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, inputs, mask=None):
+            x, m = _split_masked(inputs)
+            if m is None:
+                m = mask if mask is not None else tf.ones(tf.shape(x)[:2], x.dtype)
+            return masked_pool(x, m, self.how)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+        def compute_output_shape(self, input_shape):
+            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
+                input_shape[0], (list, tuple)) else input_shape
+            return (s[0], s[-1] * (2 if self.how == "mean_max" else 1))
+
+    @register
+    class MaskedMeanPooling(_MaskedPooling):
+        """Mean over unpadded positions: input x [B, S, D] with a Keras mask, or [x, mask [B, S]]."""
+        how = "mean"
+
+    @register
+    class MaskedMaxPooling(_MaskedPooling):
+        """Max over unpadded positions (zeros for a row with none)."""
+        how = "max"
+
+    @register
+    class AttentionPooling(K.layers.Layer):
+        """Learned attention pooling: softmax over unpadded tokens of v . tanh(W x + b), then the weighted sum.
+
+        Input x [B, S, D] (Keras mask) or [x, mask]. ``units``: width of the scoring layer.
+        (``HubFeatureLayer(pooling="attention")`` weights tokens by the model's own attention instead.)
+        """
+
+        def __init__(self, units: int = 128, **kwargs):
+            super().__init__(**kwargs)
+            self.units = int(units)
+            self.supports_masking = True
+            self.hidden = K.layers.Dense(self.units, activation="tanh", name="score_hidden")
+            self.score = K.layers.Dense(1, use_bias=False, name="score")
+
+        def build(self, input_shape):
+            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
+                input_shape[0], (list, tuple)) else input_shape
+            self.hidden.build(tuple(s))
+            self.score.build(tuple(s[:-1]) + (self.units,))
+            self.built = True
+
+        def call(self, inputs, mask=None):
+            x, m = _split_masked(inputs)
+            if m is None:
+                m = mask if mask is not None else tf.ones(tf.shape(x)[:2], x.dtype)
+            scores = tf.squeeze(self.score(self.hidden(x)), -1)               # [B, S]
+            scores = tf.where(tf.cast(m, tf.bool), scores, tf.fill(tf.shape(scores), tf.constant(-1e9, scores.dtype)))
+            w = tf.nn.softmax(scores, axis=-1) * tf.cast(m, scores.dtype)
+            w = tf.math.divide_no_nan(w, tf.reduce_sum(w, axis=-1, keepdims=True))
+            return tf.reduce_sum(x * w[:, :, None], axis=1)
+
+        def compute_mask(self, inputs, mask=None):
+            return None
+
+        def compute_output_shape(self, input_shape):
+            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
+                input_shape[0], (list, tuple)) else input_shape
+            return (s[0], s[-1])
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units}
+
+    @register
+    class HubFeatureLayer(K.layers.Layer):
+        """A Hub encoder (+ its preprocessor) as a Keras layer: strings in, features out.
+
+        handle: what ``hubembed.load`` takes (registry name, tfhub.dev handle, Kaggle URL, folder).
+        output: embedding | pooled | sequence | layers. layers/combine/pooling/special_tokens/
+        normalize/attention_layer: as ``Encoder.embed``; combine="scalar_mix" is learnable
+        (``weights`` initialise it). seq_length: the longest packed row (default: the
+        encoder's, at most 512; each batch is packed to its own longest text).
+        trainable: fine-tune the encoder. frozen_layers: with trainable, keep the embeddings and
+        the first n blocks frozen. backend: auto | hub | garden (the Model Garden rebuild; TF1
+        modules are fine-tuned through it). preprocess: a preprocessor handle to pair instead.
+        """
+
+        def __init__(self, handle: str, output: str = "embedding", layers=-1, combine: str = "mean",
+                     pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
+                     normalize: bool = False, attention_layer=None, seq_length: Optional[int] = None,
+                     trainable: bool = False, frozen_layers: int = 0, backend: str = "auto",
+                     preprocess: Optional[str] = None, return_mask: bool = False, **kwargs):
+            self._check_policy(kwargs.get("dtype"))
+            super().__init__(trainable=True, **kwargs)  # the encoder's trainability is separate (below)
+            import hubembed
+            from hubembed.extraction import layer_plan
+
+            if output not in OUTPUTS:
+                raise InputError(f"output={output!r}; valid: {', '.join(OUTPUTS)}")
+            if pooling not in _POOLINGS:
+                raise InputError(f"pooling={pooling!r}; valid: {', '.join(_POOLINGS)}")
+            self.handle, self.output_kind, self.layers_spec = str(handle), output, layers
+            self.combine, self.pooling, self.mix_weights, self.gamma = combine, pooling, weights, float(gamma)
+            self.special_tokens, self.normalize, self.attention_layer = bool(special_tokens), bool(normalize), \
+                attention_layer
+            self.preprocess, self.return_mask = preprocess, bool(return_mask)
+            self.encoder_trainable = bool(trainable)
+            enc = hubembed.load(handle, preprocess=preprocess, seq_length=seq_length, backend=backend)
+            self.seq_length_arg, self.backend_arg = seq_length, backend
+            if trainable and enc.signature.format == "tf1_hub" and backend == "auto":
+                log.info("hubembed: %s is a TF1 Hub module; fine-tuning it through the Model Garden rebuild", handle)
+                enc.backend = "garden"
+            self._holder = SimpleNamespace(enc=enc)  # not tracked: its variables are registered below
+            sig = enc.signature
+            mix_how = combine
+            if combine == "scalar_mix":
+                mix_how = "mean"  # the plan checks layers; the learnable mix replaces the combination
+            plan = layer_plan(sig, layers, mix_how if output != "layers" else "none", None if combine in (
+                "scalar_mix",) else weights, gamma, pooling if output == "embedding" else None,
+                backend=enc.backend, attention_layer=attention_layer if pooling == "attention" else None)
+            if output == "pooled":
+                plan.need_pooled = True
+                if not sig.has_pooled_output:
+                    raise InputError(f"{handle} exports no pooled_output; use output='embedding'")
+            self._plan = plan
+            self._use_garden = plan.garden or enc.backend == "garden" or (
+                trainable and enc.signature.format == "tf1_hub")
+            if self._use_garden:
+                plan.garden = True
+            self.mix = None
+            if combine == "scalar_mix" and output in ("embedding", "sequence"):
+                self.mix = ScalarMix(len(plan.indices), initial_weights=weights, initial_gamma=gamma, name="scalar_mix")
+            # Kept out of Keras' attribute tracking (a tracked list would register the variables twice).
+            self._holder.vars, self._holder.groups = [], []
+            self._register_encoder_variables()
+            if legacy:
+                # A tf_keras SavedModel export must reach the encoder's and the preprocessor's resources
+                # (vocabulary tables, restored functions) through tracked attributes.
+                deps = tf.__internal__.tracking.AutoTrackable()
+                deps.preprocessor = enc.preprocessor.module
+                deps.encoder = tf.__internal__.tracking.AutoTrackable()
+                deps.encoder.obj = enc.garden().model if self._use_garden else enc.obj
+                self._resources = deps
+            self.frozen_layers = 0
+            self.freeze(frozen_layers)
+
+        # -- variables -------------------------------------------------------
+        @property
+        def _enc_vars(self):
+            return self._holder.vars
+
+        @property
+        def _groups(self):
+            return self._holder.groups
+
+        def _source_variables(self):
+            enc = self._holder.enc
+            if self._use_garden:
+                return list(enc.garden().model.variables)
+            if enc.signature.format == "tf1_hub":
+                return []  # TF1 modules: inference only through their signatures
+            return list(getattr(enc.obj, "variables", []) or [])
+
+        def _register_encoder_variables(self):
+            train_ids = set()
+            if not self._use_garden:
+                train_ids = {id(v) for v in getattr(self._holder.enc.obj, "trainable_variables", []) or []}
+            for v in self._source_variables():
+                trainable_source = id(v) in train_ids if not self._use_garden else v.trainable
+                if v.dtype not in (tf.float32, tf.float16, tf.bfloat16):
+                    trainable_source = False
+                group = _block_of(v.name) if trainable_source else "fixed"
+                if legacy:
+                    w = self.add_weight(name=v.name.split(":")[0], shape=v.shape, dtype=v.dtype, trainable=False,
+                                        getter=lambda *_, _v=v, **__: _v)
+                else:
+                    w = K.Variable(initializer=v, trainable=False, dtype=v.dtype, shape=v.shape,
+                                   name=re.sub(r"[/:]", "_", v.name))
+                    self._track_variable(w)
+                self._enc_vars.append(w)
+                self._groups.append(group)
+
+        def freeze(self, n: int) -> None:
+            """Freeze the embeddings and the first n blocks (n=0: the whole encoder trains, if trainable)."""
+            L = self._holder.enc.signature.num_layers
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= L:
+                raise InputError(f"frozen_layers={n!r}; valid: 0..{L}")
+            if n and not self.encoder_trainable:
+                raise InputError("frozen_layers needs trainable=True (a frozen encoder has every layer frozen)")
+            if n and not any(isinstance(g, int) or g == "shared" for g in self._groups):
+                raise InputError(f"{self.handle}: its variable names do not say which block they belong to; "
+                                 f"use backend='garden' (Model Garden names) for per-layer freezing")
+            if "shared" in self._groups and 0 < n < L:
+                raise InputError("ALBERT shares one block across all its layers: freeze all of it or none")
+            self.frozen_layers = int(n)
+            for w, g in zip(self._enc_vars, self._groups):
+                t = self.encoder_trainable and g != "fixed" and not _frozen(g, n, L)
+                if legacy:
+                    w._hubembed_trainable = t
+                else:
+                    w.trainable = t
+
+        def set_encoder_trainable(self, trainable: bool, frozen_layers: int = 0) -> None:
+            self.encoder_trainable = bool(trainable)
+            self.freeze(frozen_layers if trainable else 0)
+
+        if legacy:
+            @property
+            def trainable_weights(self):
+                if not self.trainable:
+                    return []
+                own = [w for w in self._trainable_weights]
+                enc = [w for w in self._enc_vars if getattr(w, "_hubembed_trainable", False)]
+                return self._dedup_weights(own + self._gather_children_attribute("trainable_variables") + enc)
+
+            @property
+            def non_trainable_weights(self):
+                enc_ids = {id(w) for w in self.trainable_weights}
+                rest = [w for w in self._non_trainable_weights if id(w) not in enc_ids]
+                children = self._gather_children_attribute("non_trainable_variables")
+                if not self.trainable:
+                    children = self._gather_children_attribute("variables")
+                    rest = self._trainable_weights + self._non_trainable_weights
+                return self._dedup_weights(rest + children)
+
+            @property
+            def weights(self):  # a fixed order (saving), whatever is frozen
+                return self._dedup_weights(self._trainable_weights + self._non_trainable_weights +
+                                           self._gather_children_attribute("variables"))
+
+        # -- computation -----------------------------------------------------
+        def _strings(self, x):
+            x = tf.convert_to_tensor(x)
+            if x.shape.rank == 2:
+                x = tf.squeeze(x, axis=-1)
+            return x
+
+        def _pack(self, inputs):
+            enc = self._holder.enc
+            pre = enc.preprocessor.module
+            if isinstance(inputs, dict):
+                inputs = [inputs[k] for k in sorted(inputs)]
+            segs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+            if len(segs) not in (1, 2):
+                raise InputError(f"HubFeatureLayer takes one string tensor or a pair, got {len(segs)}")
+            toks = [pre.tokenize(self._strings(s)) for s in segs]
+            lengths = tf.add_n([tf.cast(t.merge_dims(-2, -1).row_lengths() if t.ragged_rank > 1 else t.row_lengths(),
+                                        tf.int32) for t in toks]) + len(segs) + 1
+            seq = tf.minimum(tf.reduce_max(tf.concat([lengths, [2]], 0)), enc.seq_length)
+            packed = pre.bert_pack_inputs(toks, seq_length=seq)
+            return packed["input_word_ids"], packed["input_mask"], packed["input_type_ids"]
+
+        def _encode(self, ids, mask, types, training):
+            enc, plan = self._holder.enc, self._plan
+            att = plan.attention_layer is not None
+            if not self._use_garden:
+                return enc.hub(ids, mask, types, training=bool(training) and self.encoder_trainable)
+            g = enc.garden()
+            if training and self.encoder_trainable and not att and "embeddings" not in plan.indices:
+                out = g.model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, training=True)
+                return {"pooled": out.get("pooled_output"), "sequence": out["sequence_output"],
+                        "layers": list(out["encoder_outputs"]), "attention": None}
+            out = g._forward(ids, mask, types, plan.upto if plan.upto is not None else g.num_layers - 1,
+                             att, False, pooled=plan.need_pooled)
+            return {"pooled": out.get("pooled"), "sequence": out["layers"][-1] if out["layers"] else None,
+                    "layers": out["layers"], "embeddings": out["embeddings"], "attention": out["attention"]}
+
+        def call(self, inputs, training=None):
+            from hubembed.layers import EMBEDDINGS
+
+            ids, mask, types = self._pack(inputs)
+            out = self._encode(ids, mask, types, training)
+            plan = self._plan
+            if self.output_kind == "pooled":
+                y = out["pooled"]
+                return tf.math.l2_normalize(y, -1) if self.normalize else y
+            picked = [out["embeddings"] if i == EMBEDDINGS else (
+                out["layers"][i] if out["layers"] is not None else out["sequence"]) for i in plan.indices]
+            fmask = tf.cast(mask, picked[0].dtype)
+            if self.output_kind == "layers":
+                y = tf.stack(picked, axis=1)
+                return [y, mask] if self.return_mask else y
+            if self.mix is not None:
+                x = self.mix(picked)
+            else:
+                x = self._combine(picked)
+            if self.output_kind == "sequence":
+                return [x, mask] if self.return_mask else x
+            if self.pooling == "pooled":
+                y = out["pooled"]
+            else:
+                special = None
+                if not self.special_tokens:
+                    sep = enc_special(self._holder.enc)["end_of_segment_id"]
+                    pos0 = tf.one_hot(tf.zeros(tf.shape(ids)[:1], tf.int32), tf.shape(ids)[1], dtype=fmask.dtype)
+                    special = tf.maximum(pos0, tf.cast(tf.equal(ids, sep), fmask.dtype))
+                weights = None
+                if self.pooling == "attention":
+                    weights = received_attention(out["attention"][plan.attention_layer], mask)
+                y = masked_pool(x, fmask, self.pooling, special=special, weights=weights)
+            return tf.math.l2_normalize(y, -1) if self.normalize else y
+
+        def _combine(self, picked):
+            how = self._plan.combine.how
+            if len(picked) == 1 or how == "none":
+                return picked[0]
+            if how == "concat":
+                return tf.concat(picked, axis=-1)
+            if how == "mean":
+                return tf.add_n(picked) / float(len(picked))
+            if how == "sum":
+                return tf.add_n(picked)
+            coeffs = self._plan.combine.coefficients()
+            return tf.add_n([float(c) * t for c, t in zip(coeffs, picked)])
+
+        def compute_output_shape(self, input_shape):
+            enc = self._holder.enc
+            H = enc.signature.hidden_size
+            k = len(self._plan.indices)
+            first = input_shape[0] if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
+                input_shape[0], (list, tuple)) else input_shape
+            if isinstance(input_shape, dict):
+                first = next(iter(input_shape.values()))
+            B = tuple(first)[0] if first is not None and len(tuple(first)) else None
+            width = H * k if self._plan.combine.how == "concat" and self.mix is None else H
+            if self.output_kind == "pooled":
+                return (B, H)
+            if self.output_kind == "layers":
+                shape = (B, k, None, H)
+            elif self.output_kind == "sequence":
+                shape = (B, None, width)
+            else:
+                return (B, 2 * width if self.pooling == "mean_max" else width)
+            return [shape, (B, None)] if self.return_mask else shape
+
+        def get_config(self):
+            cfg = super().get_config()
+            cfg.pop("trainable", None)
+            cfg.update(handle=self.handle, output=self.output_kind, layers=self.layers_spec, combine=self.combine,
+                       pooling=self.pooling, weights=None if self.mix_weights is None else
+                       [float(w) for w in np.ravel(self.mix_weights)], gamma=self.gamma,
+                       special_tokens=self.special_tokens, normalize=self.normalize,
+                       attention_layer=self.attention_layer, seq_length=self.seq_length_arg,
+                       trainable=self.encoder_trainable, frozen_layers=self.frozen_layers,
+                       backend=self.backend_arg, preprocess=self.preprocess, return_mask=self.return_mask)
+            return cfg
+
+        @staticmethod
+        def _check_policy(dtype):
+            policy = K.mixed_precision.global_policy()
+            name = getattr(policy, "name", str(policy))
+            if name.startswith("mixed") and dtype is None:
+                raise InputError(
+                    f"Keras' mixed precision policy is {name!r}, but a Hub SavedModel's dtype is fixed (float32): "
+                    f"it would ignore the policy. Create the HubFeatureLayer with dtype='float32' (its outputs are "
+                    f"float32; later layers can still compute in {name.split('_')[-1]})")
+
+    def enc_special(enc):
+        return enc.preprocessor.special
+
+    class GradualUnfreezing(K.callbacks.Callback):
+        """Thaw a fine-tuned HubFeatureLayer's blocks from the top, epoch by epoch (ULMFiT).
+
+        schedule: frozen block count per epoch (``hubembed.garden.unfreezing_schedule``); by default
+        all L blocks frozen at epoch 0, one more thawed each epoch. The optimizer is built with every
+        encoder variable up front, so variables thawed later are known to it.
+        """
+
+        def __init__(self, layer, schedule=None, every: int = 1):
+            super().__init__()
+            self.layer = layer
+            self.schedule = schedule
+            self.every = every
+            self.history = []
+
+        def _frozen_at(self, epoch: int) -> int:
+            from hubembed.garden import unfreezing_schedule
+
+            L = self.layer._holder.enc.signature.num_layers
+            sched = self.schedule or unfreezing_schedule(L, epoch + 1, every=self.every)
+            return sched[min(epoch, len(sched) - 1)]
+
+        def on_train_begin(self, logs=None):
+            # Build the optimizer with every encoder variable, frozen ones included: an optimizer only
+            # updates the variables it was built with, and thawed blocks must be among them.
+            opt = self.model.optimizer
+            if not getattr(opt, "built", False):
+                ids = {id(v) for v in self.model.trainable_weights}
+                extra = [v for v, g in zip(self.layer._enc_vars, self.layer._groups)
+                         if g != "fixed" and id(v) not in ids]
+                opt.build(list(self.model.trainable_weights) + extra)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            n = self._frozen_at(epoch)
+            if n != self.layer.frozen_layers or epoch == 0:
+                self.layer.freeze(n)
+                self.model.make_train_function(force=True)
+            self.history.append(n)
+
+    return SimpleNamespace(HubFeatureLayer=HubFeatureLayer, ScalarMix=ScalarMix, AttentionPooling=AttentionPooling,
+                           MaskedMeanPooling=MaskedMeanPooling, MaskedMaxPooling=MaskedMaxPooling,
+                           GradualUnfreezing=GradualUnfreezing, keras=K, flavour=flavour)
+
+
+_FLAVOURS: dict = {}
+
+
+def flavour(name: str) -> SimpleNamespace:
+    """The layers for one Keras: "keras3" or "legacy" (tf_keras)."""
+    if name not in ("keras3", "legacy"):
+        raise InputError(f"Keras flavour {name!r}; valid: keras3, legacy")
+    if name not in _FLAVOURS:
+        _FLAVOURS[name] = _make(name)
+    return _FLAVOURS[name]
+
+
+_NAMES = ("HubFeatureLayer", "ScalarMix", "AttentionPooling", "MaskedMeanPooling", "MaskedMaxPooling",
+          "GradualUnfreezing")
+
+
+def __getattr__(name):
+    if name == "keras3":
+        return flavour("keras3")
+    if name == "legacy":
+        return flavour("legacy")
+    if name in _NAMES:
+        # Both flavours are registered for deserialisation as soon as one is used.
+        flavour("keras3"), flavour("legacy")
+        return getattr(flavour(default_keras()), name)
+    raise AttributeError(f"module 'hubembed.keras' has no attribute {name!r}")
