@@ -119,6 +119,19 @@ def _frozen(group, n: int, num_layers: int) -> bool:
     return group < n
 
 
+def _shapes(shape):
+    """A Keras input shape (one shape, or a list of them; tuples or TensorShapes) -> list of tuples."""
+    import tensorflow as tf
+
+    if isinstance(shape, dict):
+        return [tuple(tf.TensorShape(v).as_list()) for v in shape.values()]
+    if isinstance(shape, tf.TensorShape):
+        return [tuple(shape.as_list())]
+    if isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple, tf.TensorShape)):
+        return [tuple(tf.TensorShape(s).as_list()) for s in shape]
+    return [tuple(shape)]
+
+
 def default_keras():
     """The Keras that ``tf.keras`` is: tf_keras with TF_USE_LEGACY_KERAS=1, else Keras 3."""
     return "legacy" if os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() in ("1", "true", "yes") else "keras3"
@@ -189,10 +202,10 @@ def _make(flavour: str) -> SimpleNamespace:
             return tf.cast(self.gamma, layers[0].dtype) * tf.add_n([w[i] * t for i, t in enumerate(layers)])
 
         def compute_output_shape(self, input_shape):
-            if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)):
-                return tuple(input_shape[0])
-            s = tuple(input_shape)
-            return (s[0],) + s[2:]
+            shapes = _shapes(input_shape)
+            if len(shapes) > 1:
+                return shapes[0]
+            return (shapes[0][0],) + shapes[0][2:]
 
         def get_config(self):
             return {**super().get_config(), "num_layers": self.num_layers, "initial_weights": self.initial_weights,
@@ -223,8 +236,7 @@ def _make(flavour: str) -> SimpleNamespace:
             return None
 
         def compute_output_shape(self, input_shape):
-            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
-                input_shape[0], (list, tuple)) else input_shape
+            s = _shapes(input_shape)[0]
             return (s[0], s[-1] * (2 if self.how == "mean_max" else 1))
 
     @register
@@ -253,8 +265,7 @@ def _make(flavour: str) -> SimpleNamespace:
             self.score = K.layers.Dense(1, use_bias=False, name="score")
 
         def build(self, input_shape):
-            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
-                input_shape[0], (list, tuple)) else input_shape
+            s = _shapes(input_shape)[0]
             self.hidden.build(tuple(s))
             self.score.build(tuple(s[:-1]) + (self.units,))
             self.built = True
@@ -273,8 +284,7 @@ def _make(flavour: str) -> SimpleNamespace:
             return None
 
         def compute_output_shape(self, input_shape):
-            s = input_shape[0] if isinstance(input_shape, (list, tuple)) and isinstance(
-                input_shape[0], (list, tuple)) else input_shape
+            s = _shapes(input_shape)[0]
             return (s[0], s[-1])
 
         def get_config(self):
@@ -526,11 +536,8 @@ def _make(flavour: str) -> SimpleNamespace:
             enc = self._holder.enc
             H = enc.signature.hidden_size
             k = len(self._plan.indices)
-            first = input_shape[0] if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(
-                input_shape[0], (list, tuple)) else input_shape
-            if isinstance(input_shape, dict):
-                first = next(iter(input_shape.values()))
-            B = tuple(first)[0] if first is not None and len(tuple(first)) else None
+            first = _shapes(input_shape)[0]
+            B = first[0] if first else None
             width = H * k if self._plan.combine.how == "concat" and self.mix is None else H
             if self.output_kind == "pooled":
                 return (B, H)
