@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh dev,garden
-.venv/bin/ruff check hubembed tests scripts
+.venv/bin/ruff check hubembed tests scripts benchmarks examples
 .venv/bin/python -m pytest "$@"
