@@ -257,8 +257,26 @@ def _garden_shape(name: str, value: np.ndarray, cfg: GardenConfig) -> np.ndarray
     return value
 
 
-def build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]):
-    """A Model Garden encoder for ``cfg`` with ``weights`` assigned (every variable, by name)."""
+def build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray], policy: Optional[str] = None):
+    """A Model Garden encoder for ``cfg`` with ``weights`` assigned (every variable, by name).
+
+    policy: a Keras mixed-precision policy ("mixed_bfloat16", "mixed_float16") to build it under:
+    float32 variables, half-precision compute (Model Garden keeps layer norms and softmax in float32).
+    Default: float32, whatever the global policy.
+    """
+    import tf_keras
+
+    # Built under an explicit policy: a global mixed policy set by the user must not leak into the
+    # float32 rebuild that is checked against the Hub model.
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(policy or "float32")
+    try:
+        return _build_model(cfg, weights)
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def _build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]):
     import tensorflow as tf
 
     _, networks = require()
@@ -340,12 +358,34 @@ class GardenEncoder:
     the backend protocol (``hubembed.backends``).
     """
 
-    def __init__(self, model, cfg: GardenConfig, handle: str = ""):
+    def __init__(self, model, cfg: GardenConfig, handle: str = "", policy: Optional[str] = None):
         self.model = model
         self.config = cfg
         self.handle = handle
+        self.policy = policy
         self.parts = _Parts(model, cfg)
         self._fns: dict = {}
+
+    def with_policy(self, policy: str) -> "GardenEncoder":
+        """A copy built under a Keras mixed-precision policy (same weights, half-precision compute).
+
+        Its difference from the float32 rebuild on the probe batch is measured and logged
+        (``config.checked["mixed_precision"]``); outputs come in the policy's compute dtype.
+        """
+        import tensorflow as tf
+
+        weights = {garden_name(v.name): v.numpy() for v in self.model.variables if garden_name(v.name)}
+        cfg = GardenConfig(**{**self.config.to_dict(), "checked": dict(self.config.checked)})
+        mixed = GardenEncoder(build_model(cfg, weights, policy), cfg, self.handle, policy)
+        ids, mask, types = probe_batch(cfg.vocab_size, cfg.max_positions)
+        a = self(ids, mask, types)["sequence"].numpy()
+        b = tf.cast(mixed(ids, mask, types)["sequence"], tf.float32).numpy()
+        m = mask.astype(bool)
+        diff = float(np.abs(a[m] - b[m]).max() / max(1.0, float(np.abs(a[m]).max())))
+        cfg.checked["mixed_precision"] = diff
+        log.info("hubembed: %s rebuilt under %s: max |diff| vs float32 on the probe batch %.1e (relative)",
+                 self.handle, policy, diff)
+        return mixed
 
     @property
     def num_layers(self) -> int:
@@ -354,7 +394,7 @@ class GardenEncoder:
     def __repr__(self) -> str:
         c = self.config
         return (f"GardenEncoder({self.handle!r}, family={c.family}, layers={c.num_layers}, hidden={c.hidden_size}, "
-                f"heads={c.num_heads}, activation={c.activation})")
+                f"heads={c.num_heads}, activation={c.activation}{', policy=' + self.policy if self.policy else ''})")
 
     # -- inference ---------------------------------------------------------
     def _embed(self, ids, mask, types):

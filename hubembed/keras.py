@@ -309,7 +309,7 @@ def _make(flavour: str) -> SimpleNamespace:
                      normalize: bool = False, attention_layer=None, seq_length: Optional[int] = None,
                      trainable: bool = False, frozen_layers: int = 0, backend: str = "auto",
                      preprocess: Optional[str] = None, return_mask: bool = False, **kwargs):
-            self._check_policy(kwargs.get("dtype"))
+            mixed = self._check_policy(kwargs.get("dtype"), backend)
             super().__init__(trainable=True, **kwargs)  # the encoder's trainability is separate (below)
             import hubembed
             from hubembed.extraction import layer_plan
@@ -346,6 +346,9 @@ def _make(flavour: str) -> SimpleNamespace:
                 trainable and enc.signature.format == "tf1_hub")
             if self._use_garden:
                 plan.garden = True
+            self._garden = None
+            if self._use_garden:
+                self._garden = enc.garden().with_policy(mixed) if mixed else enc.garden()
             self.mix = None
             if combine == "scalar_mix" and output in ("embedding", "sequence"):
                 self.mix = ScalarMix(len(plan.indices), initial_weights=weights, initial_gamma=gamma, name="scalar_mix")
@@ -358,7 +361,7 @@ def _make(flavour: str) -> SimpleNamespace:
                 deps = tf.__internal__.tracking.AutoTrackable()
                 deps.preprocessor = enc.preprocessor.module
                 deps.encoder = tf.__internal__.tracking.AutoTrackable()
-                deps.encoder.obj = enc.garden().model if self._use_garden else enc.obj
+                deps.encoder.obj = self._garden.model if self._use_garden else enc.obj
                 self._resources = deps
             self.frozen_layers = 0
             self.freeze(frozen_layers)
@@ -375,7 +378,7 @@ def _make(flavour: str) -> SimpleNamespace:
         def _source_variables(self):
             enc = self._holder.enc
             if self._use_garden:
-                return list(enc.garden().model.variables)
+                return list(self._garden.model.variables)
             if enc.signature.format == "tf1_hub":
                 return []  # TF1 modules: inference only through their signatures
             return list(getattr(enc.obj, "variables", []) or [])
@@ -474,7 +477,7 @@ def _make(flavour: str) -> SimpleNamespace:
             att = plan.attention_layer is not None
             if not self._use_garden:
                 return enc.hub(ids, mask, types, training=bool(training) and self.encoder_trainable)
-            g = enc.garden()
+            g = self._garden
             if training and self.encoder_trainable and not att and "embeddings" not in plan.indices:
                 out = g.model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, training=True)
                 return {"pooled": out.get("pooled_output"), "sequence": out["sequence_output"],
@@ -492,19 +495,19 @@ def _make(flavour: str) -> SimpleNamespace:
             plan = self._plan
             if self.output_kind == "pooled":
                 y = out["pooled"]
-                return tf.math.l2_normalize(y, -1) if self.normalize else y
+                return self._out(tf.math.l2_normalize(y, -1) if self.normalize else y)
             picked = [out["embeddings"] if i == EMBEDDINGS else (
                 out["layers"][i] if out["layers"] is not None else out["sequence"]) for i in plan.indices]
             fmask = tf.cast(mask, picked[0].dtype)
             if self.output_kind == "layers":
                 y = tf.stack(picked, axis=1)
-                return [y, mask] if self.return_mask else y
+                return [self._out(y), mask] if self.return_mask else self._out(y)
             if self.mix is not None:
                 x = self.mix(picked)
             else:
                 x = self._combine(picked)
             if self.output_kind == "sequence":
-                return [x, mask] if self.return_mask else x
+                return [self._out(x), mask] if self.return_mask else self._out(x)
             if self.pooling == "pooled":
                 y = out["pooled"]
             else:
@@ -517,7 +520,11 @@ def _make(flavour: str) -> SimpleNamespace:
                 if self.pooling == "attention":
                     weights = received_attention(out["attention"][plan.attention_layer], mask)
                 y = masked_pool(x, fmask, self.pooling, special=special, weights=weights)
-            return tf.math.l2_normalize(y, -1) if self.normalize else y
+            return self._out(tf.math.l2_normalize(y, -1) if self.normalize else y)
+
+        def _out(self, y):
+            """Outputs in the layer's compute dtype (float32, or half precision under a mixed policy)."""
+            return tf.cast(y, self.compute_dtype)
 
         def _combine(self, picked):
             how = self._plan.combine.how
@@ -562,14 +569,22 @@ def _make(flavour: str) -> SimpleNamespace:
             return cfg
 
         @staticmethod
-        def _check_policy(dtype):
-            policy = K.mixed_precision.global_policy()
-            name = getattr(policy, "name", str(policy))
-            if name.startswith("mixed") and dtype is None:
-                raise InputError(
-                    f"Keras' mixed precision policy is {name!r}, but a Hub SavedModel's dtype is fixed (float32): "
-                    f"it would ignore the policy. Create the HubFeatureLayer with dtype='float32' (its outputs are "
-                    f"float32; later layers can still compute in {name.split('_')[-1]})")
+        def _check_policy(dtype, backend):
+            """The mixed-precision policy the encoder should compute in (None: float32)."""
+            if dtype is not None:
+                name = getattr(dtype, "name", str(dtype))
+            else:
+                policy = K.mixed_precision.global_policy()
+                name = getattr(policy, "name", str(policy))
+            if not name.startswith("mixed"):
+                return None
+            if backend == "garden":
+                return name
+            raise InputError(
+                f"Keras' mixed precision policy is {name!r}, but a Hub SavedModel's dtype is fixed (float32): it "
+                f"would ignore the policy. Use backend='garden' (the Model Garden rebuild computes in "
+                f"{name.split('_')[-1]}), or create the HubFeatureLayer with dtype='float32' (float32 features; "
+                f"later layers can still compute in {name.split('_')[-1]})")
 
     def enc_special(enc):
         return enc.preprocessor.special

@@ -217,7 +217,7 @@ def test_mixed_precision_is_refused_with_a_clear_message_for_a_fixed_dtype_saved
     K = ns.keras
     K.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        with pytest.raises(InputError, match="a Hub SavedModel's dtype is fixed.*dtype='float32'"):
+        with pytest.raises(InputError, match="(?s)a Hub SavedModel.s dtype is fixed.*backend=.garden.*dtype=.float32."):
             ns.HubFeatureLayer(path)
         layer = ns.HubFeatureLayer(path, dtype="float32")
         assert layer(strings()).dtype == tf.float32
@@ -248,3 +248,23 @@ def test_bad_arguments_are_clear(path):
     with pytest.raises(InputError, match="frozen_layers=4; valid: 0..3"):
         ns.HubFeatureLayer(path, trainable=True, frozen_layers=4)
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_mixed_precision_through_the_model_garden_rebuild(flavour, path, enc):
+    ns = hk.flavour(flavour)
+    K = ns.keras
+    ref = enc.embed(TEXTS)
+    K.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = ns.HubFeatureLayer(path, backend="garden", trainable=True)
+        out = layer(strings())
+        assert out.dtype == tf.bfloat16 and layer._garden.policy == "mixed_bfloat16"
+        assert all(v.dtype == tf.float32 for v in layer.trainable_weights)
+        got = tf.cast(out, tf.float32).numpy()
+        assert 0 < np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()  # bfloat16: close, not equal
+        assert 0 < layer._garden.config.checked["mixed_precision"] <= 0.05
+        _, changed = _fit(ns, layer)
+        assert changed
+    finally:
+        K.mixed_precision.set_global_policy("float32")
