@@ -331,12 +331,11 @@ def _make(flavour: str) -> SimpleNamespace:
                 enc.backend = "garden"
             self._holder = SimpleNamespace(enc=enc)  # not tracked: its variables are registered below
             sig = enc.signature
-            mix_how = combine
-            if combine == "scalar_mix":
-                mix_how = "mean"  # the plan checks layers; the learnable mix replaces the combination
-            plan = layer_plan(sig, layers, mix_how if output != "layers" else "none", None if combine in (
-                "scalar_mix",) else weights, gamma, pooling if output == "embedding" else None,
-                backend=enc.backend, attention_layer=attention_layer if pooling == "attention" else None)
+            # The plan resolves the layers and the backend; a learnable scalar mix replaces its combination.
+            learnable = combine == "scalar_mix"
+            plan = layer_plan(sig, layers, "none" if output == "layers" else ("mean" if learnable else combine),
+                              None if learnable else weights, gamma, pooling if output == "embedding" else None,
+                              backend=enc.backend, attention_layer=attention_layer if pooling == "attention" else None)
             if output == "pooled":
                 plan.need_pooled = True
                 if not sig.has_pooled_output:
