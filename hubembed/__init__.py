@@ -8,6 +8,7 @@
 
 __version__ = "0.1.0"
 
+from hubembed.corpus import extract
 from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
 from hubembed.errors import (
     ConversionError,
@@ -19,17 +20,20 @@ from hubembed.errors import (
     MissingDependencyError,
     ModelNotFoundError,
     NotASavedModelError,
+    OutputError,
     PreprocessorMismatchError,
     StaleCacheError,
     UnknownModelError,
 )
 from hubembed.inspection import Signature
+from hubembed.store import Extraction, open_extraction
 
 __all__ = [
     "ConversionError",
     "DownloadError",
     "Encoder",
     "EncoderOutputs",
+    "Extraction",
     "FormatError",
     "HandleError",
     "HubEmbedError",
@@ -38,10 +42,13 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "NotASavedModelError",
+    "OutputError",
     "PreprocessorMismatchError",
     "Signature",
     "StaleCacheError",
     "UnknownModelError",
+    "extract",
     "inspect",
     "load",
+    "open_extraction",
 ]

@@ -70,6 +70,27 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _layer_arg(value: str):
+    value = value.strip()
+    return int(value) if re.fullmatch(r"-?\d+", value) else value
+
+
+def _cmd_extract(args) -> int:
+    import hubembed
+
+    m = hubembed.extract(
+        args.input, args.out, model=args.model, layers=_layer_arg(args.layers), combine=args.combine,
+        pooling=args.pooling, normalize=args.normalize, dtype=args.dtype, batch_size=args.batch_size,
+        max_tokens=args.max_tokens, shard_size=args.shard_size, resume=args.resume, column=args.column,
+        id_column=args.id_column, fmt=args.format, on_bad=args.on_bad, on_empty=args.on_empty, quiet=args.quiet,
+        preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
+    s = m["summary"]
+    print(f"{args.out}: {s['rows']} rows in {s['shards']} shards ({s['rows_this_run']} this run, "
+          f"{s['rows_per_second_this_run']} rows/s), dim {m['header']['spec']['dim']} {args.dtype}, "
+          f"{s['skipped']} input rows skipped; manifest: {args.out}/manifest.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -96,6 +117,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--normalize", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_embed)
+
+    s = sub.add_parser("extract", help="embed a corpus to disk: sharded, resumable, with a manifest")
+    s.add_argument("input", help="a .txt (a text a line), .jsonl, .csv, .tsv or .parquet file, or - for stdin")
+    s.add_argument("-o", "--out", required=True, help="output folder (new, empty, or one to --resume)")
+    s.add_argument("--model", default="minilm")
+    s.add_argument("--preprocess")
+    s.add_argument("--layers", default="-1", help="-1, 3, '-4:', 'all', 'embeddings' (0-based blocks)")
+    s.add_argument("--combine", default="mean", help="mean | concat | sum (several layers)")
+    s.add_argument("--pooling", default="mean",
+                   help="mean | cls | pooled | max | mean_max | mean_sqrt_len | first_last_avg | attention")
+    s.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    s.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--max-tokens", type=int, default=None, help="padded tokens per batch at most")
+    s.add_argument("--shard-size", type=int, default=10000, help="texts per shard (and in memory at once)")
+    s.add_argument("--seq-length", type=int, default=None)
+    s.add_argument("--resume", action="store_true", help="continue an interrupted extraction in --out")
+    s.add_argument("--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) "
+                   "holding the text")
+    s.add_argument("--id-column", "--id-field", dest="id_column", help="column/field with row ids (default: line)")
+    s.add_argument("--format", choices=("txt", "jsonl", "csv", "tsv", "parquet"), help="instead of the extension")
+    s.add_argument("--on-bad", default="fail", choices=("fail", "skip"),
+                   help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them")
+    s.add_argument("--on-empty", default="skip", choices=("skip", "keep", "fail"), help="empty lines")
+    s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"))
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_extract)
 
     s = sub.add_parser("convert", help="a Hugging Face BERT folder -> a Hub-format encoder + preprocessor")
     s.add_argument("src", help="folder with config.json, model.safetensors, vocab.txt")

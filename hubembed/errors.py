@@ -14,6 +14,7 @@ it into exit code 1 and its message, with no stack trace::
     ├── PreprocessorMismatchError  tokenizer vocabulary != encoder word-embedding rows
     ├── ConversionError          a checkpoint `hubembed convert` cannot convert
     ├── MissingDependencyError   an optional package or TF op library is missing (with the pip command)
+    ├── OutputError              an output folder that cannot be used (other files, another spec, a failed write)
     └── InputError               bad arguments or input rows
 """
 
@@ -66,6 +67,11 @@ class MissingDependencyError(HubEmbedError, ImportError):
 
 class InputError(HubEmbedError, ValueError):
     """Bad arguments or input rows."""
+
+
+class OutputError(HubEmbedError):
+    """An extraction folder that cannot be written or resumed: it holds other files, was made with another
+    model or spec, or a write failed (finished shards are kept; rerun with --resume)."""
 
 
 def missing(package: str, pip: str, why: str) -> MissingDependencyError:

@@ -1,0 +1,196 @@
+"""Read a corpus as a stream of records: (row, id, text), whatever the file format.
+
+Formats: ``.txt`` (one text a line; id = line number, 1-based), ``.jsonl`` (``field``,
+optional ``id_field``), ``.csv`` / ``.tsv`` (``column`` by name, optional ``id_column``;
+a header row is required), ``.parquet`` (``column``, optional ``id_column``; needs
+pyarrow) and ``-`` for standard input (one text a line).
+
+Nothing is read into memory whole. Bad rows are reported by line number: bytes that are
+not UTF-8 (``on_bad="fail"`` stops with the line numbers, ``"skip"`` drops and counts them)
+and empty or whitespace-only texts (``on_empty="skip"`` by default, ``"keep"`` embeds them,
+``"fail"``). ``Reader.skipped`` lists what was dropped and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from hubembed.errors import InputError, missing
+
+FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
+ON_BAD = ("fail", "skip")
+ON_EMPTY = ("skip", "keep", "fail")
+
+
+@dataclass
+class Record:
+    row: int      # 0-based position among the records kept
+    id: str       # the id carried to the output (line number by default)
+    text: str
+    line: int     # 1-based line (or row) of the input it came from
+
+
+@dataclass
+class Reader:
+    """A corpus to stream. ``records()`` yields Records; ``skipped`` holds (line, reason) of dropped rows."""
+
+    path: str
+    format: str
+    column: Optional[str] = None
+    id_column: Optional[str] = None
+    on_bad: str = "fail"
+    on_empty: str = "skip"
+    skipped: List[Tuple[int, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.on_bad not in ON_BAD:
+            raise InputError(f"on_bad={self.on_bad!r}; valid: {', '.join(ON_BAD)}")
+        if self.on_empty not in ON_EMPTY:
+            raise InputError(f"on_empty={self.on_empty!r}; valid: {', '.join(ON_EMPTY)}")
+        if self.format in ("jsonl", "csv", "tsv", "parquet") and not self.column:
+            what = "field" if self.format == "jsonl" else "column"
+            raise InputError(f"{self.path}: a .{self.format} input needs the {what} that holds the text "
+                             f"(--{what} NAME)")
+
+    def describe(self) -> dict:
+        return {"path": self.path, "format": self.format, "column": self.column, "id_column": self.id_column,
+                "on_bad": self.on_bad, "on_empty": self.on_empty}
+
+    # -- the stream ----------------------------------------------------------
+    def records(self) -> Iterator[Record]:
+        """Every kept record, in file order; ``row`` counts kept records from 0."""
+        self.skipped = []
+        row = 0
+        for line, rid, text in self._raw():
+            if text is None:
+                continue  # a bad row, already handled
+            if not text.strip():
+                if self.on_empty == "fail":
+                    raise InputError(f"{self.path}: line {line} is empty (use on_empty='skip' or 'keep')")
+                if self.on_empty == "skip":
+                    self.skipped.append((line, "empty"))
+                    continue
+            yield Record(row, str(rid if rid is not None else line), text, line)
+            row += 1
+
+    def _bad(self, line: int, why: str):
+        if self.on_bad == "fail":
+            raise InputError(f"{self.path}: line {line}: {why} (use on_bad='skip' to drop such rows)")
+        self.skipped.append((line, why))
+
+    def _raw(self) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
+        """(line number, id or None, text or None for a bad row)."""
+        if self.format == "parquet":
+            yield from self._parquet()
+            return
+        for line, raw in self._lines():
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                self._bad(line, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})")
+                yield line, None, None
+                continue
+            text = text.rstrip("\r\n")
+            if self.format == "txt":
+                yield line, None, text
+            elif self.format == "jsonl":
+                yield (line,) + self._json(line, text)
+            else:
+                yield from self._table_row(line, text)
+
+    def _lines(self) -> Iterator[Tuple[int, bytes]]:
+        if self.path == "-":
+            stream = sys.stdin.buffer
+            for i, raw in enumerate(stream, 1):
+                yield i, raw
+            return
+        with open(self.path, "rb") as f:
+            for i, raw in enumerate(f, 1):
+                yield i, raw
+
+    def _json(self, line: int, text: str):
+        if not text.strip():
+            return None, ""
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            self._bad(line, f"not valid JSON ({e.msg})")
+            return None, None
+        if not isinstance(obj, dict) or self.column not in obj:
+            keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__
+            raise InputError(f"{self.path}: line {line} has no field {self.column!r} (it has: {keys})")
+        if self.id_column and self.id_column not in obj:
+            raise InputError(f"{self.path}: line {line} has no id field {self.id_column!r}")
+        value = obj[self.column]
+        if not isinstance(value, str):
+            self._bad(line, f"field {self.column!r} is {type(value).__name__}, not a string")
+            return None, None
+        return (obj[self.id_column] if self.id_column else None), value
+
+    def _table_row(self, line: int, text: str):
+        delim = "\t" if self.format == "tsv" else ","
+        if line == 1:
+            self._header = next(csv.reader(io.StringIO(text), delimiter=delim))
+            for name in filter(None, (self.column, self.id_column)):
+                if name not in self._header:
+                    raise InputError(f"{self.path}: no column {name!r} in the header "
+                                     f"(columns: {', '.join(self._header)})")
+            return
+        values = next(csv.reader(io.StringIO(text), delimiter=delim), [])
+        if not values:
+            yield line, None, ""
+            return
+        if len(values) != len(self._header):
+            self._bad(line, f"{len(values)} fields, the header has {len(self._header)}")
+            yield line, None, None
+            return
+        row = dict(zip(self._header, values))
+        yield line, (row[self.id_column] if self.id_column else None), row[self.column]
+
+    def _parquet(self):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise missing("pyarrow", "'hubembed[parquet]'", "Reading Parquet input") from e
+        f = pq.ParquetFile(self.path)
+        names = f.schema_arrow.names
+        for name in filter(None, (self.column, self.id_column)):
+            if name not in names:
+                raise InputError(f"{self.path}: no column {name!r} (columns: {', '.join(names)})")
+        cols = [self.column] + ([self.id_column] if self.id_column else [])
+        line = 0
+        for batch in f.iter_batches(columns=cols, batch_size=4096):
+            texts = batch.column(self.column).to_pylist()
+            ids = batch.column(self.id_column).to_pylist() if self.id_column else [None] * len(texts)
+            for t, i in zip(texts, ids):
+                line += 1
+                if t is not None and not isinstance(t, str):
+                    self._bad(line, f"column {self.column!r} holds {type(t).__name__}, not text")
+                    yield line, None, None
+                    continue
+                yield line, i, t or ""
+
+
+def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[str] = None, fmt: Optional[str] = None,
+               on_bad: str = "fail", on_empty: str = "skip") -> Reader:
+    """A Reader for ``path`` ("-": standard input); the format comes from the extension unless ``fmt``."""
+    if path != "-":
+        if not os.path.exists(path):
+            raise InputError(f"input {path!r} does not exist")
+        if os.path.isdir(path):
+            raise InputError(f"input {path!r} is a folder; give a file ({', '.join('.' + f for f in FORMATS)})")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"input {path!r} is not readable")
+    if fmt is None:
+        ext = "txt" if path == "-" else os.path.splitext(path)[1].lower().lstrip(".")
+        fmt = {"text": "txt", "json": "jsonl", "ndjson": "jsonl"}.get(ext, ext)
+    if fmt not in FORMATS:
+        raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(FORMATS)} "
+                         f"(by extension, or --format)")
+    return Reader(path, fmt, column, id_column, on_bad, on_empty)

@@ -1,0 +1,260 @@
+"""Write and read an extraction on disk: numbered shards + ``manifest.json``.
+
+Layout of an output folder::
+
+    manifest.json             what made it (model, weights fingerprint, spec, versions), the input,
+                              every finished shard (rows, first row, sha256 of each file), totals
+    part-00000.npy            vectors [rows, D] (float32 or float16), memory-mappable
+    part-00000.ids.json       the ids of those rows, in order
+
+Every file is written to a temporary name, flushed to disk and renamed into place; the
+manifest is rewritten (the same way) after each shard. A run killed at any moment leaves
+the manifest describing only complete shards, so a resumed run continues after the last
+one and the result equals an uninterrupted run. At resume, every listed shard's checksum
+is verified; the first that fails, and everything after it, is redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from hubembed.errors import InputError, OutputError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(path: str, write) -> None:
+    """write(f) into path.tmp, fsync, rename over path."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"writing {path} failed: {e.strerror or e}; the extraction can be resumed with --resume "
+                          f"once the cause is fixed (finished shards are kept)") from e
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+class ShardStore:
+    """An extraction folder being written (or resumed)."""
+
+    def __init__(self, out: str, header: dict, *, resume: bool = False):
+        self.out = out
+        self.header = header  # model, spec, input, versions: what must match to resume
+        self.shards: List[dict] = []
+        self.skipped: List[list] = []
+        self._prepare(resume)
+
+    # -- opening -------------------------------------------------------------
+    def _prepare(self, resume: bool) -> None:
+        os.makedirs(self.out, exist_ok=True)
+        path = os.path.join(self.out, MANIFEST)
+        entries = [e for e in os.listdir(self.out) if not e.endswith(".tmp")]
+        if not os.path.exists(path):
+            stray = [e for e in entries if not _ours(e)]
+            if stray:
+                raise OutputError(f"output folder {self.out} holds other files ({', '.join(sorted(stray)[:5])}); "
+                                  f"give an empty or new folder")
+            self._clean(keep=set())
+            return
+        old = read_manifest(self.out)
+        if not resume:
+            raise OutputError(f"output folder {self.out} already holds an extraction ({old.get('rows', 0)} rows); "
+                              f"resume it with --resume, or give another folder")
+        diff = _differences(old.get("header", {}), self.header)
+        if diff:
+            raise OutputError(f"cannot resume {self.out}: it was made with a different "
+                              + "; ".join(f"{k} ({a!r} there, {b!r} now)" for k, a, b in diff))
+        for shard in old.get("shards", []):
+            if not self._intact(shard):
+                break
+            self.shards.append(shard)
+        self.skipped = [s for s in old.get("skipped", []) if self.shards and s[0] <= self.shards[-1]["last_line"]]
+        self._clean(keep={f for s in self.shards for f in (s["file"], s["ids_file"])})
+        self._write_manifest(complete=False)
+
+    def _intact(self, shard: dict) -> bool:
+        for key in ("file", "ids_file"):
+            p = os.path.join(self.out, shard[key])
+            if not os.path.exists(p) or _sha256(p) != shard["sha256"][key]:
+                return False
+        return True
+
+    def _clean(self, keep: set) -> None:
+        """Remove temporary files and shards the manifest does not list (a run killed mid-shard)."""
+        for e in os.listdir(self.out):
+            if e.endswith(".tmp") or (e.startswith("part-") and e not in keep):
+                os.remove(os.path.join(self.out, e))
+
+    # -- writing -------------------------------------------------------------
+    @property
+    def rows_done(self) -> int:
+        return sum(s["rows"] for s in self.shards)
+
+    @property
+    def lines_done(self) -> int:
+        return self.shards[-1]["last_line"] if self.shards else 0
+
+    def write_shard(self, vectors: np.ndarray, ids: List[str], last_line: int, skipped=()) -> dict:
+        """Write one shard (atomically), then the manifest that lists it."""
+        index = len(self.shards)
+        name = shard_name(index)
+        files = {"file": name + ".npy", "ids_file": name + ".ids.json"}
+        _write_atomic(os.path.join(self.out, files["file"]), lambda f: np.save(f, vectors, allow_pickle=False))
+        _write_atomic(os.path.join(self.out, files["ids_file"]),
+                      lambda f: f.write(json.dumps([str(i) for i in ids]).encode("utf-8")))
+        shard = {**files, "index": index, "first_row": self.rows_done, "rows": int(len(vectors)),
+                 "last_line": int(last_line),
+                 "sha256": {k: _sha256(os.path.join(self.out, v)) for k, v in files.items()}}
+        self.shards.append(shard)
+        self.skipped.extend([list(s) for s in skipped])
+        self._write_manifest(complete=False)
+        return shard
+
+    def finish(self, summary: Optional[dict] = None) -> dict:
+        return self._write_manifest(complete=True, summary=summary)
+
+    def _write_manifest(self, complete: bool, summary: Optional[dict] = None) -> dict:
+        m = {"format": "hubembed-extraction", "format_version": FORMAT_VERSION, "header": self.header,
+             "complete": complete, "rows": self.rows_done, "shards": self.shards,
+             "skipped": self.skipped}
+        if summary:
+            m["summary"] = summary
+        _write_atomic(os.path.join(self.out, MANIFEST),
+                      lambda f: f.write(json.dumps(m, indent=1, sort_keys=True).encode("utf-8")))
+        return m
+
+
+def _ours(name: str) -> bool:
+    return name == MANIFEST or name.startswith("part-")
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list:
+    """(key, old, new) for every leaf that differs, ignoring library versions and input paths' spelling."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if k in ("versions", "started"):
+            continue
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, prefix + k + ".")
+        elif a != b:
+            out.append((prefix + k, a, b))
+    return out
+
+
+def read_manifest(out: str) -> dict:
+    path = os.path.join(out, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            m = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{out} is not a hubembed extraction (no {MANIFEST})") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise OutputError(f"{path} cannot be read ({e})") from None
+    if m.get("format") != "hubembed-extraction":
+        raise InputError(f"{path} is not a hubembed extraction manifest")
+    return m
+
+
+class Extraction:
+    """An extraction on disk, read lazily: vectors by row or id, shard by shard (memory-mapped).
+
+    >>> ex = hubembed.open_extraction("out")        # doctest: +SKIP
+    >>> ex[0], ex.by_id("17"), len(ex), ex.spec     # doctest: +SKIP
+    """
+
+    def __init__(self, out: str, verify: bool = False):
+        self.out = out
+        self.manifest = read_manifest(out)
+        self.shards = self.manifest["shards"]
+        if verify:
+            for s in self.shards:
+                for key in ("file", "ids_file"):
+                    if _sha256(os.path.join(out, s[key])) != s["sha256"][key]:
+                        raise OutputError(f"{out}/{s[key]} does not match its checksum in the manifest")
+        self._starts = np.array([s["first_row"] for s in self.shards], np.int64)
+        self._arrays: Dict[int, np.ndarray] = {}
+        self._ids: Optional[Dict[str, int]] = None
+
+    @property
+    def header(self) -> dict:
+        return self.manifest["header"]
+
+    @property
+    def spec(self) -> dict:
+        return self.header.get("spec", {})
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    def __len__(self) -> int:
+        return int(self.manifest["rows"])
+
+    def shard(self, i: int) -> np.ndarray:
+        if i not in self._arrays:
+            self._arrays[i] = np.load(os.path.join(self.out, self.shards[i]["file"]), mmap_mode="r")
+        return self._arrays[i]
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= row < n:
+            raise IndexError(f"row {row} of an extraction of {n} rows")
+        row %= n
+        i = int(np.searchsorted(self._starts, row, side="right") - 1)
+        return np.asarray(self.shard(i)[row - self.shards[i]["first_row"]])
+
+    def ids(self) -> List[str]:
+        out: List[str] = []
+        for s in self.shards:
+            with open(os.path.join(self.out, s["ids_file"]), encoding="utf-8") as f:
+                out += json.load(f)
+        return out
+
+    def by_id(self, rid) -> np.ndarray:
+        if self._ids is None:
+            self._ids = {r: i for i, r in enumerate(self.ids())}
+        try:
+            return self[self._ids[str(rid)]]
+        except KeyError:
+            raise KeyError(f"no row with id {rid!r} in {self.out}") from None
+
+    def vectors(self) -> np.ndarray:
+        """Every vector in one array (loads them all)."""
+        return np.concatenate([np.asarray(self.shard(i)) for i in range(len(self.shards))]) if self.shards \
+            else np.zeros((0, 0), np.float32)
+
+    def __repr__(self) -> str:
+        h = self.header
+        return (f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, model={h.get('model')!r}, "
+                f"complete={self.complete})")
+
+
+def open_extraction(out: str, verify: bool = False) -> Extraction:
+    """Open an extraction folder written by ``hubembed extract`` (verify: check every shard's checksum)."""
+    return Extraction(out, verify)
