@@ -1,9 +1,9 @@
 """Read a corpus as a stream of records: (row, id, text), whatever the file format.
 
 Formats: ``.txt`` (one text a line; id = line number, 1-based), ``.jsonl`` (``field``,
-optional ``id_field``), ``.csv`` / ``.tsv`` (``column`` by name, optional ``id_column``;
-a header row is required), ``.parquet`` (``column``, optional ``id_column``; needs
-pyarrow) and ``-`` for standard input (one text a line).
+optional ``id_field``), ``.csv`` / ``.tsv`` (``column`` by name, with a header row; or by
+0-based position, e.g. ``column="0"``, for a file without a header), ``.parquet``
+(``column``, optional ``id_column``; needs pyarrow) and ``-`` for standard input (one text a line).
 
 Nothing is read into memory whole. Bad rows are reported by line number: bytes that are
 not UTF-8 (``on_bad="fail"`` stops with the line numbers, ``"skip"`` drops and counts them)
@@ -135,6 +135,19 @@ class Reader:
 
     def _table_row(self, line: int, text: str):
         delim = "\t" if self.format == "tsv" else ","
+        by_position = str(self.column).isdigit() and (self.id_column is None or str(self.id_column).isdigit())
+        if by_position:  # no header: columns by 0-based position
+            values = next(csv.reader(io.StringIO(text), delimiter=delim), [])
+            if not values:
+                yield line, None, ""
+                return
+            want = max(int(self.column), int(self.id_column or 0))
+            if len(values) <= want:
+                self._bad(line, f"{len(values)} fields, column {want} asked for")
+                yield line, None, None
+                return
+            yield line, (values[int(self.id_column)] if self.id_column else None), values[int(self.column)]
+            return
         if line == 1:
             self._header = next(csv.reader(io.StringIO(text), delimiter=delim))
             for name in filter(None, (self.column, self.id_column)):

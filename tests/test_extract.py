@@ -179,3 +179,11 @@ def test_killed_at_random_moments_and_resumed_equals_a_clean_run(tiny_models, tm
     assert np.array_equal(a.vectors(), b.vectors())
     assert a.manifest["skipped"] == b.manifest["skipped"]
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def test_headerless_tables_by_column_position(tiny, tmp_path):
+    (tmp_path / "s.tsv").write_text("a fine film\t1\nawful\t0\n")
+    m = hubembed.extract(str(tmp_path / "s.tsv"), str(tmp_path / "o"), encoder=tiny, column="0", quiet=True)
+    np.testing.assert_allclose(hubembed.open_extraction(str(tmp_path / "o")).vectors(),
+                               tiny.embed(["a fine film", "awful"]), atol=1e-5)
+    assert m["header"]["input"]["column"] == "0"

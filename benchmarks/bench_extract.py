@@ -1,0 +1,104 @@
+"""Extraction at scale: peak memory must not grow with the corpus; throughput must match Encoder.embed.
+
+    python benchmarks/bench_extract.py [--model minilm] [--sizes 10000 200000] [--throughput-n 10000]
+
+Corpora are SST-2 + STS-B sentences from ../shared/data repeated (with the row number appended, so no two
+lines are equal) to each size. Each size runs `hubembed extract` in a fresh process; its peak RSS is
+read from getrusage (ru_maxrss of the child). Throughput: Encoder.embed vs hubembed.extract on the same
+texts in one process, interleaved, best of --rounds (a shared 2-core machine swings when busy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def sentences():
+    out = []
+    with open(os.path.join(DATA, "sst2", "train.tsv"), encoding="utf-8") as f:
+        out += [line.split("\t")[0] for line in f if line.strip()]
+    with open(os.path.join(DATA, "stsb", "stsb-en-train.csv"), encoding="utf-8") as f:
+        out += [s for r in csv.reader(f) for s in r[:2]]
+    return out
+
+
+def write_corpus(path, n):
+    base = sentences()
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(f"{base[i % len(base)]} ({i})\n")
+
+
+def peak_rss_mb(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all children so far: run the smallest size first.
+    return max(after, before) / 1024, seconds
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 200000])
+    ap.add_argument("--shard-size", type=int, default=10000)
+    ap.add_argument("--throughput-n", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="hubembed-bench-")
+    try:
+        print(f"# model {args.model}; shard size {args.shard_size}; {os.cpu_count()} cores")
+        print(f"\n{'rows':>8} {'peak RSS MB':>12} {'seconds':>9} {'rows/s':>8}")
+        rss = {}
+        for n in sorted(args.sizes):
+            src = os.path.join(tmp, f"c{n}.txt")
+            write_corpus(src, n)
+            cmd = [sys.executable, "-m", "hubembed", "extract", src, "-o", os.path.join(tmp, f"o{n}"), "--model",
+                   args.model, "--shard-size", str(args.shard_size), "-q"]
+            rss[n], sec = peak_rss_mb(cmd)
+            print(f"{n:>8} {rss[n]:>12.0f} {sec:>9.1f} {n / sec:>8.1f}")
+            os.remove(src)
+        lo, hi = min(rss), max(rss)
+        print(f"\npeak RSS {hi} rows / {lo} rows = {rss[hi] / rss[lo]:.3f} (target: within 1.20)")
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import hubembed
+
+        enc = hubembed.load(args.model)
+        src = os.path.join(tmp, "t.txt")
+        write_corpus(src, args.throughput_n)
+        texts = open(src, encoding="utf-8").read().splitlines()
+        enc.embed(texts[:2000])  # warm-up: the first calls per shape are slow
+        best = {"embed": 1e9, "extract": 1e9}
+        for _ in range(args.rounds):
+            t = time.perf_counter()
+            enc.embed(texts)
+            best["embed"] = min(best["embed"], time.perf_counter() - t)
+            out = os.path.join(tmp, "tp")
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            hubembed.extract(src, out, encoder=enc, quiet=True, shard_size=args.shard_size)
+            best["extract"] = min(best["extract"], time.perf_counter() - t)
+        n = len(texts)
+        print(f"\nthroughput on {n} texts, best of {args.rounds} interleaved rounds:")
+        print(f"  Encoder.embed     {n / best['embed']:8.1f} rows/s")
+        print(f"  hubembed.extract  {n / best['extract']:8.1f} rows/s   (extract / embed = "
+              f"{best['embed'] / best['extract']:.3f}; target >= 0.90)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
