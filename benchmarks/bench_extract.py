@@ -4,7 +4,7 @@
 
 Corpora are SST-2 + STS-B sentences from ../shared/data repeated (with the row number appended, so no two
 lines are equal) to each size. Each size runs `hubembed extract` in a fresh process; its peak RSS is
-read from getrusage (ru_maxrss of the child). Throughput: Encoder.embed vs hubembed.extract on the same
+read from the child's own rusage (os.wait4). Throughput: Encoder.embed vs hubembed.extract on the same
 texts in one process, interleaved, best of --rounds (a shared 2-core machine swings when busy).
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,13 +39,14 @@ def write_corpus(path, n):
 
 
 def peak_rss_mb(cmd):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run cmd; (its own peak RSS in MB, from wait4's rusage; seconds)."""
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all children so far: run the smallest size first.
-    return max(after, before) / 1024, seconds
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {p.returncode}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t
 
 
 def main(argv=None):
