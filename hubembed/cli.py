@@ -82,8 +82,8 @@ def _cmd_extract(args) -> int:
         args.input, args.out, model=args.model, layers=_layer_arg(args.layers), combine=args.combine,
         pooling=args.pooling, normalize=args.normalize, dtype=args.dtype, batch_size=args.batch_size,
         max_tokens=args.max_tokens, shard_size=args.shard_size, resume=args.resume, column=args.column,
-        id_column=args.id_column, fmt=args.format, on_bad=args.on_bad, on_empty=args.on_empty, quiet=args.quiet,
-        preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
+        id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad, on_empty=args.on_empty,
+        quiet=args.quiet, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
     s = m["summary"]
     print(f"{args.out}: {s['rows']} rows in {s['shards']} shards ({s['rows_this_run']} this run, "
           f"{s['rows_per_second_this_run']} rows/s), dim {m['header']['spec']['dim']} {args.dtype}, "
@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) "
                    "holding the text")
     s.add_argument("--id-column", "--id-field", dest="id_column", help="column/field with row ids (default: line)")
-    s.add_argument("--format", choices=("txt", "jsonl", "csv", "tsv", "parquet"), help="instead of the extension")
+    s.add_argument("--input-format", choices=("txt", "jsonl", "csv", "tsv", "parquet"),
+                   help="the input format, instead of the extension")
     s.add_argument("--on-bad", default="fail", choices=("fail", "skip"),
                    help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them")
     s.add_argument("--on-empty", default="skip", choices=("skip", "keep", "fail"), help="empty lines")

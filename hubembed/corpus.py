@@ -58,7 +58,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
             pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
             normalize: bool = False, attention_layer=None, dtype: str = "float32", batch_size: int = 32,
             max_tokens: Optional[int] = None, long: str = "window", shard_size: int = 10000, resume: bool = False,
-            column: Optional[str] = None, id_column: Optional[str] = None, fmt: Optional[str] = None,
+            column: Optional[str] = None, id_column: Optional[str] = None, input_format: Optional[str] = None,
             on_bad: str = "fail", on_empty: str = "skip", quiet: bool = False, preprocess=None,
             seq_length: Optional[int] = None, backend: str = "auto") -> dict:
     """Embed every text of ``input_path`` into shards under ``out``; returns the final manifest.
@@ -71,7 +71,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
         raise InputError(f"dtype={dtype!r}; valid: {', '.join(DTYPES)}")
     if not isinstance(shard_size, int) or shard_size < 1:
         raise InputError(f"shard_size={shard_size!r}; valid: a positive number of texts")
-    reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=fmt, on_bad=on_bad,
+    reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
                                on_empty=on_empty)
     if encoder is None:
         import hubembed

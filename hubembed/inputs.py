@@ -205,5 +205,5 @@ def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[s
         fmt = {"text": "txt", "json": "jsonl", "ndjson": "jsonl"}.get(ext, ext)
     if fmt not in FORMATS:
         raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(FORMATS)} "
-                         f"(by extension, or --format)")
+                         f"(by extension, or --input-format)")
     return Reader(path, fmt, column, id_column, on_bad, on_empty)

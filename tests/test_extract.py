@@ -187,3 +187,16 @@ def test_headerless_tables_by_column_position(tiny, tmp_path):
     np.testing.assert_allclose(hubembed.open_extraction(str(tmp_path / "o")).vectors(),
                                tiny.embed(["a fine film", "awful"]), atol=1e-5)
     assert m["header"]["input"]["column"] == "0"
+
+
+def test_cli_input_format_overrides_the_extension(tiny_models, tmp_path, capsys):
+    from hubembed.cli import main
+
+    (tmp_path / "noext").write_text("a fine film\nawful\n")
+    model = tiny_models["tf2_dict"]
+    assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o1"), "--model", model, "-q"]) == 1
+    assert "unknown format ''; valid: txt, jsonl, csv, tsv, parquet (by extension, or --input-format)" in \
+        capsys.readouterr().err
+    assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o2"), "--model", model, "-q",
+                 "--input-format", "txt"]) == 0
+    assert "2 rows in 1 shards" in capsys.readouterr().out
