@@ -47,7 +47,7 @@ def _cmd_embed(args) -> int:
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
     enc = hubembed.load(args.model, preprocess=args.preprocess, backend=args.backend)
-    layer = int(args.layer) if re.fullmatch(r"-?\d+", args.layer.strip()) else args.layer
+    layer = _layer_arg(args.layer)
     vecs = enc.embed(texts, layers=layer, combine=args.combine, pooling=args.pooling, normalize=args.normalize)
     if args.json:
         print(json.dumps({"model": args.model, "layer": layer, "combine": args.combine, "pooling": args.pooling,

@@ -78,9 +78,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
 
         encoder = hubembed.load(model, preprocess=preprocess, seq_length=seq_length, backend=backend)
     embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long)
-    if attention_layer is not None:
-        embed_args["attention_layer"] = attention_layer
+                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
     probe, info = encoder.embed(["probe"], return_info=True, **embed_args)  # validates the arguments first
     header = {
         "model": encoder.handle,

@@ -35,6 +35,8 @@ probe. Model Garden (``tf-models-official``) is an optional extra.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -81,6 +83,7 @@ _OTHER = (("talking_heads", re.compile(r"pre_softmax_weight|post_softmax_weight"
           ("mobilebert", re.compile(r"bottleneck|MobileBert|mobile_bert", re.I)))
 
 
+@functools.lru_cache(maxsize=1)
 def _tf1_table() -> Dict[str, str]:
     """TF1 BERT name (layer 0 as template) -> Model Garden name."""
     from hubembed.hubformat import BertConfig, tf1_name, weight_shapes
@@ -89,7 +92,7 @@ def _tf1_table() -> Dict[str, str]:
     return {tf1_name(n): n for n in weight_shapes(one)}
 
 
-def garden_name(name: str, _table={}) -> Optional[str]:  # noqa: B006 (a cache)
+def garden_name(name: str) -> Optional[str]:
     """A Hub variable name -> its Model Garden export name, or None if it is not an encoder weight."""
     name = name.split(":")[0]
     m = _MG.search(name)
@@ -97,11 +100,9 @@ def garden_name(name: str, _table={}) -> Optional[str]:  # noqa: B006 (a cache)
         return m.group(1)
     m = _TF1_BERT.search(name)
     if m:
-        if not _table:
-            _table.update(_tf1_table())
         tf1 = m.group(1)
         layer = re.search(r"/layer_(\d+)/", tf1)
-        mg = _table.get(re.sub(r"/layer_\d+/", "/layer_0/", tf1))
+        mg = _tf1_table().get(re.sub(r"/layer_\d+/", "/layer_0/", tf1))
         if mg is None:
             return None
         return mg.replace("layer_0/", f"layer_{layer.group(1)}/") if layer else mg
@@ -554,25 +555,21 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     hub = hub_backend or HubBackend(obj, signature.format)
     ids, mask, types = probe_batch(int(weights["word_embeddings/embeddings"].shape[0]),
                                    int(weights["position_embedding/embeddings"].shape[0]))
-    expected = {k: (None if v is None else (list(v) if isinstance(v, list) else v))
-                for k, v in hub(tf.constant(ids), tf.constant(mask), tf.constant(types)).items()}
+    expected = hub(tf.constant(ids), tf.constant(mask), tf.constant(types))
     tried = []
-    for heads in head_candidates(weights, family, [h for h in hints if h]):
-        for act in activation_candidates(ops or ()):
-            cfg = read_config(weights, family, num_layers=L, num_heads=heads, activation=act)
-            enc = GardenEncoder(build_model(cfg, weights), cfg, handle)
-            diffs = compare(expected, enc(ids, mask, types), mask)
-            worst = max(diffs.values())
-            tried.append((heads, act, worst))
-            if worst <= TOLERANCE:
-                cfg.checked = diffs
-                log.info("hubembed: rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| "
-                         "%.1e", handle, family, cfg.num_layers, heads, act, worst)
-                return enc
-            if len(tried) >= 12:
-                break
-        if len(tried) >= 12:
-            break
+    candidates = itertools.product(head_candidates(weights, family, [h for h in hints if h]),
+                                   activation_candidates(ops or ()))
+    for heads, act in itertools.islice(candidates, 12):  # at most 12 builds
+        cfg = read_config(weights, family, num_layers=L, num_heads=heads, activation=act)
+        enc = GardenEncoder(build_model(cfg, weights), cfg, handle)
+        diffs = compare(expected, enc(ids, mask, types), mask)
+        worst = max(diffs.values())
+        tried.append((heads, act, worst))
+        if worst <= TOLERANCE:
+            cfg.checked = diffs
+            log.info("hubembed: rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| "
+                     "%.1e", handle, family, cfg.num_layers, heads, act, worst)
+            return enc
     shown = "; ".join(f"{h} heads + {a}: {d:.2e}" for h, a, d in tried)
     raise FormatError(f"the Model Garden rebuild of {handle or 'this encoder'} does not reproduce its outputs on "
                       f"a probe batch (max |diff| relative to the output scale, tolerance {TOLERANCE:g}: {shown}); "

@@ -42,11 +42,12 @@ from typing import Optional
 import numpy as np
 
 from hubembed.errors import InputError
+from hubembed.pooling import POOLINGS
+from hubembed.pooling import check as check_pooling
 
 log = logging.getLogger("hubembed")
 
 OUTPUTS = ("embedding", "pooled", "sequence", "layers")
-_POOLINGS = ("cls", "pooled", "mean", "max", "mean_max", "mean_sqrt_len", "first_last_avg", "attention")
 
 
 # ---------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def masked_pool(x, mask, pooling: str, special=None, weights=None):
         return mx
     if pooling == "mean_max":
         return tf.concat([mean, mx], axis=-1)
-    raise InputError(f"pooling={pooling!r}; valid: {', '.join(_POOLINGS)}")
+    raise InputError(f"pooling={pooling!r}; valid: {', '.join(POOLINGS)}")
 
 
 def received_attention(probs, mask):
@@ -316,8 +317,7 @@ def _make(flavour: str) -> SimpleNamespace:
 
             if output not in OUTPUTS:
                 raise InputError(f"output={output!r}; valid: {', '.join(OUTPUTS)}")
-            if pooling not in _POOLINGS:
-                raise InputError(f"pooling={pooling!r}; valid: {', '.join(_POOLINGS)}")
+            check_pooling(pooling)
             self.handle, self.output_kind, self.layers_spec = str(handle), output, layers
             self.combine, self.pooling, self.mix_weights, self.gamma = combine, pooling, weights, float(gamma)
             self.special_tokens, self.normalize, self.attention_layer = bool(special_tokens), bool(normalize), \
@@ -421,10 +421,6 @@ def _make(flavour: str) -> SimpleNamespace:
                 else:
                     w.trainable = t
 
-        def set_encoder_trainable(self, trainable: bool, frozen_layers: int = 0) -> None:
-            self.encoder_trainable = bool(trainable)
-            self.freeze(frozen_layers if trainable else 0)
-
         if legacy:
             @property
             def trainable_weights(self):
@@ -512,7 +508,7 @@ def _make(flavour: str) -> SimpleNamespace:
             else:
                 special = None
                 if not self.special_tokens:
-                    sep = enc_special(self._holder.enc)["end_of_segment_id"]
+                    sep = self._holder.enc.preprocessor.special["end_of_segment_id"]
                     pos0 = tf.one_hot(tf.zeros(tf.shape(ids)[:1], tf.int32), tf.shape(ids)[1], dtype=fmask.dtype)
                     special = tf.maximum(pos0, tf.cast(tf.equal(ids, sep), fmask.dtype))
                 weights = None
@@ -584,9 +580,6 @@ def _make(flavour: str) -> SimpleNamespace:
                 f"would ignore the policy. Use backend='garden' (the Model Garden rebuild computes in "
                 f"{name.split('_')[-1]}), or create the HubFeatureLayer with dtype='float32' (float32 features; "
                 f"later layers can still compute in {name.split('_')[-1]})")
-
-    def enc_special(enc):
-        return enc.preprocessor.special
 
     class GradualUnfreezing(K.callbacks.Callback):
         """Thaw a fine-tuned HubFeatureLayer's blocks from the top, epoch by epoch (ULMFiT).

@@ -154,10 +154,10 @@ def _ours(name: str) -> bool:
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list:
-    """(key, old, new) for every leaf that differs, ignoring library versions and input paths' spelling."""
+    """(key, old, new) for every leaf that differs, ignoring library versions."""
     out = []
     for k in sorted(set(old) | set(new)):
-        if k in ("versions", "started"):
+        if k == "versions":
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
