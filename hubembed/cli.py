@@ -1,4 +1,4 @@
-"""The command line: ``hubembed inspect | embed | convert`` (also ``python -m hubembed``).
+"""The command line: ``hubembed inspect | embed | extract | convert`` (also ``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
 never a stack trace.
@@ -75,18 +75,31 @@ def _layer_arg(value: str):
     return int(value) if re.fullmatch(r"-?\d+", value) else value
 
 
+def _extract_kwargs(args) -> dict:
+    level = "tokens" if args.tokens else "words" if args.words else "sentence"
+    return dict(model=args.model, level=level, format=args.format, subword=args.subword,
+                layers=_layer_arg(args.layers), combine=args.combine, pooling=args.pooling, normalize=args.normalize,
+                dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, shard_size=args.shard_size,
+                column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
+                on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
+
+
 def _cmd_extract(args) -> int:
     import hubembed
 
-    m = hubembed.extract(
-        args.input, args.out, model=args.model, layers=_layer_arg(args.layers), combine=args.combine,
-        pooling=args.pooling, normalize=args.normalize, dtype=args.dtype, batch_size=args.batch_size,
-        max_tokens=args.max_tokens, shard_size=args.shard_size, resume=args.resume, column=args.column,
-        id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad, on_empty=args.on_empty,
-        quiet=args.quiet, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
-    s = m["summary"]
-    print(f"{args.out}: {s['rows']} rows in {s['shards']} shards ({s['rows_this_run']} this run, "
-          f"{s['rows_per_second_this_run']} rows/s), dim {m['header']['spec']['dim']} {args.dtype}, "
+    kwargs = _extract_kwargs(args)
+    if args.runner:
+        from hubembed import beam
+
+        m = beam.extract(args.input, args.out, runner=args.runner, pipeline_args=args.pipeline_args,
+                         cache=not args.no_cache and (args.cache or True), **kwargs)
+    else:
+        m = hubembed.extract(args.input, args.out, resume=args.resume, quiet=args.quiet,
+                             cache=not args.no_cache and (args.cache or True), **kwargs)
+    s, spec = m["summary"], m["header"]["spec"]
+    speed = f", {s['rows_per_second_this_run']} rows/s" if s.get("rows_per_second_this_run") else ""
+    print(f"{args.out}: {s['rows']} rows in {s['shards']} {spec['format']} shards ({spec['level']} level, "
+          f"{s['rows_this_run']} this run{speed}), dim {spec['dim']} {spec['dtype']}, "
           f"{s['skipped']} input rows skipped; manifest: {args.out}/manifest.json")
     return 0
 
@@ -131,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--max-tokens", type=int, default=None, help="padded tokens per batch at most")
-    s.add_argument("--shard-size", type=int, default=10000, help="texts per shard (and in memory at once)")
+    s.add_argument("--shard-size", type=int, default=None,
+                   help="texts per shard, and in memory at once (default 10000; 1000 with --tokens/--words)")
     s.add_argument("--seq-length", type=int, default=None)
     s.add_argument("--resume", action="store_true", help="continue an interrupted extraction in --out")
     s.add_argument("--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) "
@@ -143,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them")
     s.add_argument("--on-empty", default="skip", choices=("skip", "keep", "fail"), help="empty lines")
     s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"))
+    level = s.add_mutually_exclusive_group()
+    level.add_argument("--tokens", action="store_true", help="a vector per word piece, with character offsets")
+    level.add_argument("--words", action="store_true", help="a vector per word (from its pieces, --subword)")
+    s.add_argument("--subword", default="first", choices=("first", "last", "mean", "max", "first_last"),
+                   help="how --words makes a word's vector from its pieces")
+    s.add_argument("--format", choices=("npy", "parquet", "tfrecord"), default=None,
+                   help="output shards (default: npy for sentence vectors, parquet for --tokens/--words)")
+    s.add_argument("--cache", default=None, metavar="DIR",
+                   help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
+                        "the same weights and spec are not encoded again")
+    s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    s.add_argument("--runner", default=None,
+                   help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner); further --flags go to Beam's PipelineOptions")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_extract)
 
@@ -156,7 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "runner", None):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra  # Beam's own options (--runner given)
     if args.version:
         from hubembed import __version__
 

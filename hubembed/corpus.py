@@ -5,10 +5,15 @@
 
 The corpus is read as a stream (``hubembed.inputs``) and embedded ``shard_size`` texts at a
 time (length-sorted batches within each chunk, as ``Encoder.embed``); each chunk becomes one
-shard written atomically, followed by the manifest (``hubembed.store``). Memory is bounded by
-one chunk, whatever the corpus size. With ``resume=True`` a run continues after the last
-complete shard of an earlier run (killed at any point), and the result equals an uninterrupted
-run: chunks fall on the same boundaries, so every batch is the same.
+shard (``hubembed.shards``: npy, Parquet or TFRecord; sentence, token or word level) written
+atomically, followed by the manifest (``hubembed.store``). Memory is bounded by one chunk,
+whatever the corpus size. With ``resume=True`` a run continues after the last complete shard
+of an earlier run (killed at any point), and the result equals an uninterrupted run: chunks
+fall on the same boundaries, so every batch is the same; the finished shards' input is
+re-read and checked against their fingerprints. Sentence vectors go through a content-hash
+cache (``hubembed.featurecache``): a text seen before with the same weights and spec, or
+repeated in the chunk, is not encoded again. ``Settings`` + ``Embedder`` are shared with
+the Beam pipeline (``hubembed.beam``).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import hashlib
 import logging
 import os
 import time
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from hubembed import inputs, store
-from hubembed.errors import InputError
+from hubembed import featurecache, inputs, shards, store
+from hubembed.errors import InputError, OutputError
+from hubembed.encoder import SUBWORD
 
 log = logging.getLogger("hubembed")
 
@@ -54,56 +61,182 @@ def _count_lines(path: str) -> Optional[int]:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, layers=-1, combine: str = "mean",
+@dataclass
+class Settings:
+    """How to embed and write a corpus: everything but the encoder and the input (picklable, for Beam)."""
+
+    level: str = "sentence"
+    format: Optional[str] = None
+    subword: str = "first"
+    embed_args: dict = field(default_factory=dict)
+    dtype: str = "float32"
+    batch_size: int = 32
+    max_tokens: Optional[int] = None
+    shard_size: Optional[int] = None
+    cache: Union[bool, str] = True
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        self.format = self.format or shards.default_format(self.level)
+        shards.check(self.level, self.format, self.dtype, self.embed_args.get("combine", "mean"))
+        if self.shard_size is None:
+            self.shard_size = 10000 if self.level == "sentence" else 1000
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
+        if self.level == "words" and self.subword not in SUBWORD:
+            raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
+
+
+TOKEN_ARGS = ("layers", "combine", "weights", "gamma", "long")  # what token/word vectors depend on
+
+
+class Embedder:
+    """Turns chunks of records into shard bytes with one encoder (and its feature cache)."""
+
+    def __init__(self, encoder, settings: Settings, weights_sha256: Optional[str] = None):
+        self.encoder, self.s = encoder, settings
+        self.weights_sha256 = weights_sha256 or weights_fingerprint(encoder.obj)
+        self.spec, self.dim = self._probe()
+        self.cache = None
+        if self.s.level == "sentence" and self.s.cache:
+            root = self.s.cache if isinstance(self.s.cache, str) else featurecache.default_root()
+            self.cache = featurecache.FeatureCache(root, self.weights_sha256, self.spec)
+        self.stats = {"encoded": 0, "from_cache": 0, "duplicates": 0}
+
+    def _args(self) -> dict:
+        a = self.s.embed_args
+        return a if self.s.level == "sentence" else {k: a[k] for k in TOKEN_ARGS if k in a}
+
+    def _probe(self):
+        """Validate the arguments on one text; the spec that produced the vectors, and their width."""
+        enc = self.encoder
+        if self.s.level == "sentence":
+            v, info = enc.embed(["probe"], return_info=True, **self._args())
+            spec = {k: v for k, v in info.spec.items() if k not in ("model", "hubembed")}
+            return spec, int(v.shape[-1])
+        items = self._pieces(["probe"])
+        a = self._args()
+        plan = enc._plan(a.get("layers", -1), a.get("combine", "mean"), a.get("weights"), a.get("gamma", 1.0))
+        spec = {k: v for k, v in enc.spec(**plan.describe(), long=a.get("long", "window")).items()
+                if k not in ("model", "hubembed")}
+        if self.s.level == "words":
+            spec["subword"] = self.s.subword
+        return spec, int(items[0].vectors.shape[-1])
+
+    def _pieces(self, texts):
+        kw = dict(batch_size=self.s.batch_size, max_tokens=self.s.max_tokens, **self._args())
+        if self.s.level == "tokens":
+            return self.encoder.embed_tokens(texts, **kw)
+        return self.encoder.embed_words(texts, subword=self.s.subword, **kw)
+
+    def vectors(self, texts: List[str]) -> np.ndarray:
+        """Sentence vectors: each distinct text encoded once, cached texts not at all."""
+        keys = [featurecache.text_key(t) for t in texts]
+        first = {}
+        for k, t in zip(keys, texts):
+            first.setdefault(k, t)
+        found = self.cache.get(first) if self.cache else {}
+        todo = [k for k in first if k not in found]
+        if todo:
+            new = self.encoder.embed([first[k] for k in todo], batch_size=self.s.batch_size,
+                                     max_tokens=self.s.max_tokens, **self._args())
+            if self.cache:
+                self.cache.put(todo, new)
+            found.update(zip(todo, new))
+        self.stats["encoded"] += len(todo)
+        self.stats["from_cache"] += len(first) - len(todo)
+        self.stats["duplicates"] += len(texts) - len(first)
+        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def chunk(self, records) -> shards.Chunk:
+        ids, texts = [r.id for r in records], [r.text for r in records]
+        if self.s.level == "sentence":
+            return shards.Chunk(ids, vectors=self.vectors(texts))
+        self.stats["encoded"] += len(texts)
+        return shards.Chunk(ids, items=self._pieces(texts))
+
+    def render(self, records) -> Dict[str, bytes]:
+        return shards.render(self.s.format, self.s.level, self.chunk(records), self.s.dtype)
+
+
+def input_digest(records) -> str:
+    """sha256 over the ids and texts of a shard's records: resume checks the input did not change."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(r.id.encode("utf-8", "surrogatepass") + b"\0" + r.text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+def make_header(embedder: Embedder, reader, input_path: str) -> dict:
+    s = embedder.s
+    return {
+        "model": embedder.encoder.handle,
+        "weights_sha256": embedder.weights_sha256,
+        "preprocessor": embedder.encoder.preprocessor.source,
+        "spec": {**embedder.spec, "level": s.level, "format": s.format, "dtype": s.dtype, "dim": embedder.dim,
+                 "shard_size": s.shard_size},
+        "input": {**reader.describe(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
+        "versions": _versions(),
+    }
+
+
+def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, level: str = "sentence",
+            format: Optional[str] = None, subword: str = "first", layers=-1, combine: str = "mean",
             pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
             normalize: bool = False, attention_layer=None, dtype: str = "float32", batch_size: int = 32,
-            max_tokens: Optional[int] = None, long: str = "window", shard_size: int = 10000, resume: bool = False,
-            column: Optional[str] = None, id_column: Optional[str] = None, input_format: Optional[str] = None,
-            on_bad: str = "fail", on_empty: str = "skip", quiet: bool = False, preprocess=None,
-            seq_length: Optional[int] = None, backend: str = "auto") -> dict:
+            max_tokens: Optional[int] = None, long: str = "window", shard_size: Optional[int] = None,
+            resume: bool = False, cache: Union[bool, str] = True, column: Optional[str] = None,
+            id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
+            on_empty: str = "skip", quiet: bool = False, preprocess=None, seq_length: Optional[int] = None,
+            backend: str = "auto") -> dict:
     """Embed every text of ``input_path`` into shards under ``out``; returns the final manifest.
 
-    Extraction arguments as ``Encoder.embed``; dtype: float32 | float16 on disk; shard_size:
-    texts per shard (and per chunk in memory); resume: continue an interrupted run (its
-    model, weights and spec must match). ``encoder``: an already loaded ``Encoder``.
+    level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) |
+    words (``embed_words`` with ``subword``); format: npy (sentence level) | parquet | tfrecord
+    (see ``hubembed.shards``); dtype: float32 | float16 on disk; shard_size: texts per shard and
+    in memory at once (default 10000 sentence level, 1000 tokens/words); resume: continue an
+    interrupted run (its model, weights, spec and input must match); cache: sentence vectors
+    by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).
+    ``encoder``: an already loaded ``Encoder``. Other arguments as ``Encoder.embed``.
     """
-    if dtype not in DTYPES:
-        raise InputError(f"dtype={dtype!r}; valid: {', '.join(DTYPES)}")
-    if not isinstance(shard_size, int) or shard_size < 1:
-        raise InputError(f"shard_size={shard_size!r}; valid: a positive number of texts")
+    embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
+                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
+    settings = Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
                                on_empty=on_empty)
     if encoder is None:
         import hubembed
 
         encoder = hubembed.load(model, preprocess=preprocess, seq_length=seq_length, backend=backend)
-    embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
-    probe, info = encoder.embed(["probe"], return_info=True, **embed_args)  # validates the arguments first
-    header = {
-        "model": encoder.handle,
-        "weights_sha256": weights_fingerprint(encoder.obj),
-        "preprocessor": encoder.preprocessor.source,
-        "spec": {**{k: v for k, v in info.spec.items() if k not in ("model", "hubembed")}, "dtype": dtype,
-                 "dim": int(probe.shape[-1]), "shard_size": shard_size},
-        "input": {**reader.describe(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
-        "versions": _versions(),
-    }
-    st = store.ShardStore(out, header, resume=resume)
+    embedder = Embedder(encoder, settings)
+    st = store.ShardStore(out, make_header(embedder, reader, input_path), resume=resume)
     if st.shards:
         log.info("hubembed: resuming %s after %d rows (%d shards intact)", out, st.rows_done, len(st.shards))
-    return _run(encoder, reader, st, embed_args, dtype, batch_size, max_tokens, shard_size, quiet)
+    return _run(embedder, reader, st, quiet)
 
 
-def _run(encoder, reader, st, embed_args, dtype, batch_size, max_tokens, shard_size, quiet) -> dict:
+def _check_done(st, shard_i: int, records) -> None:
+    """At resume: the records of finished shard ``shard_i`` must be the ones it was made from."""
+    want = st.shards[shard_i].get("input_sha256")
+    if want and input_digest(records) != want:
+        s = st.shards[shard_i]
+        raise OutputError(f"{st.out}: the input changed since the interrupted run (the texts or ids of shard "
+                          f"{shard_i}, rows {s['first_row']}..{s['first_row'] + s['rows'] - 1}, differ); "
+                          f"start a new extraction, or restore the input")
+
+
+def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
+    shard_size = embedder.s.shard_size
     done_lines, done_rows = st.lines_done, st.rows_done
     total = _count_lines(reader.path) if reader.path != "-" else None
     bar = tqdm(total=total, initial=done_lines if total else 0, unit=" lines", disable=quiet, dynamic_ncols=True,
                desc=f"extract {os.path.basename(reader.path)}", smoothing=0.1)
     chunk, n_new, last_line = [], 0, done_lines
+    done_chunk, done_i = [], 0  # records of finished shards, re-read at resume to check the input
     recorded = set()  # skipped lines already listed in the manifest
 
     def new_skips(up_to: float):
@@ -113,18 +246,22 @@ def _run(encoder, reader, st, embed_args, dtype, batch_size, max_tokens, shard_s
 
     def flush():
         nonlocal chunk, n_new
-        vecs = encoder.embed([r.text for r in chunk], batch_size=batch_size, max_tokens=max_tokens, **embed_args)
-        st.write_shard(vecs.astype(dtype), [r.id for r in chunk], chunk[-1].line, new_skips(chunk[-1].line))
+        blobs = embedder.render(chunk)
+        st.write_shard(blobs, len(chunk), chunk[-1].line, new_skips(chunk[-1].line), input_digest(chunk))
         n_new += len(chunk)
         bar.set_postfix(rows=st.rows_done, shards=len(st.shards))
         chunk = []
 
     for rec in reader.records():
         if rec.line <= done_lines:
+            done_chunk.append(rec)
+            if len(done_chunk) == st.shards[done_i]["rows"]:
+                _check_done(st, done_i, done_chunk)
+                done_chunk, done_i = [], done_i + 1
             continue
         if rec.row != done_rows + n_new + len(chunk):
-            raise store.OutputError(f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
-                                    f"{rec.line}); start a new extraction")
+            raise OutputError(f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
+                              f"{rec.line}); start a new extraction")
         chunk.append(rec)
         if total:
             bar.update(rec.line - last_line)
@@ -140,13 +277,16 @@ def _run(encoder, reader, st, embed_args, dtype, batch_size, max_tokens, shard_s
     st.skipped.extend([list(s) for s in new_skips(float("inf"))])
     summary = {"rows": st.rows_done, "rows_this_run": n_new, "shards": len(st.shards),
                "skipped": len(st.skipped), "seconds_this_run": round(seconds, 3),
-               "rows_per_second_this_run": round(n_new / seconds, 1) if seconds > 0 else None}
+               "rows_per_second_this_run": round(n_new / seconds, 1) if seconds > 0 else None,
+               **{f"texts_{k}_this_run": v for k, v in embedder.stats.items()}}
     m = st.finish(summary)
     reasons = {}
     for _, why in st.skipped:
         key = why.split(" (")[0]
         reasons[key] = reasons.get(key, 0) + 1
     skipped_text = ", ".join(f"{n} {k}" for k, n in reasons.items()) or "none"
-    log.info("hubembed: extracted %d rows into %s (%d shards; %d this run, %.1f rows/s; skipped: %s)",
-             st.rows_done, st.out, len(st.shards), n_new, summary["rows_per_second_this_run"] or 0, skipped_text)
+    cached = embedder.stats["from_cache"] + embedder.stats["duplicates"]
+    log.info("hubembed: extracted %d rows into %s (%d shards; %d this run, %.1f rows/s, %d not encoded again: "
+             "cache or duplicates; skipped: %s)", st.rows_done, st.out, len(st.shards), n_new,
+             summary["rows_per_second_this_run"] or 0, cached, skipped_text)
     return m

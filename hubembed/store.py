@@ -6,6 +6,8 @@ Layout of an output folder::
                               every finished shard (rows, first row, sha256 of each file), totals
     part-00000.npy            vectors [rows, D] (float32 or float16), memory-mappable
     part-00000.ids.json       the ids of those rows, in order
+    (or part-00000.parquet / part-00000.tfrecord: ids and vectors in one file; token- and
+    word-level output too: see ``hubembed.shards``)
 
 Every file is written to a temporary name, flushed to disk and renamed into place; the
 manifest is rewritten (the same way) after each shard. A run killed at any moment leaves
@@ -23,6 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from hubembed import shards as shard_formats
 from hubembed.errors import InputError, OutputError
 
 MANIFEST = "manifest.json"
@@ -37,12 +40,12 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: str, write) -> None:
-    """write(f) into path.tmp, fsync, rename over path."""
+def _write_atomic(path: str, data: bytes) -> None:
+    """data into path.tmp, fsync, rename over path."""
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -94,11 +97,11 @@ class ShardStore:
                 break
             self.shards.append(shard)
         self.skipped = [s for s in old.get("skipped", []) if self.shards and s[0] <= self.shards[-1]["last_line"]]
-        self._clean(keep={f for s in self.shards for f in (s["file"], s["ids_file"])})
+        self._clean(keep={s[k] for s in self.shards for k in s["sha256"]})
         self._write_manifest(complete=False)
 
     def _intact(self, shard: dict) -> bool:
-        for key in ("file", "ids_file"):
+        for key in shard["sha256"]:
             p = os.path.join(self.out, shard[key])
             if not os.path.exists(p) or _sha256(p) != shard["sha256"][key]:
                 return False
@@ -119,17 +122,18 @@ class ShardStore:
     def lines_done(self) -> int:
         return self.shards[-1]["last_line"] if self.shards else 0
 
-    def write_shard(self, vectors: np.ndarray, ids: List[str], last_line: int, skipped=()) -> dict:
-        """Write one shard (atomically), then the manifest that lists it."""
+    def write_shard(self, blobs: Dict[str, bytes], rows: int, last_line: int, skipped=(),
+                    input_sha256: Optional[str] = None) -> dict:
+        """Write one shard's files ({suffix: bytes}, from ``shards.render``) atomically, then the manifest."""
         index = len(self.shards)
         name = shard_name(index)
-        files = {"file": name + ".npy", "ids_file": name + ".ids.json"}
-        _write_atomic(os.path.join(self.out, files["file"]), lambda f: np.save(f, vectors, allow_pickle=False))
-        _write_atomic(os.path.join(self.out, files["ids_file"]),
-                      lambda f: f.write(json.dumps([str(i) for i in ids]).encode("utf-8")))
-        shard = {**files, "index": index, "first_row": self.rows_done, "rows": int(len(vectors)),
-                 "last_line": int(last_line),
-                 "sha256": {k: _sha256(os.path.join(self.out, v)) for k, v in files.items()}}
+        files = {("ids_file" if suffix == ".ids.json" else "file"): name + suffix for suffix in blobs}
+        for suffix, data in blobs.items():
+            _write_atomic(os.path.join(self.out, name + suffix), data)
+        shard = {**files, "index": index, "first_row": self.rows_done, "rows": int(rows), "last_line": int(last_line),
+                 "sha256": {k: hashlib.sha256(blobs[v[len(name):]]).hexdigest() for k, v in files.items()}}
+        if input_sha256:
+            shard["input_sha256"] = input_sha256
         self.shards.append(shard)
         self.skipped.extend([list(s) for s in skipped])
         self._write_manifest(complete=False)
@@ -144,8 +148,7 @@ class ShardStore:
              "skipped": self.skipped}
         if summary:
             m["summary"] = summary
-        _write_atomic(os.path.join(self.out, MANIFEST),
-                      lambda f: f.write(json.dumps(m, indent=1, sort_keys=True).encode("utf-8")))
+        _write_atomic(os.path.join(self.out, MANIFEST), json.dumps(m, indent=1, sort_keys=True).encode("utf-8"))
         return m
 
 
@@ -182,7 +185,10 @@ def read_manifest(out: str) -> dict:
 
 
 class Extraction:
-    """An extraction on disk, read lazily: vectors by row or id, shard by shard (memory-mapped).
+    """An extraction on disk, read lazily: by row or id, shard by shard (npy memory-mapped).
+
+    Sentence level: ``ex[row]`` is a vector, ``ex.vectors()`` all of them. Token/word level:
+    ``ex[row]`` is a ``shards.Pieces`` (text, pieces, spans, vectors).
 
     >>> ex = hubembed.open_extraction("out")        # doctest: +SKIP
     >>> ex[0], ex.by_id("17"), len(ex), ex.spec     # doctest: +SKIP
@@ -194,11 +200,11 @@ class Extraction:
         self.shards = self.manifest["shards"]
         if verify:
             for s in self.shards:
-                for key in ("file", "ids_file"):
+                for key in s["sha256"]:
                     if _sha256(os.path.join(out, s[key])) != s["sha256"][key]:
                         raise OutputError(f"{out}/{s[key]} does not match its checksum in the manifest")
         self._starts = np.array([s["first_row"] for s in self.shards], np.int64)
-        self._arrays: Dict[int, np.ndarray] = {}
+        self._cache: Dict[int, object] = {}
         self._ids: Optional[Dict[str, int]] = None
 
     @property
@@ -210,33 +216,53 @@ class Extraction:
         return self.header.get("spec", {})
 
     @property
+    def level(self) -> str:
+        return self.spec.get("level", "sentence")
+
+    @property
+    def format(self) -> str:
+        return self.spec.get("format", "npy")
+
+    @property
     def complete(self) -> bool:
         return bool(self.manifest.get("complete"))
 
     def __len__(self) -> int:
         return int(self.manifest["rows"])
 
-    def shard(self, i: int) -> np.ndarray:
-        if i not in self._arrays:
-            self._arrays[i] = np.load(os.path.join(self.out, self.shards[i]["file"]), mmap_mode="r")
-        return self._arrays[i]
+    def shard(self, i: int):
+        """Shard i: [rows, D] vectors (sentence level; memory-mapped for npy) or a list of Pieces.
 
-    def __getitem__(self, row: int) -> np.ndarray:
+        The last shard read is kept (one shard in memory at a time for parquet and tfrecord).
+        """
+        if i not in self._cache:
+            if self.format != "npy":
+                self._cache.clear()
+            self._cache[i] = shard_formats.read(self.format, self.level, os.path.join(self.out, self.shards[i]["file"]))
+        return self._cache[i]
+
+    def __getitem__(self, row: int):
         n = len(self)
         if not -n <= row < n:
             raise IndexError(f"row {row} of an extraction of {n} rows")
         row %= n
         i = int(np.searchsorted(self._starts, row, side="right") - 1)
-        return np.asarray(self.shard(i)[row - self.shards[i]["first_row"]])
+        item = self.shard(i)[row - self.shards[i]["first_row"]]
+        return np.asarray(item) if self.level == "sentence" else item
+
+    def __iter__(self):
+        for i in range(len(self.shards)):
+            rows = self.shard(i)
+            for r in range(len(rows)):
+                yield np.asarray(rows[r]) if self.level == "sentence" else rows[r]
 
     def ids(self) -> List[str]:
         out: List[str] = []
         for s in self.shards:
-            with open(os.path.join(self.out, s["ids_file"]), encoding="utf-8") as f:
-                out += json.load(f)
+            out += shard_formats.read_ids(self.format, os.path.join(self.out, s.get("ids_file", s["file"])))
         return out
 
-    def by_id(self, rid) -> np.ndarray:
+    def by_id(self, rid):
         if self._ids is None:
             self._ids = {r: i for i, r in enumerate(self.ids())}
         try:
@@ -245,14 +271,17 @@ class Extraction:
             raise KeyError(f"no row with id {rid!r} in {self.out}") from None
 
     def vectors(self) -> np.ndarray:
-        """Every vector in one array (loads them all)."""
+        """Every sentence vector in one array (loads them all)."""
+        if self.level != "sentence":
+            raise InputError(f"{self.out} holds {self.level}-level output (a variable number of vectors per text); "
+                             f"iterate over it, or read a row: ex[i].vectors")
         return np.concatenate([np.asarray(self.shard(i)) for i in range(len(self.shards))]) if self.shards \
             else np.zeros((0, 0), np.float32)
 
     def __repr__(self) -> str:
         h = self.header
-        return (f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, model={h.get('model')!r}, "
-                f"complete={self.complete})")
+        return (f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, level={self.level!r}, "
+                f"format={self.format!r}, model={h.get('model')!r}, complete={self.complete})")
 
 
 def open_extraction(out: str, verify: bool = False) -> Extraction:

@@ -81,7 +81,7 @@ def test_stdin_through_the_cli(tiny_models, tmp_path):
                         tiny_models["tf2_dict"], "-q"], input="hello world\n\nthe cat\n", capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "2 rows in 1 shards" in r.stdout and "1 input rows skipped" in r.stdout
+    assert "2 rows in 1 npy shards (sentence level" in r.stdout and "1 input rows skipped" in r.stdout
     assert hubembed.open_extraction(out).ids() == ["1", "3"]
 
 
@@ -199,4 +199,4 @@ def test_cli_input_format_overrides_the_extension(tiny_models, tmp_path, capsys)
         capsys.readouterr().err
     assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o2"), "--model", model, "-q",
                  "--input-format", "txt"]) == 0
-    assert "2 rows in 1 shards" in capsys.readouterr().out
+    assert "2 rows in 1 npy shards" in capsys.readouterr().out
