@@ -136,12 +136,12 @@ class Embedder:
         first = {}
         for k, t in zip(keys, texts):
             first.setdefault(k, t)
-        found = self.cache.get(first) if self.cache else {}
+        found = self.cache.get(first) if self.cache is not None else {}
         todo = [k for k in first if k not in found]
         if todo:
             new = self.encoder.embed([first[k] for k in todo], batch_size=self.s.batch_size,
                                      max_tokens=self.s.max_tokens, **self._args())
-            if self.cache:
+            if self.cache is not None:
                 self.cache.put(todo, new)
             found.update(zip(todo, new))
         self.stats["encoded"] += len(todo)
