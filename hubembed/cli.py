@@ -92,7 +92,7 @@ def _cmd_extract(args) -> int:
         from hubembed import beam
 
         m = beam.extract(args.input, args.out, runner=args.runner, pipeline_args=args.pipeline_args,
-                         cache=not args.no_cache and (args.cache or True), **kwargs)
+                         cache=False if args.no_cache else (args.cache or False), **kwargs)
     else:
         m = hubembed.extract(args.input, args.out, resume=args.resume, quiet=args.quiet,
                              cache=not args.no_cache and (args.cache or True), **kwargs)

@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from hubembed import featurecache, inputs, shards, store
-from hubembed.errors import InputError, OutputError
 from hubembed.encoder import SUBWORD
+from hubembed.errors import InputError, OutputError
 
 log = logging.getLogger("hubembed")
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
@@ -44,7 +45,8 @@ class FeatureCache:
         self.path = os.path.join(root, self.id + ".sqlite")
         try:
             os.makedirs(root, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60)
+            self._lock = threading.Lock()  # one connection, used from whichever thread embeds
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (text_sha256 BLOB PRIMARY KEY, vector BLOB)")
@@ -65,7 +67,9 @@ class FeatureCache:
         for i in range(0, len(keys), 500):
             part = keys[i:i + 500]
             q = f"SELECT text_sha256, vector FROM vectors WHERE text_sha256 IN ({','.join('?' * len(part))})"
-            for k, blob in self._db.execute(q, part):
+            with self._lock:
+                found = self._db.execute(q, part).fetchall()
+            for k, blob in found:
                 out[bytes(k)] = np.frombuffer(blob, np.float32).reshape(self.shape)
         return out
 
@@ -73,19 +77,21 @@ class FeatureCache:
         if not keys:
             return
         vectors = np.asarray(vectors, np.float32)
-        try:
-            if self.shape is None:
-                self.shape = tuple(vectors.shape[1:])
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('shape', ?)", (json.dumps(self.shape),))
-            self._db.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
-                                 [(k, np.ascontiguousarray(v).tobytes()) for k, v in zip(keys, vectors)])
-            self._db.commit()
-        except sqlite3.Error as e:
-            raise OutputError(f"feature cache {self.path}: write failed ({e}); run with --no-cache, or free space") \
-                from None
+        rows = [(k, np.ascontiguousarray(v).tobytes()) for k, v in zip(keys, vectors)]
+        with self._lock:
+            try:
+                if self.shape is None:
+                    self.shape = tuple(vectors.shape[1:])
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('shape', ?)", (json.dumps(self.shape),))
+                self._db.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)", rows)
+                self._db.commit()
+            except sqlite3.Error as e:
+                raise OutputError(f"feature cache {self.path}: write failed ({e}); run with --no-cache, or free "
+                                  f"space") from None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from hubembed.errors import InputError, missing
 
@@ -47,6 +47,10 @@ class Reader:
     on_bad: str = "fail"
     on_empty: str = "skip"
     skipped: List[Tuple[int, str]] = field(default_factory=list)
+    opener: Optional[Callable] = None  # path -> binary file; the Beam pipeline passes FileSystems.open
+
+    def _open(self):
+        return self.opener(self.path) if self.opener else open(self.path, "rb")
 
     def __post_init__(self):
         if self.on_bad not in ON_BAD:
@@ -110,7 +114,7 @@ class Reader:
             for i, raw in enumerate(stream, 1):
                 yield i, raw
             return
-        with open(self.path, "rb") as f:
+        with self._open() as f:
             for i, raw in enumerate(f, 1):
                 yield i, raw
 
@@ -171,7 +175,7 @@ class Reader:
             import pyarrow.parquet as pq
         except ImportError as e:
             raise missing("pyarrow", "'hubembed[parquet]'", "Reading Parquet input") from e
-        f = pq.ParquetFile(self.path)
+        f = pq.ParquetFile(self._open() if self.opener else self.path)
         names = f.schema_arrow.names
         for name in filter(None, (self.column, self.id_column)):
             if name not in names:
@@ -191,9 +195,13 @@ class Reader:
 
 
 def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[str] = None, fmt: Optional[str] = None,
-               on_bad: str = "fail", on_empty: str = "skip") -> Reader:
-    """A Reader for ``path`` ("-": standard input); the format comes from the extension unless ``fmt``."""
-    if path != "-":
+               on_bad: str = "fail", on_empty: str = "skip", opener: Optional[Callable] = None) -> Reader:
+    """A Reader for ``path`` ("-": standard input); the format comes from the extension unless ``fmt``.
+
+    ``opener``: how to open ``path`` (binary) when it is not a local file, e.g. Beam's
+    ``FileSystems.open`` for gs:// paths; local paths are checked here first.
+    """
+    if path != "-" and "://" not in path:
         if not os.path.exists(path):
             raise InputError(f"input {path!r} does not exist")
         if os.path.isdir(path):
@@ -206,4 +214,4 @@ def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[s
     if fmt not in FORMATS:
         raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(FORMATS)} "
                          f"(by extension, or --input-format)")
-    return Reader(path, fmt, column, id_column, on_bad, on_empty)
+    return Reader(path, fmt, column, id_column, on_bad, on_empty, opener=opener)

@@ -125,15 +125,9 @@ class ShardStore:
     def write_shard(self, blobs: Dict[str, bytes], rows: int, last_line: int, skipped=(),
                     input_sha256: Optional[str] = None) -> dict:
         """Write one shard's files ({suffix: bytes}, from ``shards.render``) atomically, then the manifest."""
-        index = len(self.shards)
-        name = shard_name(index)
-        files = {("ids_file" if suffix == ".ids.json" else "file"): name + suffix for suffix in blobs}
-        for suffix, data in blobs.items():
-            _write_atomic(os.path.join(self.out, name + suffix), data)
-        shard = {**files, "index": index, "first_row": self.rows_done, "rows": int(rows), "last_line": int(last_line),
-                 "sha256": {k: hashlib.sha256(blobs[v[len(name):]]).hexdigest() for k, v in files.items()}}
-        if input_sha256:
-            shard["input_sha256"] = input_sha256
+        shard, files = shard_entry(len(self.shards), self.rows_done, rows, last_line, blobs, input_sha256)
+        for name, data in files.items():
+            _write_atomic(os.path.join(self.out, name), data)
         self.shards.append(shard)
         self.skipped.extend([list(s) for s in skipped])
         self._write_manifest(complete=False)
@@ -143,13 +137,35 @@ class ShardStore:
         return self._write_manifest(complete=True, summary=summary)
 
     def _write_manifest(self, complete: bool, summary: Optional[dict] = None) -> dict:
-        m = {"format": "hubembed-extraction", "format_version": FORMAT_VERSION, "header": self.header,
-             "complete": complete, "rows": self.rows_done, "shards": self.shards,
-             "skipped": self.skipped}
-        if summary:
-            m["summary"] = summary
-        _write_atomic(os.path.join(self.out, MANIFEST), json.dumps(m, indent=1, sort_keys=True).encode("utf-8"))
+        m = manifest(self.header, self.shards, self.skipped, complete, summary)
+        _write_atomic(os.path.join(self.out, MANIFEST), manifest_bytes(m))
         return m
+
+
+def shard_entry(index: int, first_row: int, rows: int, last_line: int, blobs: Dict[str, bytes],
+                input_sha256: Optional[str] = None):
+    """The manifest entry of a shard and its files {name: bytes} (shared with the Beam pipeline)."""
+    name = shard_name(index)
+    keys = {suffix: ("ids_file" if suffix == ".ids.json" else "file") for suffix in blobs}
+    entry = {**{keys[sf]: name + sf for sf in blobs}, "index": index, "first_row": int(first_row),
+             "rows": int(rows), "last_line": int(last_line),
+             "sha256": {keys[sf]: hashlib.sha256(b).hexdigest() for sf, b in blobs.items()}}
+    if input_sha256:
+        entry["input_sha256"] = input_sha256
+    return entry, {name + sf: b for sf, b in blobs.items()}
+
+
+def manifest(header: dict, shards: List[dict], skipped: List[list], complete: bool,
+             summary: Optional[dict] = None) -> dict:
+    m = {"format": "hubembed-extraction", "format_version": FORMAT_VERSION, "header": header, "complete": complete,
+         "rows": sum(s["rows"] for s in shards), "shards": shards, "skipped": skipped}
+    if summary:
+        m["summary"] = summary
+    return m
+
+
+def manifest_bytes(m: dict) -> bytes:
+    return json.dumps(m, indent=1, sort_keys=True).encode("utf-8")
 
 
 def _ours(name: str) -> bool:

@@ -1,0 +1,177 @@
+"""``hubembed extract`` as an Apache Beam pipeline: the same shards and manifest, on any runner.
+
+    hubembed extract corpus.txt -o out/ --model minilm --runner DirectRunner
+    hubembed extract gs://b/corpus.jsonl --field text -o gs://b/out --model minilm \\
+        --runner DataflowRunner --project P --region R --temp_location gs://b/tmp --requirements_file req.txt
+    hubembed.beam.extract("corpus.txt", "out/", model="minilm", runner="DirectRunner")
+
+The pipeline::
+
+    [input path] -> read records (hubembed.inputs, one reader: rows numbered in file order)
+                 -> key by shard (row // shard_size) -> GroupByKey
+                 -> EmbedShard: the model loaded once per worker (DoFn.setup), the shard's records in
+                    row order embedded as the local run embeds one chunk (same batches, same numbers),
+                    files written to a temporary name and renamed
+                 -> all shard entries + skipped rows -> manifest.json (written last)
+
+So the output equals ``hubembed.extract``'s for the same input and arguments (the test compares
+them file by file). Reading is one stream (text formats have no row numbers to split on);
+embedding, the expensive part, is spread over the workers. Paths go through Beam's
+``FileSystems`` (local, gs:// with ``apache-beam[gcp]``, s3:// with ``apache-beam[aws]``); the
+workers need hubembed installed (``--requirements_file`` / ``--setup_file``, or a container).
+The header (weights fingerprint, spec) is computed on the launching machine, which loads the
+model once too. There is no resume: a failed pipeline is rerun into an empty folder (runners
+retry failed bundles themselves).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Optional, Sequence, Tuple, Union
+
+from hubembed import corpus, inputs, store
+from hubembed.errors import OutputError, missing
+
+try:
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+except ImportError:  # pragma: no cover - the beam extra is optional
+    beam = FileSystems = None
+
+log = logging.getLogger("hubembed")
+LOADS = {"count": 0}  # models loaded by EmbedShard.setup in this process (tests read it)
+
+
+def _need_beam():
+    if beam is None:
+        raise missing("apache_beam", "'hubembed[beam]'", "Running the extraction on Apache Beam")
+
+
+def _join(out: str, name: str) -> str:
+    return FileSystems.join(out, name)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write to path + .tmp and rename: a reader never sees half a file."""
+    tmp = path + ".tmp"
+    try:
+        with FileSystems.create(tmp) as f:
+            f.write(data)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        FileSystems.rename([tmp], [path])
+    except Exception as e:  # Beam wraps OS errors in BeamIOError
+        raise OutputError(f"writing {path} failed: {e}") from e
+
+
+def _open(path: str):
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+class ReadRecords(beam.DoFn if beam else object):
+    """input path -> (shard index, record); the rows it skips go to the 'skipped' output."""
+
+    def __init__(self, reader_args: dict, shard_size: int):
+        self.reader_args, self.shard_size = reader_args, shard_size
+
+    def process(self, path):
+        reader = inputs.open_input(path, opener=_open, **self.reader_args)
+        for rec in reader.records():
+            yield rec.row // self.shard_size, (rec.row, rec.id, rec.text, rec.line)
+        for line, why in reader.skipped:
+            yield beam.pvalue.TaggedOutput("skipped", [line, why])
+
+
+class EmbedShard(beam.DoFn if beam else object):
+    """(shard index, records) -> the shard's manifest entry, its files written under ``out``."""
+
+    def __init__(self, out: str, load_args: dict, settings: corpus.Settings, weights_sha256: str):
+        self.out, self.load_args, self.settings, self.weights_sha256 = out, load_args, settings, weights_sha256
+        self.embedder = None
+
+    def setup(self):
+        import hubembed
+
+        encoder = hubembed.load(**self.load_args)
+        self.embedder = corpus.Embedder(encoder, self.settings, self.weights_sha256)
+        LOADS["count"] += 1
+
+    def process(self, element):
+        index, rows = element
+        recs = [inputs.Record(*r) for r in sorted(rows)]
+        blobs = self.embedder.render(recs)
+        entry, files = store.shard_entry(index, recs[0].row, len(recs), recs[-1].line, blobs,
+                                         corpus.input_digest(recs))
+        for name, data in files.items():
+            _write(_join(self.out, name), data)
+        yield entry
+
+
+def _write_manifest(entries, skipped, out: str, header: dict, runner: str) -> None:
+    entries = sorted(entries, key=lambda e: e["index"])
+    if [e["index"] for e in entries] != list(range(len(entries))):
+        raise OutputError(f"{out}: shards {[e['index'] for e in entries]} are not consecutive")
+    skipped = sorted(skipped)
+    m = store.manifest(header, entries, skipped, True,
+                       {"rows": sum(e["rows"] for e in entries), "rows_this_run": sum(e["rows"] for e in entries),
+                        "shards": len(entries), "skipped": len(skipped), "runner": runner})
+    _write(_join(out, store.MANIFEST), store.manifest_bytes(m))
+
+
+def _check_out(out: str) -> None:
+    if FileSystems.exists(_join(out, store.MANIFEST)):
+        raise OutputError(f"output folder {out} already holds an extraction; a Beam run does not resume: give "
+                          f"another folder (or run without --runner to resume locally)")
+    if "://" not in out:
+        store.ShardStore(out, {}, resume=False)  # local: the same checks as a local run (new or empty folder)
+
+
+def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline_args: Sequence[str] = (),
+            model: str = "minilm", preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
+            level: str = "sentence", format: Optional[str] = None, subword: str = "first", layers=-1,
+            combine: str = "mean", pooling: str = "mean", weights=None, gamma: float = 1.0,
+            special_tokens: bool = True, normalize: bool = False, attention_layer=None, dtype: str = "float32",
+            batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
+            shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
+            id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
+            on_empty: str = "skip") -> dict:
+    """Run the extraction as a Beam pipeline on ``runner``; returns the manifest (arguments as
+    ``hubembed.extract``; ``pipeline_args``: Beam's own flags, e.g. ``["--direct_num_workers=2"]``).
+    ``cache`` is off by default here: a worker's feature cache lives on its own disk."""
+    _need_beam()
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    import hubembed
+
+    embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
+                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
+    settings = corpus.Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
+    reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
+    reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here
+    load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend)
+    local = corpus.Embedder(hubembed.load(**load_args), corpus.Settings(**{**settings.__dict__, "cache": False}))
+    header = corpus.make_header(local, reader, input_path)
+    _check_out(out)
+    options = PipelineOptions(list(pipeline_args), runner=runner)
+    start = time.perf_counter()
+    with beam.Pipeline(options=options) as p:
+        read = (p | "Input" >> beam.Create([input_path])
+                | "Read" >> beam.ParDo(ReadRecords(reader_args, settings.shard_size))
+                .with_output_types(Tuple[int, Any]).with_outputs("skipped", main="records"))
+        entries = (read.records | "ByShard" >> beam.GroupByKey()
+                   | "Embed" >> beam.ParDo(EmbedShard(out, load_args, settings, local.weights_sha256)))
+        skipped = read.skipped | "AllSkipped" >> beam.combiners.ToList()
+        (entries | "AllShards" >> beam.combiners.ToList()
+         | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(skipped), out, header, runner))
+    with _open(_join(out, store.MANIFEST)) as f:
+        m = json.loads(f.read().decode("utf-8"))
+    seconds = time.perf_counter() - start
+    m["summary"].update(seconds_this_run=round(seconds, 3),
+                        rows_per_second_this_run=round(m["rows"] / seconds, 1) if seconds > 0 else None)
+    log.info("hubembed: Beam (%s) extracted %d rows into %s (%d shards, %.1f s)", runner, m["rows"], out,
+             len(m["shards"]), seconds)
+    return m
