@@ -3,9 +3,11 @@
     python benchmarks/bench_extract.py [--model minilm] [--sizes 10000 200000] [--throughput-n 10000]
 
 Corpora are SST-2 + STS-B sentences from ../shared/data repeated (with the row number appended, so no two
-lines are equal) to each size. Each size runs `hubembed extract` in a fresh process; its peak RSS is
-read from the child's own rusage (os.wait4). Throughput: Encoder.embed vs hubembed.extract on the same
-texts in one process, interleaved, best of --rounds (a shared 2-core machine swings when busy).
+lines are equal) to each size. Each size runs `hubembed extract` in a fresh process (feature cache on, in a
+temporary folder); its peak RSS is read from the child's own rusage (os.wait4). Throughput: Encoder.embed
+vs hubembed.extract (cache off: the same work) on the same texts in one process, interleaved, best of
+--rounds (a shared 2-core machine swings when busy); then, in the same process: a rerun served by a warm
+feature cache, each output format, token-level Parquet, and the Beam DirectRunner (one worker).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def main(argv=None):
             src = os.path.join(tmp, f"c{n}.txt")
             write_corpus(src, n)
             cmd = [sys.executable, "-m", "hubembed", "extract", src, "-o", os.path.join(tmp, f"o{n}"), "--model",
-                   args.model, "--shard-size", str(args.shard_size), "-q"]
+                   args.model, "--shard-size", str(args.shard_size), "-q", "--cache", os.path.join(tmp, f"f{n}")]
             rss[n], sec = peak_rss_mb(cmd)
             print(f"{n:>8} {rss[n]:>12.0f} {sec:>9.1f} {n / sec:>8.1f}")
             os.remove(src)
@@ -89,13 +91,40 @@ def main(argv=None):
             out = os.path.join(tmp, "tp")
             shutil.rmtree(out, ignore_errors=True)
             t = time.perf_counter()
-            hubembed.extract(src, out, encoder=enc, quiet=True, shard_size=args.shard_size)
+            hubembed.extract(src, out, encoder=enc, quiet=True, shard_size=args.shard_size, cache=False)
             best["extract"] = min(best["extract"], time.perf_counter() - t)
         n = len(texts)
         print(f"\nthroughput on {n} texts, best of {args.rounds} interleaved rounds:")
         print(f"  Encoder.embed     {n / best['embed']:8.1f} rows/s")
         print(f"  hubembed.extract  {n / best['extract']:8.1f} rows/s   (extract / embed = "
               f"{best['embed'] / best['extract']:.3f}; target >= 0.90)")
+
+        def once(label, **kw):
+            out = os.path.join(tmp, "once")
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            m = kw.pop("fn", hubembed.extract)(src, out, **kw)
+            sec = time.perf_counter() - t
+            size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 2 ** 20
+            print(f"  {label:<34} {n / sec:8.1f} rows/s  {sec / best['extract']:5.2f}x the npy run's time  "
+                  f"{size:8.1f} MB on disk  ({m['summary'].get('texts_encoded_this_run', '-')} texts encoded)")
+
+        print("\none run each (same process, same texts):")
+        cache = os.path.join(tmp, "features")
+        common = dict(encoder=enc, quiet=True, shard_size=args.shard_size)
+        once("npy, cache filled", cache=cache, **common)
+        once("npy, served by the warm cache", cache=cache, **common)
+        once("parquet", format="parquet", cache=False, **common)
+        once("parquet float16", format="parquet", dtype="float16", cache=False, **common)
+        once("tfrecord", format="tfrecord", cache=False, **common)
+        once("tokens, parquet", level="tokens", cache=False, **common)
+        try:
+            from hubembed import beam
+        except ImportError:
+            print("  (Beam: pip install 'hubembed[beam]')")
+        else:
+            once(f"Beam DirectRunner, shards of {args.shard_size // 5}", fn=beam.extract, model=args.model,
+                 shard_size=args.shard_size // 5, pipeline_args=["--direct_num_workers=1"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
