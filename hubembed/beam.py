@@ -32,7 +32,7 @@ import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from hubembed import corpus, inputs, store
-from hubembed.errors import OutputError, missing
+from hubembed.errors import InputError, OutputError, missing
 
 try:
     import apache_beam as beam
@@ -144,6 +144,10 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
     ``cache`` is off by default here: a worker's feature cache lives on its own disk."""
     _need_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
+
+    if input_path == "-":
+        raise InputError("a Beam pipeline reads a file (its workers have no standard input); write the texts to "
+                         "a file, or run without --runner")
 
     import hubembed
 

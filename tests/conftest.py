@@ -24,9 +24,9 @@ def tiny_models(tmp_path_factory):
     return testing.build_all(str(tmp_path_factory.mktemp("tiny")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def hubembed_cache(tmp_path_factory):
-    """A private HUBEMBED_CACHE for the session."""
+    """A private HUBEMBED_CACHE for the session (every test: the feature cache of extract lives there too)."""
     path = str(tmp_path_factory.mktemp("hubembed-cache"))
     old = os.environ.get("HUBEMBED_CACHE")
     os.environ["HUBEMBED_CACHE"] = path

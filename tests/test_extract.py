@@ -200,3 +200,33 @@ def test_cli_input_format_overrides_the_extension(tiny_models, tmp_path, capsys)
     assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o2"), "--model", model, "-q",
                  "--input-format", "txt"]) == 0
     assert "2 rows in 1 npy shards" in capsys.readouterr().out
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_resume_loses_nothing(tiny, tmp_path, monkeypatch):
+    import errno
+
+    from hubembed import store
+
+    lines = corpus(tmp_path / "c.txt", 120, seed=3)
+    src, out, clean = str(tmp_path / "c.txt"), str(tmp_path / "o"), str(tmp_path / "clean")
+    hubembed.extract(src, clean, encoder=tiny, shard_size=25, quiet=True, cache=False)
+    real, calls = os.fsync, []
+
+    def fsync(fd):  # the 5th file written (shard 1's ids) finds the disk full
+        calls.append(fd)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    with pytest.raises(OutputError, match="part-00001.ids.json failed: No space left on device; the extraction can "
+                                          "be resumed with --resume"):
+        hubembed.extract(src, out, encoder=tiny, shard_size=25, quiet=True, cache=False)
+    monkeypatch.setattr(store.os, "fsync", real)
+    m = json.load(open(os.path.join(out, "manifest.json")))
+    assert m["rows"] == 25 and not m["complete"] and not [f for f in os.listdir(out) if f.endswith(".tmp")]
+    m = hubembed.extract(src, out, encoder=tiny, shard_size=25, quiet=True, cache=False, resume=True)
+    a, b = hubembed.open_extraction(clean), hubembed.open_extraction(out, verify=True)
+    assert m["summary"]["rows_this_run"] == len(b) - 25 and a.ids() == b.ids()
+    assert len(b) == sum(1 for t in lines if t.strip())
+    assert np.array_equal(a.vectors(), b.vectors())
