@@ -134,7 +134,8 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
             model: str = "minilm", preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
             level: str = "sentence", format: Optional[str] = None, subword: str = "first", layers=-1,
             combine: str = "mean", pooling: str = "mean", weights=None, gamma: float = 1.0,
-            special_tokens: bool = True, normalize: bool = False, attention_layer=None, dtype: str = "float32",
+            special_tokens: bool = True, normalize: bool = False, attention_layer=None, transform=None,
+            dtype: str = "float32",
             batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
             shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
@@ -153,6 +154,10 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
 
     embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
                       special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
+    if transform is not None:
+        from hubembed.analysis import as_transform
+
+        embed_args["transform"] = as_transform(transform)
     settings = corpus.Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here

@@ -79,6 +79,7 @@ def _extract_kwargs(args) -> dict:
     level = "tokens" if args.tokens else "words" if args.words else "sentence"
     return dict(model=args.model, level=level, format=args.format, subword=args.subword,
                 layers=_layer_arg(args.layers), combine=args.combine, pooling=args.pooling, normalize=args.normalize,
+                transform=args.transform,
                 dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, shard_size=args.shard_size,
                 column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
                 on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
                         "the same weights and spec are not encoded again")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    s.add_argument("--transform", default=None, metavar="FILE.npz",
+                   help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling")
     s.add_argument("--runner", default=None,
                    help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
                         "SparkRunner); further --flags go to Beam's PipelineOptions")

@@ -184,9 +184,10 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
 def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, level: str = "sentence",
             format: Optional[str] = None, subword: str = "first", layers=-1, combine: str = "mean",
             pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
-            normalize: bool = False, attention_layer=None, dtype: str = "float32", batch_size: int = 32,
-            max_tokens: Optional[int] = None, long: str = "window", shard_size: Optional[int] = None,
-            resume: bool = False, cache: Union[bool, str] = True, column: Optional[str] = None,
+            normalize: bool = False, attention_layer=None, transform=None, dtype: str = "float32",
+            batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
+            shard_size: Optional[int] = None, resume: bool = False, cache: Union[bool, str] = True,
+            column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip", quiet: bool = False, preprocess=None, seq_length: Optional[int] = None,
             backend: str = "auto") -> dict:
@@ -198,10 +199,17 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
     in memory at once (default 10000 sentence level, 1000 tokens/words); resume: continue an
     interrupted run (its model, weights, spec and input must match); cache: sentence vectors
     by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).
-    ``encoder``: an already loaded ``Encoder``. Other arguments as ``Encoder.embed``.
+    ``encoder``: an already loaded ``Encoder``. Other arguments as ``Encoder.embed`` (transform: a
+    fitted ``hubembed.analysis.Whitening`` or its path, sentence level only).
     """
     embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
                       special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
+    if transform is not None:
+        from hubembed.analysis import as_transform
+
+        if level != "sentence":
+            raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
+        embed_args["transform"] = as_transform(transform)
     settings = Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
                                on_empty=on_empty)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -264,7 +264,7 @@ class Encoder:
     def embed(self, texts: Sequence, *, layers: LayerSpec = -1, combine: str = "mean", pooling: str = "mean",
               weights=None, gamma: float = 1.0, special_tokens: bool = True, normalize: bool = False,
               batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
-              stride: Optional[int] = None, return_info: bool = False, attention_layer=None):
+              stride: Optional[int] = None, return_info: bool = False, attention_layer=None, transform=None):
         """One vector per text: [N, D] (D = H, 2H for mean_max, k*H for concat; [N, k, H] for combine="none").
 
         texts: strings, or (a, b) pairs. layers/combine: see ``hubembed.layers``. pooling: one of
@@ -274,8 +274,14 @@ class Encoder:
         happened to each text (``ExtractionInfo``). Results do not depend on batch_size or neighbours.
         pooling="attention" weights tokens by the attention they receive in ``attention_layer``
         (default: the highest selected layer), through the Model Garden fallback.
+        transform: a fitted ``hubembed.analysis.Whitening`` (or its saved path), applied after pooling
+        and before ``normalize``.
         """
         pooling_mod.check(pooling)
+        if transform is not None:
+            from hubembed.analysis import as_transform
+
+            transform = as_transform(transform)
         texts = _check_texts(texts)
         plan = self._plan(layers, combine, weights, gamma, pooling, attention_layer)
         width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
@@ -284,12 +290,39 @@ class Encoder:
         out = np.zeros((len(texts),) + shape, np.float32)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             out[t] = pool_text(tt, plan, pooling, special_tokens)
+        if transform is not None:
+            out = transform(out)
         if normalize:
             out = pooling_mod.l2_normalize(out)
         info.spec = self.spec(**plan.describe(), pooling=pooling, special_tokens=special_tokens,
                               normalize=normalize, long=long, stride=stride)
+        if transform is not None:
+            info.spec["transform"] = transform.describe()
         info.report()
         return (out, info) if return_info else out
+
+    def features(self, texts: Sequence, *, layers: LayerSpec = "all", poolings: Sequence[str] = ("cls", "mean"),
+                 special_tokens: bool = True, batch_size: int = 32, max_tokens: Optional[int] = None,
+                 long: str = "window", stride: Optional[int] = None) -> Dict[str, np.ndarray]:
+        """Every (layer, pooling) sentence vector in one pass: {pooling: [N, k, H]}, k = the selected layers.
+
+        For probes and layer comparisons (``hubembed.analysis``): the encoder runs once, however many
+        layers and poolings. poolings: any of cls, mean, max, mean_max, mean_sqrt_len.
+        """
+        allowed = ("cls", "mean", "max", "mean_max", "mean_sqrt_len")
+        for p in poolings:
+            if p not in allowed:
+                raise InputError(f"features: pooling={p!r}; valid per layer: {', '.join(allowed)}")
+        texts = _check_texts(texts)
+        plan = self._plan(layers, "none", None, 1.0)
+        rows, info = self._rows(texts, long=long, stride=stride)
+        H, k = self.signature.hidden_size, len(plan.indices)
+        out = {p: np.zeros((len(texts), k, pooling_mod.width(p, H)), np.float32) for p in poolings}
+        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
+            for p in poolings:
+                out[p][t] = pool_text(tt, plan, p, special_tokens).reshape(k, -1)
+        info.report()
+        return out
 
     def _words(self, texts):
         if self._word_tokenizer is None:

@@ -1,0 +1,357 @@
+"""Which layer, which pooling, which fix: measurements instead of folklore.
+
+    feats = analysis.features(enc, texts, layers="all", poolings=("cls", "mean"))   # the encoder runs once
+    table = analysis.probe(feats, labels, dev=(dev_feats, dev_labels))              # logistic regression per cell
+    print(table.to_markdown()); table.best()
+    analysis.anisotropy(feats.get(-1, "mean"))       # mean cosine of random pairs, top-PC variance, isotropy
+    w = analysis.Whitening.fit(corpus_vectors, k=256); w.save("w.npz")
+    enc.embed(texts, transform="w.npz")              # or hubembed extract --transform w.npz
+    analysis.layer_similarity(feats, "cls"); analysis.layer_change(feats, "mean"); analysis.pca2(X)
+    analysis.token_importance(enc, "a text", layer=-1)
+
+Features are cached on disk (``$HUBEMBED_CACHE/analysis``) by weights fingerprint, texts and
+spec, so a second probe on the same texts does not run the encoder. Probes use scikit-learn
+(``pip install 'hubembed[analysis]'``): standardised features, ``LogisticRegression``,
+stratified k-fold cross-validation, and a held-out accuracy when a dev set is given.
+Plots: ``hubembed.plots`` (matplotlib).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from hubembed.errors import InputError, missing
+
+log = logging.getLogger("hubembed")
+
+
+# -- features ------------------------------------------------------------------
+@dataclass
+class Features:
+    """Sentence vectors for every (layer, pooling): ``data[pooling]`` is [N, k, H] over ``layers``."""
+
+    layers: List[Union[int, str]]
+    data: Dict[str, np.ndarray]
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def poolings(self) -> List[str]:
+        return list(self.data)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values())))
+
+    def index(self, layer) -> int:
+        if layer in self.layers:
+            return self.layers.index(layer)
+        blocks = [i for i in self.layers if isinstance(i, int)]
+        if isinstance(layer, int) and layer < 0 and blocks and max(blocks) + 1 + layer in self.layers:
+            return self.layers.index(max(blocks) + 1 + layer)
+        raise InputError(f"layer {layer!r} is not in these features (layers: {self.layers})")
+
+    def get(self, layer, pooling: str) -> np.ndarray:
+        if pooling not in self.data:
+            raise InputError(f"pooling {pooling!r} is not in these features (poolings: {', '.join(self.data)})")
+        return self.data[pooling][:, self.index(layer)]
+
+
+def _cache_root() -> str:
+    return os.path.join(os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache",
+                                                                                             "hubembed")), "analysis")
+
+
+def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[str] = ("cls", "mean"),
+             special_tokens: bool = True, batch_size: int = 32, embeddings: bool = True,
+             cache: bool = True) -> Features:
+    """Every (layer, pooling) vector of ``texts`` in one encoder pass (``Encoder.features``), cached on disk.
+
+    embeddings: also the embedding-layer output (through the Model Garden fallback) when layers="all".
+    """
+    from hubembed import layers as layer_spec
+    from hubembed.corpus import weights_fingerprint
+
+    texts = list(texts)
+    if layers == "all" and embeddings:
+        try:
+            encoder._plan(["embeddings"], "none", None, 1.0)
+            layers = ["embeddings"] + list(range(encoder.signature.num_layers))
+        except Exception as e:  # no Model Garden: the blocks only
+            log.info("hubembed: features without the embedding output (%s)", str(e).splitlines()[0])
+    indices = encoder._plan(layers, "none", None, 1.0).indices
+    names = ["embeddings" if i == layer_spec.EMBEDDINGS else int(i) for i in indices]
+    spec = {"model": encoder.handle, "layers": names, "poolings": list(poolings), "special_tokens": special_tokens,
+            "seq_length": encoder.seq_length}
+    path = None
+    if cache:
+        h = hashlib.sha256(json.dumps({**spec, "weights": weights_fingerprint(encoder.obj)}, sort_keys=True).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        path = os.path.join(_cache_root(), h.hexdigest()[:32] + ".npz")
+        if os.path.exists(path):
+            with np.load(path) as z:
+                log.info("hubembed: features of %d texts from the cache (%s)", len(texts), path)
+                return Features(names, {p: z[p] for p in poolings}, spec)
+    data = encoder.features(texts, layers=layers, poolings=poolings, special_tokens=special_tokens,
+                            batch_size=batch_size)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **data)
+        os.replace(tmp, path)
+    return Features(names, data, spec)
+
+
+# -- probes --------------------------------------------------------------------
+def _sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as e:
+        raise missing("sklearn", "'hubembed[analysis]'", "Linear probes") from e
+
+
+@dataclass
+class ProbeTable:
+    """Accuracy of a linear probe per (layer, pooling): cross-validated on the training texts, and on dev."""
+
+    rows: List[dict]
+    folds: int
+    n_train: int
+    n_dev: Optional[int] = None
+
+    def best(self) -> dict:
+        key = "dev" if self.n_dev else "cv_mean"
+        return max(self.rows, key=lambda r: (r[key], r["cv_mean"]))
+
+    def recommendation(self) -> str:
+        b = self.best()
+        score = f"dev accuracy {b['dev']:.4f}" if self.n_dev else f"{self.folds}-fold accuracy {b['cv_mean']:.4f}"
+        return f"recommended: layer {b['layer']} with {b['pooling']} pooling ({score})"
+
+    def to_markdown(self) -> str:
+        poolings = list(dict.fromkeys(r["pooling"] for r in self.rows))
+        layers = list(dict.fromkeys(r["layer"] for r in self.rows))
+        cell = {(r["layer"], r["pooling"]): r for r in self.rows}
+        what = "dev accuracy (cv mean ± std)" if self.n_dev else f"{self.folds}-fold cv accuracy"
+        lines = [f"| layer | {' | '.join(poolings)} |", "| --- |" + " --- |" * len(poolings)]
+        for layer in layers:
+            vals = []
+            for p in poolings:
+                r = cell[(layer, p)]
+                cv = f"{100 * r['cv_mean']:.2f} ± {100 * r['cv_std']:.2f}"
+                vals.append(f"{100 * r['dev']:.2f} ({cv})" if self.n_dev else cv)
+            lines.append(f"| {layer} | {' | '.join(vals)} |")
+        return f"{what}, x 100; {self.n_train} training texts" + (f", {self.n_dev} dev" if self.n_dev else "") + \
+            "\n\n" + "\n".join(lines)
+
+
+def _labels(labels) -> np.ndarray:
+    y = np.asarray(list(labels))
+    if y.ndim != 1 or len(y) < 2:
+        raise InputError(f"labels: one per text expected, got shape {y.shape}")
+    return y
+
+
+def probe(feats: Features, labels, *, dev: Optional[Tuple[Features, Sequence]] = None, folds: int = 5,
+          C: float = 1.0, seed: int = 0, max_iter: int = 2000) -> ProbeTable:
+    """A logistic-regression probe for every (layer, pooling) of ``feats``.
+
+    Standardised features, ``LogisticRegression(C)``, ``folds``-fold stratified cross-validation on
+    the training texts; with ``dev=(features, labels)`` also trained on all of them and scored on dev.
+    """
+    _sklearn()
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = _labels(labels)
+    if len(y) != len(feats):
+        raise InputError(f"{len(y)} labels for {len(feats)} texts")
+    counts = np.unique(y, return_counts=True)[1]
+    if len(counts) < 2:
+        raise InputError("labels: a probe needs at least two classes")
+    folds = int(min(folds, counts.min()))
+    if folds < 2:
+        raise InputError("labels: every class needs at least 2 texts for cross-validation")
+    y_dev = None
+    if dev is not None:
+        y_dev = _labels(dev[1])
+        if len(y_dev) != len(dev[0]):
+            raise InputError(f"dev: {len(y_dev)} labels for {len(dev[0])} texts")
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    rows = []
+    for p in feats.poolings:
+        for layer in feats.layers:
+            X = feats.get(layer, p)
+
+            def model():
+                return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+            scores = cross_val_score(model(), X, y, cv=cv)
+            row = {"layer": layer, "pooling": p, "cv_mean": float(scores.mean()), "cv_std": float(scores.std())}
+            if dev is not None:
+                row["dev"] = float(model().fit(X, y).score(dev[0].get(layer, p), y_dev))
+            rows.append(row)
+    return ProbeTable(rows, folds, len(y), len(y_dev) if y_dev is not None else None)
+
+
+# -- anisotropy ----------------------------------------------------------------
+def anisotropy(X: np.ndarray, *, pairs: int = 5000, k: int = 10, seed: int = 0) -> dict:
+    """How much sentence vectors crowd into a narrow cone.
+
+    mean_cosine: mean cosine similarity of random pairs of different texts (0 for isotropic vectors);
+    top1_variance / topk_variance: share of the variance in the first / first k principal components;
+    isotropy: min_c Z(c) / max_c Z(c) over the principal directions c, Z(c) = sum_i exp(c . x_i)
+    (Mu & Viswanath 2018; 1 = isotropic), computed on the vectors as given (not centred).
+    """
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2 or len(X) < 3:
+        raise InputError(f"anisotropy: [N >= 3, D] vectors expected, got shape {X.shape}")
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(X), pairs)
+    j = (i + rng.integers(1, len(X), pairs)) % len(X)
+    norms = np.linalg.norm(X, axis=1) + 1e-12
+    cos = np.sum(X[i] * X[j], axis=1) / (norms[i] * norms[j])
+    centred = X - X.mean(0)
+    sv = np.linalg.svd(centred, compute_uv=False) ** 2
+    var = sv / sv.sum()
+    _, _, vt = np.linalg.svd(X, full_matrices=False)
+    logz = np.array([np.logaddexp.reduce(X @ c) for c in vt])
+    return {"mean_cosine": float(cos.mean()), "top1_variance": float(var[0]), "topk_variance": float(var[:k].sum()),
+            "k": int(min(k, len(var))), "isotropy": float(np.exp(logz.min() - logz.max())), "n": int(len(X))}
+
+
+class Whitening:
+    """A linear fix for anisotropy, fitted on a corpus: x -> (x - mean) @ W.
+
+    method="center": W = I (subtract the mean only); "whiten": W = U diag(1/sqrt(s)) from the SVD of the
+    covariance (BERT-whitening, Su et al. 2021), keeping the first ``k`` dimensions if given.
+    """
+
+    METHODS = ("center", "whiten")
+
+    def __init__(self, mean: np.ndarray, W: np.ndarray, method: str, k: Optional[int], n: int,
+                 about: Optional[dict] = None):
+        self.mean, self.W, self.method, self.k, self.n = mean, W, method, k, n
+        self.about = about or {}
+
+    @classmethod
+    def fit(cls, X: np.ndarray, *, k: Optional[int] = None, method: str = "whiten",
+            about: Optional[dict] = None) -> "Whitening":
+        if method not in cls.METHODS:
+            raise InputError(f"method={method!r}; valid: {', '.join(cls.METHODS)}")
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or len(X) < 2:
+            raise InputError(f"Whitening.fit: [N >= 2, D] vectors expected, got shape {X.shape}")
+        D = X.shape[1]
+        if k is not None and not 1 <= k <= D:
+            raise InputError(f"k={k}; valid: 1..{D} (the vectors' width), or None for all")
+        mu = X.mean(0)
+        if method == "center":
+            W = np.eye(D)[:, :k] if k else np.eye(D)
+        else:
+            cov = np.cov((X - mu).T)
+            u, s, _ = np.linalg.svd(cov)
+            W = (u / np.sqrt(s + 1e-9))[:, :k] if k else u / np.sqrt(s + 1e-9)
+        if method == "whiten" and len(X) < D:
+            log.warning("hubembed: whitening fitted on %d vectors of width %d: the covariance is singular; fit on "
+                        "more texts, or pass k <= %d", len(X), D, len(X) - 1)
+        return cls(mu.astype(np.float32), W.astype(np.float32), method, k, len(X), about)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, np.float32)
+        if X.shape[-1] != self.mean.shape[0]:
+            raise InputError(f"this {self.method} transform was fitted on vectors of width {self.mean.shape[0]}; "
+                             f"these are {X.shape[-1]} wide (another layer combination or pooling?)")
+        return (X - self.mean) @ self.W
+
+    transform = __call__
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.W.shape[1])
+
+    def describe(self) -> dict:
+        h = hashlib.sha256(self.mean.tobytes() + self.W.tobytes()).hexdigest()
+        return {"method": self.method, "k": self.k, "dim": int(self.mean.shape[0]), "out_dim": self.out_dim,
+                "fitted_on": self.n, "sha256": h, **({"about": self.about} if self.about else {})}
+
+    def save(self, path: str) -> str:
+        if not path.endswith(".npz"):
+            path += ".npz"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        meta = {"method": self.method, "k": self.k, "n": self.n, "about": self.about}
+        np.savez(path, mean=self.mean, W=self.W, meta=np.array(json.dumps(meta)))
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "Whitening":
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                return cls(z["mean"], z["W"], meta["method"], meta["k"], meta["n"], meta.get("about"))
+        except FileNotFoundError:
+            raise InputError(f"transform {path!r} does not exist (save one with Whitening.save)") from None
+        except (KeyError, ValueError, OSError) as e:
+            raise InputError(f"{path!r} is not a hubembed transform ({e})") from None
+
+    def __repr__(self) -> str:
+        return f"Whitening(method={self.method!r}, k={self.k}, dim={self.mean.shape[0]}, fitted_on={self.n})"
+
+
+def as_transform(transform) -> Optional[Whitening]:
+    """None, a Whitening, or the path of a saved one."""
+    if transform is None or isinstance(transform, Whitening):
+        return transform
+    if isinstance(transform, (str, os.PathLike)):
+        return Whitening.load(os.fspath(transform))
+    raise InputError(f"transform={transform!r}; valid: a hubembed.analysis.Whitening or the path of a saved one")
+
+
+# -- layer views ---------------------------------------------------------------
+def _unit(X):
+    return X / (np.linalg.norm(X, axis=-1, keepdims=True) + 1e-12)
+
+
+def layer_similarity(feats: Features, pooling: str = "cls") -> np.ndarray:
+    """[k, k]: mean over texts of the cosine between layer i's and layer j's vector of the same text."""
+    U = _unit(feats.data[pooling].astype(np.float64))  # [N, k, H]
+    return np.einsum("nih,njh->ij", U, U) / len(U)
+
+
+def layer_change(feats: Features, pooling: str = "mean") -> Dict[str, np.ndarray]:
+    """Between adjacent layers: mean L2 distance, and mean relative distance |v_i+1 - v_i| / |v_i|."""
+    X = feats.data[pooling].astype(np.float64)
+    d = np.linalg.norm(X[:, 1:] - X[:, :-1], axis=-1)
+    return {"l2": d.mean(0), "relative": (d / (np.linalg.norm(X[:, :-1], axis=-1) + 1e-12)).mean(0)}
+
+
+def pca2(X: np.ndarray) -> np.ndarray:
+    """[N, 2]: the vectors projected on their first two principal components."""
+    X = np.asarray(X, np.float64)
+    c = X - X.mean(0)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return c @ vt[:2].T
+
+
+def token_importance(encoder, text: str, *, layer=-1) -> Tuple[List[str], np.ndarray]:
+    """The word pieces of ``text`` ([CLS] and [SEP] included) and the attention each receives in ``layer``:
+    mean over heads and over the text's tokens as queries (Model Garden rebuild); sums to 1."""
+    from hubembed.pooling import received_attention
+
+    inner = encoder.internals([text], layers=[layer], attention=True)
+    att = inner.attention[0]  # [1, heads, S, S]
+    mask = inner.mask.astype(bool)
+    w = received_attention(att, mask)[0]
+    n = int(mask[0].sum())
+    encoder._words([text])  # loads the vocabulary
+    pieces = encoder._word_tokenizer.piece_strings(inner.token_ids[0][:n])
+    w = np.asarray(w[:n], np.float64)
+    return pieces, w / w.sum()
