@@ -1,4 +1,4 @@
-"""The command line: ``hubembed inspect | embed | extract | convert`` (also ``python -m hubembed``).
+"""The command line: ``hubembed inspect | embed | extract | probe | convert`` (also ``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
 never a stack trace.
@@ -105,6 +105,54 @@ def _cmd_extract(args) -> int:
     return 0
 
 
+def _labelled(path, args):
+    """(texts, labels) of a labelled file: the label column is read as the row id."""
+    from hubembed import inputs
+    from hubembed.errors import InputError
+
+    r = inputs.open_input(path, column=args.text_column, id_column=args.label_column, fmt=args.input_format,
+                          on_bad="fail", on_empty="skip")
+    if r.format == "txt" or not args.label_column:
+        raise InputError(f"{path}: a probe needs labels: a .csv/.tsv/.jsonl/.parquet file with --text-column and "
+                         f"--label-column")
+    texts, labels = [], []
+    for rec in r.records():
+        if args.limit and len(texts) >= args.limit:
+            break
+        texts.append(rec.text)
+        labels.append(rec.id)
+    return texts, labels
+
+
+def _cmd_probe(args) -> int:
+    import hubembed
+    from hubembed import analysis
+
+    enc = hubembed.load(args.model, preprocess=args.preprocess)
+    texts, labels = _labelled(args.data, args)
+    poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
+    feats = analysis.features(enc, texts, layers=_layer_arg(args.layers), poolings=poolings)
+    dev = None
+    if args.dev:
+        dev_texts, dev_labels = _labelled(args.dev, args)
+        dev = (analysis.features(enc, dev_texts, layers=_layer_arg(args.layers), poolings=poolings), dev_labels)
+    table = analysis.probe(feats, labels, dev=dev, folds=args.folds, C=args.C)
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, "dev": args.dev, "folds": table.folds,
+                          "rows": table.rows, "best": table.best()}, default=str))
+    else:
+        print(f"# linear probe, {args.model}: {args.data}" + (f" (dev: {args.dev})" if args.dev else ""))
+        print(table.to_markdown())
+        print(table.recommendation())
+    if args.plot and args.plot != "none":
+        from hubembed import plots
+
+        path = plots.probe_table(table, args.plot, title=f"{os.path.basename(args.data)}: probe per layer "
+                                 f"({args.model})")
+        print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -176,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "SparkRunner); further --flags go to Beam's PipelineOptions")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_extract)
+
+    s = sub.add_parser("probe", help="which layer and pooling: a linear probe per layer x pooling on labelled texts")
+    s.add_argument("--model", default="minilm")
+    s.add_argument("--preprocess")
+    s.add_argument("--data", required=True, help="training texts with labels (.csv/.tsv/.jsonl/.parquet)")
+    s.add_argument("--dev", help="held-out texts with labels, same columns (dev accuracy besides the cv)")
+    s.add_argument("--text-column", "--text-field", dest="text_column", required=True,
+                   help="column name, or 0-based position in a headerless .tsv/.csv")
+    s.add_argument("--label-column", "--label-field", dest="label_column", required=True)
+    s.add_argument("--input-format", choices=("jsonl", "csv", "tsv", "parquet"))
+    s.add_argument("--layers", default="all", help="'all' (with the embedding output), '-4:', ... ")
+    s.add_argument("--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len")
+    s.add_argument("--folds", type=int, default=5)
+    s.add_argument("--C", type=float, default=1.0, help="inverse regularisation of the logistic regression")
+    s.add_argument("--limit", type=int, default=None, help="the first N texts of each file")
+    s.add_argument("--plot", default="probe.png", help="the plot's path (.png or .svg), or 'none'")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_probe)
 
     s = sub.add_parser("convert", help="a Hugging Face BERT folder -> a Hub-format encoder + preprocessor")
     s.add_argument("src", help="folder with config.json, model.safetensors, vocab.txt")

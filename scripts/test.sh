@@ -2,6 +2,6 @@
 # Install hubembed with its dev extras into .venv and run the whole test suite (lint first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/venv.sh dev,garden,beam,parquet
+bash scripts/venv.sh dev,garden,beam,parquet,analysis,plot
 .venv/bin/ruff check hubembed tests scripts benchmarks examples
 .venv/bin/python -m pytest "$@"
