@@ -1,8 +1,9 @@
 """Plots of ``hubembed.analysis`` results, written to PNG or SVG (by the file's extension).
 
-matplotlib is optional (``pip install 'hubembed[plot]'``) and runs headless (Agg). Every
-function takes the result of the matching analysis function and a path, writes the figure,
-closes it, and returns the path.
+matplotlib is optional (``pip install 'hubembed[plot]'``). Figures are made with
+``matplotlib.figure.Figure`` (no pyplot state, no backend switch: headless servers and notebooks
+alike). Every function takes the result of the matching analysis function and a path, writes
+the figure, and returns the path (in a notebook: ``IPython.display.Image(path)``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from hubembed.errors import InputError, missing
 FORMATS = (".png", ".svg")
 
 
-def _plt():
+def _figure(figsize):
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError as e:
         raise missing("matplotlib", "'hubembed[plot]'", "Plots") from e
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def _save(fig, path: str) -> str:
@@ -35,7 +34,6 @@ def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    _plt().close(fig)
     return path
 
 
@@ -45,8 +43,7 @@ def _layer_labels(layers) -> list:
 
 def probe_table(table, path: str, title: Optional[str] = None) -> str:
     """Accuracy per layer, a line per pooling (dev accuracy if the probe had a dev set, else cv with ±std)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = _figure((6.4, 4))
     layers = list(dict.fromkeys(r["layer"] for r in table.rows))
     x = np.arange(len(layers))
     for p in dict.fromkeys(r["pooling"] for r in table.rows):
@@ -70,8 +67,7 @@ def probe_table(table, path: str, title: Optional[str] = None) -> str:
 
 
 def layer_similarity(matrix: np.ndarray, layers: Sequence, path: str, title: str = "cosine between layers") -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = _figure((5.2, 4.4))
     im = ax.imshow(matrix, vmin=min(0.0, float(matrix.min())), vmax=1.0, cmap="viridis")
     labels = _layer_labels(layers)
     ax.set_xticks(range(len(labels)), labels)
@@ -86,8 +82,7 @@ def layer_similarity(matrix: np.ndarray, layers: Sequence, path: str, title: str
 
 
 def layer_change(change: dict, layers: Sequence, path: str, title: str = "change between adjacent layers") -> str:
-    plt = _plt()
-    fig, ax1 = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax1 = _figure((6.4, 3.6))
     labels = _layer_labels(layers)
     steps = [f"{a}→{b}" for a, b in zip(labels[:-1], labels[1:])]
     ax1.bar(steps, change["l2"], color="tab:blue", alpha=0.7, label="mean L2 distance")
@@ -102,8 +97,7 @@ def layer_change(change: dict, layers: Sequence, path: str, title: str = "change
 
 def pca(xy: np.ndarray, path: str, labels: Optional[Sequence] = None, title: str = "2-D PCA of sentence vectors") \
         -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig, ax = _figure((5.2, 4.4))
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6)
     else:
@@ -120,8 +114,7 @@ def pca(xy: np.ndarray, path: str, labels: Optional[Sequence] = None, title: str
 
 def token_importance(pieces: Sequence[str], weights: np.ndarray, path: str,
                      title: str = "attention received per token") -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(pieces)), 3.2))
+    fig, ax = _figure((max(4.0, 0.45 * len(pieces)), 3.2))
     ax.bar(range(len(pieces)), weights, color="tab:purple")
     ax.set_xticks(range(len(pieces)), pieces, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("share of attention")
@@ -131,8 +124,7 @@ def token_importance(pieces: Sequence[str], weights: np.ndarray, path: str,
 
 def anisotropy(rows: Sequence[dict], path: str, title: str = "anisotropy per layer") -> str:
     """rows: [{"layer", "raw": anisotropy(), "fixed": anisotropy()}...]: mean cosine before and after a fix."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = _figure((6.4, 3.6))
     labels = _layer_labels([r["layer"] for r in rows])
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["raw"]["mean_cosine"] for r in rows], 0.4, label="raw")
