@@ -147,8 +147,9 @@ def _cmd_probe(args) -> int:
     if args.plot and args.plot != "none":
         from hubembed import plots
 
-        path = plots.probe_table(table, args.plot, title=f"{os.path.basename(args.data)}: probe per layer "
-                                 f"({args.model})")
+        where = os.path.join(os.path.basename(os.path.dirname(os.path.abspath(args.data))),
+                             os.path.basename(args.data))
+        path = plots.probe_table(table, args.plot, title=f"{where}: linear probe per layer ({args.model})")
         print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

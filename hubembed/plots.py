@@ -67,7 +67,7 @@ def probe_table(table, path: str, title: Optional[str] = None) -> str:
 
 
 def layer_similarity(matrix: np.ndarray, layers: Sequence, path: str, title: str = "cosine between layers") -> str:
-    fig, ax = _figure((5.2, 4.4))
+    fig, ax = _figure((6.0, 5.0))
     im = ax.imshow(matrix, vmin=min(0.0, float(matrix.min())), vmax=1.0, cmap="viridis")
     labels = _layer_labels(layers)
     ax.set_xticks(range(len(labels)), labels)
@@ -76,8 +76,8 @@ def layer_similarity(matrix: np.ndarray, layers: Sequence, path: str, title: str
         for j in range(len(labels)):
             ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if matrix[i, j] < 0.6 else "black")
-    fig.colorbar(im, ax=ax)
-    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.85)
+    ax.set_title(title, fontsize=10, wrap=True)
     return _save(fig, path)
 
 
@@ -90,8 +90,11 @@ def layer_change(change: dict, layers: Sequence, path: str, title: str = "change
     ax2 = ax1.twinx()
     ax2.plot(steps, change["relative"], color="tab:red", marker="o", label="relative |Δ| / |v|")
     ax2.set_ylabel("relative change")
-    ax1.set_title(title)
-    fig.legend(loc="upper right", fontsize=8)
+    ax1.set_title(title, fontsize=10)
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, loc="upper center", fontsize=8)
+    ax1.set_ylim(0, max(change["l2"]) * 1.3)
     return _save(fig, path)
 
 
