@@ -134,7 +134,7 @@ def test_a_reader_streams_line_by_line(tmp_path):
 
 def _cli(model, src, out, *extra):
     return [sys.executable, "-m", "hubembed", "extract", src, "-o", out, "--model", model, "--shard-size", "40",
-            "--batch-size", "8", "-q", *extra]
+            "--batch-size", "8", "-q", "--no-cache", *extra]
 
 
 @pytest.mark.slow
