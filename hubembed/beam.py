@@ -132,6 +132,7 @@ def _check_out(out: str) -> None:
 
 def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline_args: Sequence[str] = (),
             model: str = "minilm", preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
+            trust: str = "registry",
             level: str = "sentence", format: Optional[str] = None, subword: str = "first", layers=-1,
             combine: str = "mean", pooling: str = "mean", weights=None, gamma: float = 1.0,
             special_tokens: bool = True, normalize: bool = False, attention_layer=None, transform=None,
@@ -161,7 +162,7 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
     settings = corpus.Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here
-    load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend)
+    load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
     local = corpus.Embedder(hubembed.load(**load_args), corpus.Settings(**{**settings.__dict__, "cache": False}))
     header = corpus.make_header(local, reader, input_path)
     _check_out(out)

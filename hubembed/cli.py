@@ -32,10 +32,34 @@ def _quiet_tensorflow() -> None:
     log.propagate = False  # TF installs a root handler: print once
 
 
+def _cmd_audit(args) -> int:
+    """Audit the encoder (and the preprocessor it would be paired with, where known without loading)."""
+    from hubembed import inspection, registry, resolve
+
+    r = resolve.resolve(args.handle)
+    paths = [(args.handle, r.path)]
+    pre = args.preprocess or r.paired_preprocess
+    if pre is None and r.entry is not None and r.entry.preprocess:
+        entry = registry.get(r.entry.preprocess)
+        pre = r.entry.preprocess if entry.embedded else entry.handle
+    if pre:
+        paths.append((pre, resolve.resolve(pre).path))
+    audits = [(h, inspection.audit(p)) for h, p in paths]
+    if args.json:
+        print(json.dumps([{"handle": h, "path": a.path, "ok": a.ok, "functions": a.functions,
+                           "findings": [vars(f) for f in a.findings]} for h, a in audits], indent=1))
+    else:
+        for h, a in audits:
+            print(f"# {h}\n{a.describe()}")
+    return 0 if all(a.ok for _, a in audits) else 3
+
+
 def _cmd_inspect(args) -> int:
     import hubembed
 
-    sig = hubembed.inspect(args.handle, preprocess=args.preprocess)
+    if args.audit:
+        return _cmd_audit(args)
+    sig = hubembed.inspect(args.handle, preprocess=args.preprocess, trust=args.trust)
     print(sig.to_json() if args.json else sig.describe())
     return 0
 
@@ -46,7 +70,7 @@ def _cmd_embed(args) -> int:
     import hubembed
 
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = hubembed.load(args.model, preprocess=args.preprocess, backend=args.backend)
+    enc = hubembed.load(args.model, preprocess=args.preprocess, backend=args.backend, trust=args.trust)
     layer = _layer_arg(args.layer)
     vecs = enc.embed(texts, layers=layer, combine=args.combine, pooling=args.pooling, normalize=args.normalize)
     if args.json:
@@ -82,7 +106,8 @@ def _extract_kwargs(args) -> dict:
                 transform=args.transform,
                 dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, shard_size=args.shard_size,
                 column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
-                on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend)
+                on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend,
+                trust=args.trust)
 
 
 def _cmd_extract(args) -> int:
@@ -128,7 +153,7 @@ def _cmd_probe(args) -> int:
     import hubembed
     from hubembed import analysis
 
-    enc = hubembed.load(args.model, preprocess=args.preprocess)
+    enc = hubembed.load(args.model, preprocess=args.preprocess, trust=args.trust)
     texts, labels = _labelled(args.data, args)
     poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
     feats = analysis.features(enc, texts, layers=_layer_arg(args.layers), poolings=poolings)
@@ -154,6 +179,12 @@ def _cmd_probe(args) -> int:
     return 0
 
 
+def _trust_arg(s) -> None:
+    s.add_argument("--trust", default="registry", choices=("registry", "audit", "any"),
+                   help="registry (default): audit models outside the registry and refuse flagged ones; "
+                        "audit: audit every model; any: load without auditing")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -163,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("handle", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
     s.add_argument("--preprocess", help="preprocessor handle to pair instead of the automatic pairing")
     s.add_argument("--json", action="store_true", help="stable JSON instead of the readable summary")
+    s.add_argument("--audit", action="store_true",
+                   help="read the SavedModels' graphs without running them: op types per function, and what "
+                        "touches files, the network or Python (exit code 3 if anything is flagged)")
+    _trust_arg(s)
     s.set_defaults(func=_cmd_inspect)
 
     s = sub.add_parser("embed", help="print sentence vectors for a few texts (arguments or stdin lines)")
@@ -179,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "garden: always the rebuild (early exit)")
     s.add_argument("--normalize", action="store_true")
     s.add_argument("--json", action="store_true")
+    _trust_arg(s)
     s.set_defaults(func=_cmd_embed)
 
     s = sub.add_parser("extract", help="embed a corpus to disk: sharded, resumable, with a manifest")
@@ -224,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
                         "SparkRunner); further --flags go to Beam's PipelineOptions")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _trust_arg(s)
     s.set_defaults(func=_cmd_extract)
 
     s = sub.add_parser("probe", help="which layer and pooling: a linear probe per layer x pooling on labelled texts")
@@ -242,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=None, help="the first N texts of each file")
     s.add_argument("--plot", default="probe.png", help="the plot's path (.png or .svg), or 'none'")
     s.add_argument("--json", action="store_true")
+    _trust_arg(s)
     s.set_defaults(func=_cmd_probe)
 
     s = sub.add_parser("convert", help="a Hugging Face BERT folder -> a Hub-format encoder + preprocessor")

@@ -190,7 +190,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
             column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip", quiet: bool = False, preprocess=None, seq_length: Optional[int] = None,
-            backend: str = "auto") -> dict:
+            backend: str = "auto", trust: str = "registry") -> dict:
     """Embed every text of ``input_path`` into shards under ``out``; returns the final manifest.
 
     level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) |
@@ -216,7 +216,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
     if encoder is None:
         import hubembed
 
-        encoder = hubembed.load(model, preprocess=preprocess, seq_length=seq_length, backend=backend)
+        encoder = hubembed.load(model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
     embedder = Embedder(encoder, settings)
     st = store.ShardStore(out, make_header(embedder, reader, input_path), resume=resume)
     if st.shards:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -115,6 +116,7 @@ class Encoder:
         self.backend = backend        # "auto" | "hub" | "garden"
         self.hub = HubBackend(obj, signature.format)
         self._garden = None
+        self._lazy = threading.RLock()  # the rebuild and the word tokenizer are built once, even by racing threads
         self._garden_reasons: set = set()
         self._word_tokenizer = None
 
@@ -143,13 +145,14 @@ class Encoder:
     def garden(self):
         """The Model Garden rebuild of this encoder (``hubembed.garden.GardenEncoder``), built once and
         checked against the Hub model on a probe batch."""
-        if self._garden is None:
-            from hubembed import garden
+        with self._lazy:
+            if self._garden is None:
+                from hubembed import garden
 
-            garden.require()
-            ops = inspection.op_types(self.signature.path)
-            self._garden = garden.rebuild(self.obj, self.signature, handle=self.handle, entry=self.entry,
-                                          ops=ops, hub_backend=self.hub)
+                garden.require()
+                ops = inspection.op_types(self.signature.path)
+                self._garden = garden.rebuild(self.obj, self.signature, handle=self.handle, entry=self.entry,
+                                              ops=ops, hub_backend=self.hub)
         return self._garden
 
     def backend_for(self, plan: LayerPlan):
@@ -325,8 +328,9 @@ class Encoder:
         return out
 
     def _words(self, texts):
-        if self._word_tokenizer is None:
-            self._word_tokenizer = tokens.word_tokenizer_for(self)
+        with self._lazy:
+            if self._word_tokenizer is None:
+                self._word_tokenizer = tokens.word_tokenizer_for(self)
             if self._word_tokenizer is None:
                 raise InputError(f"{self.handle}: word and token spans need a WordPiece vocab file, and neither "
                                  f"the encoder nor its preprocessor exports one")
@@ -434,14 +438,15 @@ def _check_texts(texts, pairs: bool = True) -> list:
     return [_text(i, t) for i, t in enumerate(texts)]
 
 
-def _load_encoder(handle: str):
+def _load_encoder(handle: str, trust: str = "registry"):
     r = resolve.resolve(handle)
-    obj = resolve.load(r.path, handle)
+    obj = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
     sig = inspection.read_signature(obj, r.path, handle, r.entry)
     return r, obj, sig
 
 
-def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto") -> Encoder:
+def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
+         trust: str = "registry") -> Encoder:
     """Load an encoder by handle with its paired preprocessor.
 
     handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a
@@ -449,9 +454,11 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
     seq_length: the longest packed sequence (default: the model's max positions, at most 512).
     backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export),
     "hub" (never rebuild) or "garden" (always the rebuild: early exit, every layer).
+    trust: "registry" (default: models outside the registry are audited first, ``inspection.audit``, and
+    refused if their graph touches files, the network or Python), "audit" (audit every model) or "any".
     """
-    r, obj, sig = _load_encoder(handle)
-    pre = pairing.pair(r, sig, preprocess)
+    r, obj, sig = _load_encoder(handle, trust)
+    pre = pairing.pair(r, sig, preprocess, trust)
     sig.preprocessor = dict(pre.describe(), paired_by=pre.paired_by)
     limit = sig.max_positions or 512
     if seq_length is None:
@@ -461,6 +468,6 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
     return Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
 
 
-def inspect(handle: str, *, preprocess=None) -> inspection.Signature:
+def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> inspection.Signature:
     """What an encoder exports, its paired preprocessor, and what can be extracted."""
-    return load(handle, preprocess=preprocess).signature
+    return load(handle, preprocess=preprocess, trust=trust).signature

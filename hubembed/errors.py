@@ -9,7 +9,8 @@ it into exit code 1 and its message, with no stack trace::
     │   ├── ModelNotFoundError   a local folder that does not exist
     │   ├── NotASavedModelError  a folder that holds no SavedModel / TF1 Hub module
     │   ├── StaleCacheError      a tfhub_modules cache folder that is empty or partial
-    │   └── DownloadError        resolving a remote handle failed
+    │   ├── DownloadError        resolving a remote handle failed
+    │   └── UntrustedModelError  the audit flagged ops that touch files, the network or Python
     ├── FormatError              a SavedModel that is not a BERT-family encoder / preprocessor
     ├── PreprocessorMismatchError  tokenizer vocabulary != encoder word-embedding rows
     ├── ConversionError          a checkpoint `hubembed convert` cannot convert
@@ -47,6 +48,10 @@ class StaleCacheError(HandleError):
 
 class DownloadError(HandleError):
     """Resolving or downloading a remote handle failed."""
+
+
+class UntrustedModelError(HandleError):
+    """A SavedModel outside the registry whose graph touches files, the network or Python (see the audit)."""
 
 
 class FormatError(HubEmbedError):

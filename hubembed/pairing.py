@@ -17,10 +17,10 @@ from hubembed import registry, resolve
 from hubembed.errors import FormatError, PreprocessorMismatchError
 
 
-def load_preprocessor(handle: str) -> pp.Preprocessor:
-    """Load a preprocessing model by handle (registry name, URL or folder)."""
+def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
+    """Load a preprocessing model by handle (registry name, URL or folder), audited as ``trust`` says."""
     r = resolve.resolve(handle)
-    module = resolve.load(r.path, handle)
+    module = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
     lower = None
     if r.entry is not None and r.entry.casing in ("cased", "uncased"):
         lower = r.entry.casing == "uncased"
@@ -29,20 +29,20 @@ def load_preprocessor(handle: str) -> pp.Preprocessor:
     return pp.Preprocessor(module, handle, lower_case=lower)
 
 
-def pair(resolved: resolve.Resolved, signature, preprocess=None) -> pp.Preprocessor:
+def pair(resolved: resolve.Resolved, signature, preprocess=None, trust: str = "registry") -> pp.Preprocessor:
     """The preprocessor for an encoder, with ``paired_by`` set; checked against the encoder."""
     if isinstance(preprocess, pp.Preprocessor):
         pre, how = preprocess, "caller"
     elif isinstance(preprocess, str):
-        pre, how = load_preprocessor(preprocess), "caller"
+        pre, how = load_preprocessor(preprocess, trust), "caller"
     elif preprocess is not None:
         pre, how = pp.Preprocessor(preprocess, "caller's object"), "caller"
     elif resolved.entry is not None and resolved.entry.preprocess:
         name = resolved.entry.preprocess
         entry = registry.get(name)
-        pre, how = load_preprocessor(name if entry.embedded else entry.handle), "registry"
+        pre, how = load_preprocessor(name if entry.embedded else entry.handle, trust), "registry"
     elif resolved.paired_preprocess:
-        pre, how = load_preprocessor(resolved.paired_preprocess), "conversion folder"
+        pre, how = load_preprocessor(resolved.paired_preprocess, trust), "conversion folder"
     elif signature.vocab_file:
         lower = signature.casing != "cased" if signature.casing else True
         pre, how = pp.from_vocab(signature.vocab_file, lower), "encoder vocab_file"

@@ -29,6 +29,7 @@ from hubembed.errors import (
     ModelNotFoundError,
     NotASavedModelError,
     StaleCacheError,
+    UntrustedModelError,
 )
 
 _URL = re.compile(r"^(https?|gs)://", re.I)
@@ -139,13 +140,41 @@ def _resolve_local(handle: str) -> Resolved:
     return Resolved(handle, path)
 
 
+TRUST = ("registry", "audit", "any")
+
+
+def needs_audit(resolved: "Resolved", trust: str) -> bool:
+    """registry: audit what the registry does not vouch for; audit: everything; any: nothing."""
+    if trust not in TRUST:
+        from hubembed.errors import InputError
+
+        raise InputError(f"trust={trust!r}; valid: {', '.join(TRUST)}")
+    return trust == "audit" or (trust == "registry" and resolved.entry is None)
+
+
+def check_audit(path: str, source: str) -> None:
+    """Refuse a SavedModel whose graph does what an encoder or preprocessor has no reason to do."""
+    from hubembed.inspection import audit
+
+    a = audit(path)
+    if not a.ok:
+        found = "\n".join(f"  {f.op} in {f.where}: {f.why}" for f in a.findings[:20])
+        raise UntrustedModelError(
+            f"{source} was not loaded: its graph would do more than an encoder or preprocessor needs "
+            f"({path}):\n{found}\nInspect it with `hubembed inspect --audit {source}`; load it anyway only if you "
+            f"trust its author: hubembed.load(..., trust='any') / --trust any")
+
+
 def is_tf1_module(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "tfhub_module.pb"))
 
 
-def load(path: str, source: str):
-    """Load a resolved folder with ``hub.load`` (TF1 Hub modules included)."""
+def load(path: str, source: str, audit: bool = False):
+    """Load a resolved folder with ``hub.load`` (TF1 Hub modules included); audit: check its graph first."""
     from hubembed.preprocess import require_text
+
+    if audit and not path.startswith("gs://"):
+        check_audit(path, source)
 
     require_text()  # register the tensorflow_text ops a preprocessor needs before loading
     try:
