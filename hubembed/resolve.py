@@ -104,19 +104,74 @@ def resolve(handle: str) -> Resolved:
     return _resolve_local(handle)
 
 
+def _download_settings():
+    """(attempts, first backoff seconds, socket timeout seconds), from HUBEMBED_DOWNLOAD_* if set."""
+    env = os.environ.get
+    return (max(1, int(env("HUBEMBED_DOWNLOAD_ATTEMPTS", "3"))), float(env("HUBEMBED_DOWNLOAD_BACKOFF", "1.0")),
+            float(env("HUBEMBED_DOWNLOAD_TIMEOUT", "60")))
+
+
+def _retryable(e: BaseException) -> bool:
+    """Worth another attempt: the network, a cut or corrupt stream, a 5xx/408/429; not a 4xx or a bad handle."""
+    import urllib.error
+
+    if isinstance(e, urllib.error.HTTPError):
+        return e.code >= 500 or e.code in (408, 429)
+    return not isinstance(e, (ValueError, TypeError)) or "tar" in type(e).__module__
+
+
+def _attempt(handle: str, timeout: float) -> str:
+    import socket
+
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # tensorflow_hub's urlopen has none: a stalled server would hang forever
+    try:
+        return _hub().resolve(handle)
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def _discard(folder: str) -> None:
+    import shutil
+
+    if os.path.isdir(folder) and not holds_model(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _resolve_remote(handle: str) -> str:
+    """Download through tensorflow_hub's resolvers (its lock file makes concurrent processes wait for one
+    download), retrying what can succeed on a second try, with a socket timeout; a failed or incomplete
+    download never leaves a cache folder that looks complete."""
+    import time
+
     folder = cache_folder(handle)
     check_cache_folder(handle, folder)
-    try:
-        path = _hub().resolve(handle)
-    except Exception as e:  # tensorflow_hub raises urllib, tf.errors and ValueError alike
-        raise DownloadError(
-            f"could not download {handle}: {type(e).__name__}: {e}\n"
-            f"cache folder: {folder} (TFHUB_CACHE_DIR={os.environ.get('TFHUB_CACHE_DIR', '<unset>')})\n"
-            f"Check the handle and the network; offline, pass a local folder instead.") from e
-    if not path.startswith("gs://"):
-        check_cache_folder(handle, path)
-    return path
+    attempts, backoff, timeout = _download_settings()
+    errors = []
+    for i in range(attempts):
+        try:
+            path = _attempt(handle, timeout)
+        except Exception as e:  # tensorflow_hub raises urllib, tarfile, tf.errors and ValueError alike
+            _discard(folder)
+            errors.append(f"attempt {i + 1}: {type(e).__name__}: {str(e)[:300]}")
+            if not _retryable(e) or i == attempts - 1:
+                raise DownloadError(
+                    f"could not download {handle} ({len(errors)} attempt{'s' * (len(errors) > 1)}, timeout "
+                    f"{timeout:g} s):\n  " + "\n  ".join(errors) +
+                    f"\ncache folder: {folder} (TFHUB_CACHE_DIR={os.environ.get('TFHUB_CACHE_DIR', '<unset>')}; "
+                    f"nothing partial is left in it)\nCheck the handle and the network; offline, pass a local "
+                    f"folder instead.") from e
+            time.sleep(backoff * 2 ** i)
+            continue
+        if path.startswith("gs://") or holds_model(path):
+            return path
+        _discard(path)  # an archive that unpacked without a saved_model.pb: not a model, not cached
+        errors.append(f"attempt {i + 1}: the downloaded archive holds no saved_model.pb")
+        if i == attempts - 1:
+            raise DownloadError(f"could not download {handle}: " + "; ".join(errors) + f"\ncache folder: {folder} "
+                                f"(removed again)")
+        time.sleep(backoff * 2 ** i)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _resolve_local(handle: str) -> Resolved:
