@@ -75,7 +75,6 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
     embeddings: also the embedding-layer output (through the Model Garden fallback) when layers="all".
     """
     from hubembed import layers as layer_spec
-    from hubembed.corpus import weights_fingerprint
 
     texts = list(texts)
     if layers == "all" and embeddings:
@@ -90,7 +89,7 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
             "seq_length": encoder.seq_length}
     path = None
     if cache:
-        h = hashlib.sha256(json.dumps({**spec, "weights": weights_fingerprint(encoder.obj)}, sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps({**spec, "weights": encoder.weights_sha256}, sort_keys=True).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         path = os.path.join(_cache_root(), h.hexdigest()[:32] + ".npz")

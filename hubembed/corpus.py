@@ -30,20 +30,11 @@ import numpy as np
 from hubembed import featurecache, inputs, shards, store
 from hubembed.encoder import SUBWORD
 from hubembed.errors import InputError, OutputError
+from hubembed.inspection import weights_fingerprint  # noqa: F401 (public here too)
 
 log = logging.getLogger("hubembed")
 
 DTYPES = ("float32", "float16")
-
-
-def weights_fingerprint(obj) -> str:
-    """sha256 over the model's variables (sorted names, dtypes, shapes, bytes): the same weights, the same value."""
-    h = hashlib.sha256()
-    for v in sorted(getattr(obj, "variables", None) or [], key=lambda v: v.name):
-        a = v.numpy()
-        h.update(f"{v.name}|{a.dtype}|{a.shape}|".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 def _versions() -> dict:
@@ -96,7 +87,7 @@ class Embedder:
 
     def __init__(self, encoder, settings: Settings, weights_sha256: Optional[str] = None):
         self.encoder, self.s = encoder, settings
-        self.weights_sha256 = weights_sha256 or weights_fingerprint(encoder.obj)
+        self.weights_sha256 = weights_sha256 or encoder.weights_sha256
         self.spec, self.dim = self._probe()
         self.cache = None
         if self.s.level == "sentence" and self.s.cache:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -116,6 +117,7 @@ class Encoder:
         self.backend = backend        # "auto" | "hub" | "garden"
         self.hub = HubBackend(obj, signature.format)
         self._garden = None
+        self._weights_sha256: Optional[str] = None
         self._lazy = threading.RLock()  # the rebuild and the word tokenizer are built once, even by racing threads
         self._garden_reasons: set = set()
         self._word_tokenizer = None
@@ -141,6 +143,13 @@ class Encoder:
     def _plan(self, layers, combine, weights, gamma, pooling=None, attention_layer=None) -> LayerPlan:
         return layer_plan(self.signature, layers, combine, weights, gamma, pooling, backend=self.backend,
                           attention_layer=attention_layer)
+
+    @property
+    def weights_sha256(self) -> str:
+        """The content fingerprint of the weights (``inspection.weights_fingerprint``), computed once."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = inspection.weights_fingerprint(self.obj)
+        return self._weights_sha256
 
     def garden(self):
         """The Model Garden rebuild of this encoder (``hubembed.garden.GardenEncoder``), built once and
@@ -458,6 +467,7 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
     refused if their graph touches files, the network or Python), "audit" (audit every model) or "any".
     """
     r, obj, sig = _load_encoder(handle, trust)
+    fingerprint = _check_fingerprint(handle, r, obj)
     pre = pairing.pair(r, sig, preprocess, trust)
     sig.preprocessor = dict(pre.describe(), paired_by=pre.paired_by)
     limit = sig.max_positions or 512
@@ -465,7 +475,27 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
         seq_length = min(limit, 512)
     if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
         raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
-    return Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
+    enc = Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
+    enc._weights_sha256 = fingerprint
+    return enc
+
+
+def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
+    """Compare the weights with the registry's pin: the embedded default refuses a mismatch, others warn."""
+    pin = r.entry.weights_sha256 if r.entry is not None else None
+    if not pin:
+        return None
+    got = inspection.weights_fingerprint(obj)
+    if got != pin:
+        if r.entry.embedded:
+            from hubembed.errors import StaleCacheError
+
+            raise StaleCacheError(f"{handle}: the converted model in {r.path} has weights fingerprint {got[:16]}..., "
+                                  f"the registry pins {pin[:16]}...: the cached conversion is damaged or stale. "
+                                  f"Delete it to convert again: rm -rf {os.path.dirname(r.path)}")
+        log.warning("hubembed: %s: weights fingerprint %s... differs from the registry's pin %s... (another "
+                    "version of the model?)", handle, got[:16], pin[:16])
+    return got
 
 
 def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> inspection.Signature:

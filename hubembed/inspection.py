@@ -303,6 +303,20 @@ def audit(path: str) -> Audit:
     return Audit(path, {k: sorted(v) for k, v in functions.items()}, findings)
 
 
+def weights_fingerprint(obj) -> str:
+    """sha256 over the model's variables (sorted names, dtypes, shapes, bytes): the same weights, the same value."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for v in sorted(getattr(obj, "variables", None) or [], key=lambda v: v.name):
+        a = v.numpy()
+        h.update(f"{v.name}|{a.dtype}|{a.shape}|".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def layers_from_names(names) -> Optional[int]:
     """Number of Transformer blocks from variable names (layer_i / layer.i / layer_with_weights-i)."""
     idx = set()

@@ -134,3 +134,18 @@ def tf_strings(values):
     import tensorflow as tf
 
     return tf.constant(values)
+
+
+def test_the_embedded_model_is_pinned_by_its_weights_fingerprint(minilm, monkeypatch):
+    from hubembed import registry
+    from hubembed.errors import StaleCacheError
+
+    entry = registry.get("minilm")
+    assert len(entry.weights_sha256) == 64 and minilm.weights_sha256 == entry.weights_sha256
+    import dataclasses
+
+    real = registry.find
+    monkeypatch.setattr(registry, "find", lambda h: dataclasses.replace(entry, weights_sha256="0" * 64)
+                        if h == "minilm" else real(h))
+    with pytest.raises(StaleCacheError, match="(?s)weights fingerprint .* the registry pins 0000.*rm -rf"):
+        hubembed.load("minilm")
