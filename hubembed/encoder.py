@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -296,8 +297,11 @@ class Encoder:
             transform = as_transform(transform)
         texts = _check_texts(texts)
         plan = self._plan(layers, combine, weights, gamma, pooling, attention_layer)
-        width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
-        shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
+        if pooling == "pooled":  # the model's pooled_output: one H-wide vector whatever the layers
+            shape = (self.signature.hidden_size,)
+        else:
+            width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
+            shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
         rows, info = self._rows(texts, long=long, stride=stride)
         out = np.zeros((len(texts),) + shape, np.float32)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
@@ -414,6 +418,9 @@ def _split_pairs(texts):
     return list(texts), None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _text(i: int, t, where: str = "") -> str:
     if isinstance(t, bytes):
         try:
@@ -422,6 +429,11 @@ def _text(i: int, t, where: str = "") -> str:
             raise InputError(f"row {i}{where}: bytes that are not valid UTF-8 ({e})") from None
     if not isinstance(t, str):
         raise InputError(f"row {i}{where}: expected a string, got {type(t).__name__} ({t!r:.60})")
+    if _SURROGATE.search(t):
+        # A lone surrogate (U+D800..U+DFFF, e.g. from a broken decode) has no UTF-8 form and TensorFlow
+        # refuses the whole batch. One code point for one keeps every character offset (spans) valid.
+        log.warning("hubembed: row %d%s holds lone surrogate code points; embedded as U+FFFD", i, where)
+        t = _SURROGATE.sub("\ufffd", t)
     return t
 
 
