@@ -177,9 +177,9 @@ class Encoder:
         attention = plan.attention_layer is not None
         return lambda ids, mask, types: g(ids, mask, types, upto=plan.upto, attention=attention)
 
-    def _stream(self, rows, info, plan, batch_size, max_tokens):
+    def _stream(self, rows, info, plan, batch_size, max_tokens, pool=None):
         return text_tokens(self, rows, info.n_windows, info.truncated, plan, batch_size=batch_size,
-                           max_tokens=max_tokens)
+                           max_tokens=max_tokens, pool=pool)
 
     def spec(self, **kwargs) -> dict:
         """What produced a result: model, preprocessor, versions and the extraction arguments."""
@@ -304,7 +304,7 @@ class Encoder:
             shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
         rows, info = self._rows(texts, long=long, stride=stride)
         out = np.zeros((len(texts),) + shape, np.float32)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
+        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens, pool=(pooling, special_tokens)):
             out[t] = pool_text(tt, plan, pooling, special_tokens)
         if transform is not None:
             out = transform(out)

@@ -149,3 +149,48 @@ def test_the_embedded_model_is_pinned_by_its_weights_fingerprint(minilm, monkeyp
                         if h == "minilm" else real(h))
     with pytest.raises(StaleCacheError, match="(?s)weights fingerprint .* the registry pins 0000.*rm -rf"):
         hubembed.load("minilm")
+
+
+def _long_text(n_chars, seed=0):
+    rng = np.random.default_rng(seed)
+    out, size = [], 0
+    while size < n_chars:
+        w = str(rng.choice(WORDS))
+        out.append(w)
+        size += len(w) + 1
+    return " ".join(out)[:n_chars]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention"])
+def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encoders, monkeypatch, pooling):
+    from hubembed import extraction
+
+    enc = tiny_encoders["tf2_dict"]
+    texts = [_long_text(12000), "a short one", _long_text(9000, seed=1)]
+    for special in (True, False):
+        for layers, combine in ((-1, "mean"), ("-2:", "concat")):
+            kw = dict(pooling=pooling, special_tokens=special, layers=layers, combine=combine)
+            streamed, info = enc.embed(texts, return_info=True, **kw)
+            assert info.n_windows[0] > extraction.STREAM_WINDOWS
+            monkeypatch.setattr(extraction, "STREAM_WINDOWS", 10 ** 9)
+            stitched = enc.embed(texts, **kw)
+            monkeypatch.undo()
+            np.testing.assert_allclose(streamed, stitched, atol=2e-5, rtol=1e-5, err_msg=str(kw))
+
+
+def test_a_million_character_text_is_embedded_with_bounded_memory(tiny_encoders):
+    """Peak numpy memory (tracemalloc) for one 1,000,000-character text is about that of a 100,000-character
+    one: windows are pooled as they arrive, the text's token vectors are never held whole."""
+    import tracemalloc
+
+    enc = tiny_encoders["tf2_dict"]
+    peaks = {}
+    for n in (100_000, 1_000_000):
+        text = _long_text(n)
+        tracemalloc.start()
+        v, info = enc.embed([text], return_info=True, batch_size=64)
+        peaks[n] = tracemalloc.get_traced_memory()[1] - len(text.encode("utf-8"))  # minus the text itself
+        tracemalloc.stop()
+        assert v.shape == (1, 16) and np.isfinite(v).all() and info.truncated[0] == 0
+        assert info.n_windows[0] > 1000 if n == 1_000_000 else True
+    assert peaks[1_000_000] < 4 * peaks[100_000], peaks  # 10x the text; the tokens' vectors alone would be 10x
