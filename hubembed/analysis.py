@@ -63,8 +63,9 @@ class Features:
 
 
 def _cache_root() -> str:
-    return os.path.join(os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache",
-                                                                                             "hubembed")), "analysis")
+    from hubembed.embedded import cache_root
+
+    return os.path.join(cache_root(), "analysis")
 
 
 def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[str] = ("cls", "mean"),

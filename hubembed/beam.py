@@ -116,9 +116,9 @@ def _write_manifest(entries, skipped, out: str, header: dict, runner: str) -> No
     if [e["index"] for e in entries] != list(range(len(entries))):
         raise OutputError(f"{out}: shards {[e['index'] for e in entries]} are not consecutive")
     skipped = sorted(skipped)
-    m = store.manifest(header, entries, skipped, True,
-                       {"rows": sum(e["rows"] for e in entries), "rows_this_run": sum(e["rows"] for e in entries),
-                        "shards": len(entries), "skipped": len(skipped), "runner": runner})
+    rows = sum(e["rows"] for e in entries)
+    m = store.manifest(header, entries, skipped, True, {"rows": rows, "rows_this_run": rows, "shards": len(entries),
+                                                        "skipped": len(skipped), "runner": runner})
     _write(_join(out, store.MANIFEST), store.manifest_bytes(m))
 
 
@@ -154,11 +154,8 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
     import hubembed
 
     embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
-    if transform is not None:
-        from hubembed.analysis import as_transform
-
-        embed_args["transform"] = as_transform(transform)
+                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer,
+                      transform=transform)
     settings = corpus.Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here

@@ -77,6 +77,12 @@ class Settings:
             raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
         if self.level == "words" and self.subword not in SUBWORD:
             raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
+        if self.embed_args.get("transform") is not None:
+            from hubembed.analysis import as_transform
+
+            if self.level != "sentence":
+                raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
+            self.embed_args = {**self.embed_args, "transform": as_transform(self.embed_args["transform"])}
 
 
 TOKEN_ARGS = ("layers", "combine", "weights", "gamma", "long")  # what token/word vectors depend on
@@ -103,9 +109,9 @@ class Embedder:
         """Validate the arguments on one text; the spec that produced the vectors, and their width."""
         enc = self.encoder
         if self.s.level == "sentence":
-            v, info = enc.embed(["probe"], return_info=True, **self._args())
+            vec, info = enc.embed(["probe"], return_info=True, **self._args())
             spec = {k: v for k, v in info.spec.items() if k not in ("model", "hubembed")}
-            return spec, int(v.shape[-1])
+            return spec, int(vec.shape[-1])
         items = self._pieces(["probe"])
         a = self._args()
         plan = enc._plan(a.get("layers", -1), a.get("combine", "mean"), a.get("weights"), a.get("gamma", 1.0))
@@ -194,13 +200,8 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
     fitted ``hubembed.analysis.Whitening`` or its path, sentence level only).
     """
     embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer)
-    if transform is not None:
-        from hubembed.analysis import as_transform
-
-        if level != "sentence":
-            raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
-        embed_args["transform"] = as_transform(transform)
+                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer,
+                      transform=transform)
     settings = Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
     reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
                                on_empty=on_empty)

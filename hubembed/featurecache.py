@@ -23,8 +23,9 @@ from hubembed.errors import OutputError
 
 
 def default_root() -> str:
-    return os.path.join(os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache",
-                                                                                             "hubembed")), "features")
+    from hubembed.embedded import cache_root
+
+    return os.path.join(cache_root(), "features")
 
 
 def text_key(text: str) -> bytes:

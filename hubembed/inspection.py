@@ -175,10 +175,8 @@ def variable_shapes(obj) -> dict:
     return out
 
 
-def op_types(path: str) -> dict:
-    """Op type -> count over a SavedModel's graphs and function library, read from saved_model.pb without loading."""
-    from collections import Counter
-
+def _saved_model(path: str):
+    """The SavedModel protocol buffer of ``path``/saved_model.pb, parsed without loading anything."""
     from tensorflow.core.protobuf import saved_model_pb2
 
     pb = os.path.join(path, "saved_model.pb")
@@ -188,6 +186,14 @@ def op_types(path: str) -> dict:
             sm.ParseFromString(f.read())
     except (OSError, Exception) as e:  # noqa: BLE001 (protobuf raises its own DecodeError)
         raise FormatError(f"cannot read {pb}: {e}") from None
+    return sm
+
+
+def op_types(path: str) -> dict:
+    """Op type -> count over a SavedModel's graphs and function library, read from saved_model.pb without loading."""
+    from collections import Counter
+
+    sm = _saved_model(path)
     ops: Counter = Counter()
     for mg in sm.meta_graphs:
         ops.update(n.op for n in mg.graph_def.node)
@@ -273,15 +279,7 @@ def _judge(op: str, where: str, kind: str) -> Optional[str]:
 def audit(path: str) -> Audit:
     """The op types of every function of the SavedModel at ``path``, and the ones flagged (``RISKY_OPS``,
     checkpoint ops outside the saver, file-backed tables outside initializers), from saved_model.pb alone."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = os.path.join(path, "saved_model.pb")
-    sm = saved_model_pb2.SavedModel()
-    try:
-        with open(pb, "rb") as f:
-            sm.ParseFromString(f.read())
-    except (OSError, Exception) as e:  # noqa: BLE001 (protobuf raises its own DecodeError)
-        raise FormatError(f"cannot read {pb}: {e}") from None
+    sm = _saved_model(path)
     functions: Dict[str, set] = {}
     findings: List[Finding] = []
     for mg in sm.meta_graphs:

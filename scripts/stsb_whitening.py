@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
+from stsb_table import spearman  # noqa: E402 (the same cosine Spearman as the layer table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")
@@ -28,14 +29,6 @@ DATA = os.path.join(HERE, "..", "..", "shared", "data")
 def read(split):
     with open(os.path.join(DATA, "stsb", f"stsb-en-{split}.csv"), encoding="utf-8") as f:
         return list(csv.reader(f))
-
-
-def spearman(a, b, gold) -> float:
-    from scipy.stats import spearmanr
-
-    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    return 100 * spearmanr((a * b).sum(-1), gold).correlation
 
 
 def main(argv=None) -> int:
