@@ -122,6 +122,11 @@ def _make_class():
             self.bert_pack_inputs = _PackInputs(special, seq_length)
             self._seq_length = int(seq_length)
 
+        def tokenize_eagerly(self, strings):
+            """``tokenize`` without a trace: tensorflow_text's ops run eagerly (one call per corpus chunk, so
+            the trace ``tokenize`` would cost, about a second, is never paid back)."""
+            return tf.cast(self._tokenizer.tokenize(strings), tf.int32)
+
         def trace_for_export(self):
             """Trace what a SavedModel needs, as Model Garden's export does: 1 or 2
             segments, ragged rank 1 (pieces) or 2 (words, pieces), with and without seq_length."""
@@ -201,7 +206,7 @@ class Preprocessor:
     """
 
     def __init__(self, module, source: str, vocab_file: Optional[str] = None,
-                 lower_case: Optional[bool] = None):
+                 lower_case: Optional[bool] = None, special: Optional[dict] = None):
         for attr in ("tokenize", "bert_pack_inputs"):
             if not hasattr(module, attr):
                 from hubembed.errors import FormatError
@@ -213,14 +218,17 @@ class Preprocessor:
         self.source = source
         self.vocab_file = vocab_file
         self.lower_case = lower_case
-        special = module.tokenize.get_special_tokens_dict()
-        self.special = {k: int(v.numpy()) for k, v in special.items()}
+        if special is None:
+            special = {k: int(v.numpy()) for k, v in module.tokenize.get_special_tokens_dict().items()}
+        self.special = special
         self.vocab_size = self.special.get("vocab_size")
-        self._seq_length = None
+        self._seq_length = getattr(module, "_seq_length", None)  # known for an in-memory BertPreprocessor
 
     @property
     def seq_length(self) -> int:
-        """The default seq_length of ``__call__`` (read off one call)."""
+        """The default seq_length of ``__call__`` (read off its output signature, else off one call)."""
+        if self._seq_length is None:
+            self._seq_length = _declared_seq_length(self.module)
         if self._seq_length is None:
             tf = _tf()
             self._seq_length = int(self.module(tf.constant([""]))["input_word_ids"].shape[1])
@@ -229,7 +237,9 @@ class Preprocessor:
     def tokenize(self, texts):
         """int32 RaggedTensor [B, (words), (pieces)] (WordPiece) or [B, (tokens)]."""
         tf = _tf()
-        return self.module.tokenize(tf.constant(list(texts), tf.string))
+        strings = tf.constant(list(texts), tf.string)
+        eager = getattr(self.module, "tokenize_eagerly", None)  # an in-memory BertPreprocessor
+        return eager(strings) if eager is not None else self.module.tokenize(strings)
 
     def token_ids(self, texts) -> list:
         """The WordPiece ids of each text, flat, without special tokens."""
@@ -252,8 +262,25 @@ class Preprocessor:
         }
 
 
+def _declared_seq_length(module) -> Optional[int]:
+    """The padded length ``module.__call__`` declares in its saved output signature, if it is fixed."""
+    try:
+        fns = module.__call__.concrete_functions
+    except AttributeError:
+        return None
+    for cf in fns:
+        out = cf.structured_outputs
+        if isinstance(out, dict) and "input_word_ids" in out:
+            n = out["input_word_ids"].shape[-1]
+            if n is not None:
+                return int(n)
+    return None
+
+
 def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) -> Preprocessor:
-    """A ``Preprocessor`` built in memory from a vocab file and casing."""
+    """A ``Preprocessor`` built in memory from a vocab file and casing (tokenizes eagerly, no trace)."""
     module = build_preprocessor(vocab_file, lower_case)
+    with open(vocab_file, encoding="utf-8") as f:
+        special = special_ids([line.rstrip("\n") for line in f])
     return Preprocessor(module, source or f"built from {os.path.basename(vocab_file)} "
-                        f"(do_lower_case={bool(lower_case)})", vocab_file, bool(lower_case))
+                        f"(do_lower_case={bool(lower_case)})", vocab_file, bool(lower_case), special=special)

@@ -224,8 +224,21 @@ def is_tf1_module(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "tfhub_module.pb"))
 
 
+def _load_saved_model(path: str):
+    """``hub.load(path)`` for a resolved folder. A local TF2 SavedModel is what ``hub.load`` hands to
+    ``tf.saved_model.load`` unchanged, so tensorflow_hub (and its pkg_resources import) is only imported for
+    TF1 Hub modules and remote paths."""
+    if is_tf1_module(path) or "://" in path:
+        return _hub().load(path)
+    import tensorflow as tf
+
+    obj = tf.saved_model.load(path)
+    obj._is_hub_module_v1 = False  # as hub.load marks it (hub.KerasLayer reads it)
+    return obj
+
+
 def load(path: str, source: str, audit: bool = False):
-    """Load a resolved folder with ``hub.load`` (TF1 Hub modules included); audit: check its graph first."""
+    """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
     from hubembed.preprocess import require_text
 
     if audit and not path.startswith("gs://"):
@@ -233,7 +246,7 @@ def load(path: str, source: str, audit: bool = False):
 
     require_text()  # register the tensorflow_text ops a preprocessor needs before loading
     try:
-        return _hub().load(path)
+        return _load_saved_model(path)
     except Exception as e:
         text = str(e)
         op = re.search(r"Op type not registered '([^']+)'", text)
