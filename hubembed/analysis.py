@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from hubembed import batching
 from hubembed.errors import InputError, missing
 
 log = logging.getLogger("hubembed")
@@ -69,7 +70,7 @@ def _cache_root() -> str:
 
 
 def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[str] = ("cls", "mean"),
-             special_tokens: bool = True, batch_size: int = 32, embeddings: bool = True,
+             special_tokens: bool = True, batch_size: int = batching.BATCH_SIZE, embeddings: bool = True,
              cache: bool = True) -> Features:
     """Every (layer, pooling) vector of ``texts`` in one encoder pass (``Encoder.features``), cached on disk.
 

@@ -32,6 +32,7 @@ import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from hubembed import corpus, inputs, store
+from hubembed.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed.errors import InputError, OutputError, missing
 
 try:
@@ -137,7 +138,7 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
             combine: str = "mean", pooling: str = "mean", weights=None, gamma: float = 1.0,
             special_tokens: bool = True, normalize: bool = False, attention_layer=None, transform=None,
             dtype: str = "float32",
-            batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
+            batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
             shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip") -> dict:

@@ -13,6 +13,8 @@ import re
 import sys
 import warnings
 
+from hubembed import batching
+
 
 def _quiet_tensorflow() -> None:
     """Keep TF's C++ and Python logging out of the command's output."""
@@ -104,7 +106,8 @@ def _extract_kwargs(args) -> dict:
     return dict(model=args.model, level=level, format=args.format, subword=args.subword,
                 layers=_layer_arg(args.layers), combine=args.combine, pooling=args.pooling, normalize=args.normalize,
                 transform=args.transform,
-                dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, shard_size=args.shard_size,
+                dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens or None,
+                shard_size=args.shard_size,
                 column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
                 on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend,
                 trust=args.trust)
@@ -228,8 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean | cls | pooled | max | mean_max | mean_sqrt_len | first_last_avg | attention")
     s.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     s.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--max-tokens", type=int, default=None, help="padded tokens per batch at most")
+    s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="rows per batch at most")
+    s.add_argument("--max-tokens", type=int, default=batching.MAX_TOKENS,
+                   help="padded tokens per batch at most (0: no token budget, --batch-size rows)")
     s.add_argument("--shard-size", type=int, default=None,
                    help="texts per shard, and in memory at once (default 10000; 1000 with --tokens/--words)")
     s.add_argument("--seq-length", type=int, default=None)

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from hubembed import featurecache, inputs, shards, store
+from hubembed.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed.encoder import SUBWORD
 from hubembed.errors import InputError, OutputError
 from hubembed.inspection import weights_fingerprint  # noqa: F401 (public here too)
@@ -61,8 +62,8 @@ class Settings:
     subword: str = "first"
     embed_args: dict = field(default_factory=dict)
     dtype: str = "float32"
-    batch_size: int = 32
-    max_tokens: Optional[int] = None
+    batch_size: int = BATCH_SIZE
+    max_tokens: Optional[int] = MAX_TOKENS
     shard_size: Optional[int] = None
     cache: Union[bool, str] = True
 
@@ -182,7 +183,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
             format: Optional[str] = None, subword: str = "first", layers=-1, combine: str = "mean",
             pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
             normalize: bool = False, attention_layer=None, transform=None, dtype: str = "float32",
-            batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
+            batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
             shard_size: Optional[int] = None, resume: bool = False, cache: Union[bool, str] = True,
             column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",

@@ -20,6 +20,7 @@ from hubembed import batching, inspection, pairing, resolve, tokens
 from hubembed import layers as layer_spec
 from hubembed import pooling as pooling_mod
 from hubembed.backends import HubBackend
+from hubembed.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed.errors import InputError
 from hubembed.extraction import BACKENDS, ExtractionInfo, LayerPlan, TextTokens, layer_plan, pool_text, text_tokens
 from hubembed.layers import LayerSpec
@@ -189,7 +190,7 @@ class Encoder:
                 "seq_length": self.seq_length, "hubembed": __version__, **kwargs}
 
     # -- public API --------------------------------------------------------
-    def encode(self, texts: Sequence, *, batch_size: int = 32, max_tokens: Optional[int] = None,
+    def encode(self, texts: Sequence, *, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
                long: str = "window", stride: Optional[int] = None) -> EncoderOutputs:
         """Every output for ``texts`` (strings, or (a, b) pairs), in order, padded to the longest.
 
@@ -276,7 +277,7 @@ class Encoder:
 
     def embed(self, texts: Sequence, *, layers: LayerSpec = -1, combine: str = "mean", pooling: str = "mean",
               weights=None, gamma: float = 1.0, special_tokens: bool = True, normalize: bool = False,
-              batch_size: int = 32, max_tokens: Optional[int] = None, long: str = "window",
+              batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
               stride: Optional[int] = None, return_info: bool = False, attention_layer=None, transform=None):
         """One vector per text: [N, D] (D = H, 2H for mean_max, k*H for concat; [N, k, H] for combine="none").
 
@@ -318,7 +319,7 @@ class Encoder:
         return (out, info) if return_info else out
 
     def features(self, texts: Sequence, *, layers: LayerSpec = "all", poolings: Sequence[str] = ("cls", "mean"),
-                 special_tokens: bool = True, batch_size: int = 32, max_tokens: Optional[int] = None,
+                 special_tokens: bool = True, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
                  long: str = "window", stride: Optional[int] = None) -> Dict[str, np.ndarray]:
         """Every (layer, pooling) sentence vector in one pass: {pooling: [N, k, H]}, k = the selected layers.
 
@@ -350,8 +351,9 @@ class Encoder:
         return self._word_tokenizer.words(texts)
 
     def embed_tokens(self, texts: Sequence[str], *, layers: LayerSpec = -1, combine: str = "mean",
-                     weights=None, gamma: float = 1.0, batch_size: int = 32, max_tokens: Optional[int] = None,
-                     long: str = "window", stride: Optional[int] = None) -> List[TokenEmbeddings]:
+                     weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
+                     max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
+                     stride: Optional[int] = None) -> List[TokenEmbeddings]:
         """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors."""
         return self._token_embeddings(texts, layers, combine, weights, gamma, batch_size, max_tokens, long,
                                       stride)[0]
@@ -373,8 +375,8 @@ class Encoder:
         return out, words
 
     def embed_words(self, texts: Sequence[str], *, subword: str = "first", layers: LayerSpec = -1,
-                    combine: str = "mean", weights=None, gamma: float = 1.0, batch_size: int = 32,
-                    max_tokens: Optional[int] = None, long: str = "window",
+                    combine: str = "mean", weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
+                    max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
                     stride: Optional[int] = None) -> List[WordEmbeddings]:
         """Per text: its words with character spans, each a vector made from its sub-word pieces.
 
