@@ -16,10 +16,7 @@ it is called eagerly, as before, and a log line says so.
 
 from __future__ import annotations
 
-import logging
 import threading
-
-log = logging.getLogger("hubembed")
 
 
 class HubBackend:
@@ -29,12 +26,16 @@ class HubBackend:
         self.obj = obj
         self.format = fmt
         self._tokens = obj.signatures["tokens"] if fmt == "tf1_hub" else None
-        self._fns = {}                 # training -> tf.function, or None where only eager calls work
+        self._fns = {}                 # training -> tf.function
         self._lock = threading.Lock()  # one trace, even with threads racing for it
-        self.eager_calls = 0           # calls that ran the restored function eagerly (per-shape cost)
+        self.eager_calls = 0           # calls that ran the restored model eagerly (each new shape costs)
 
     def raw(self, word_ids, mask, type_ids, training: bool = False) -> dict:
         """Call the restored model as it is (eagerly when called eagerly; inlined inside a graph)."""
+        import tensorflow as tf
+
+        if not tf.inside_function():
+            self.eager_calls += 1
         if self.format == "tf2_dict":
             out = self.obj({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids},
                            training=training)
@@ -47,39 +48,26 @@ class HubBackend:
         return {"pooled": out["pooled_output"], "sequence": out["sequence_output"], "layers": None}
 
     def compiled(self, training: bool = False):
-        """The ``tf.function`` over ``[None, None]`` int32 inputs that calls the model (traced once), or None
-        when the model's saved functions do not accept variable shapes."""
+        """The ``tf.function`` over ``[None, None]`` int32 inputs that calls the model, traced once."""
+        import tensorflow as tf
+
         training = bool(training)
         with self._lock:
             if training not in self._fns:
-                self._fns[training] = self._trace(training)
+                spec = tf.TensorSpec([None, None], tf.int32)
+
+                @tf.function(input_signature=[spec, spec, spec], autograph=False)
+                def call(word_ids, mask, type_ids):
+                    return self.raw(word_ids, mask, type_ids, training=training)
+
+                call.get_concrete_function()
+                self._fns[training] = call
         return self._fns[training]
-
-    def _trace(self, training: bool):
-        import tensorflow as tf
-
-        spec = tf.TensorSpec([None, None], tf.int32)
-
-        @tf.function(input_signature=[spec, spec, spec], autograph=False)
-        def call(word_ids, mask, type_ids):
-            return self.raw(word_ids, mask, type_ids, training=training)
-
-        try:
-            call.get_concrete_function()
-        except (ValueError, TypeError) as e:  # e.g. "Could not find matching concrete function"
-            log.info("hubembed: the model's functions do not take [None, None] inputs (%s); calling it eagerly, "
-                     "which costs a one-time trace per new input shape", str(e).splitlines()[0][:200])
-            return None
-        return call
 
     def __call__(self, word_ids, mask, type_ids, training: bool = False) -> dict:
         import tensorflow as tf
 
         if tf.inside_function():  # already in a graph (a Keras layer, a tf.function): inline the model
             return self.raw(word_ids, mask, type_ids, training=training)
-        fn = self.compiled(training)
-        if fn is None:
-            self.eager_calls += 1
-            return self.raw(word_ids, mask, type_ids, training=training)
-        return fn(tf.convert_to_tensor(word_ids, tf.int32), tf.convert_to_tensor(mask, tf.int32),
-                  tf.convert_to_tensor(type_ids, tf.int32))
+        return self.compiled(training)(tf.convert_to_tensor(word_ids, tf.int32),
+                                       tf.convert_to_tensor(mask, tf.int32), tf.convert_to_tensor(type_ids, tf.int32))

@@ -164,3 +164,35 @@ def test_two_processes_converting_at_once_and_corrupt_cache_rebuilt(tmp_path):
     assert out == outs[0][0]
     assert "rebuilding" in err
     assert convert.verify(target) is None
+
+
+def test_converted_preprocessor_rebuilt_in_memory_tokenizes_like_its_savedmodel(minilm, stsb_sentences):
+    """minilm's preprocess/ folder is rebuilt in memory from its vocab and casing (no SavedModel restore, no
+    trace): the same ids as the SavedModel it was saved as, on real sentences and awkward characters."""
+    import tensorflow as tf
+
+    from hubembed.tokens import ragged_rows
+
+    pre = minilm.preprocessor
+    assert pre.paired_by == "registry" and hasattr(pre.module, "tokenize_eagerly")
+    saved = tf.saved_model.load(os.path.join(os.path.dirname(minilm.signature.path), "preprocess"))
+    odd = ["Hello \u2029 my \ufe0f name is \u200c Chris", "\uf8f9", "привет" * 9 + " мир", "ÀÉÎÕÜ çà et là",
+           "東京 😀 \t\n x\u0301", "", "   ", "a" * 300, "x" * 99 + "é", "\x00\x07 control"]
+    texts = stsb_sentences[:500] + TEXTS + odd
+    ours = pre.token_ids(texts)
+    theirs = [r.tolist() for r in ragged_rows(saved.tokenize(tf.constant(texts)))]
+    assert ours == theirs
+    special = {k: int(v.numpy()) for k, v in saved.tokenize.get_special_tokens_dict().items()}
+    assert pre.special == special
+    assert pre.seq_length == int(saved(tf.constant(["x"]))["input_word_ids"].shape[1])
+
+
+def test_loading_minilm_imports_only_what_the_job_needs(hubembed_cache):
+    """Process start to the first vector: no tensorflow_hub import (a local TF2 SavedModel is what hub.load
+    would hand to tf.saved_model.load), no SavedModel restore for the converted preprocessor."""
+    code = ("import sys, hubembed; enc = hubembed.load('minilm'); v = enc.embed(['a text']); "
+            "print(v.shape, 'tensorflow_hub' in sys.modules, type(enc.preprocessor.module).__name__)")
+    env = dict(os.environ, HUBEMBED_CACHE=hubembed_cache, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "(1, 384) False BertPreprocessor"
