@@ -34,6 +34,9 @@ import sys
 import tempfile
 import time
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")
 PIPELINES = ("hubembed", "st", "recipe")
@@ -269,6 +272,7 @@ def main(argv=None):
                       f"(speed target >= {target}x; best of {rounds}, peak RSS the largest)")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n# load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 

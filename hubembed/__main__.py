@@ -1,5 +1,5 @@
 import sys
 
-from hubembed.cli import main
+from hubembed.cli import run
 
-sys.exit(main())
+sys.exit(run())
