@@ -165,28 +165,52 @@ def _few(rows: Sequence[int], k: int = 5) -> str:
 def run_batches(encoder, rows: Sequence[batching.Row], plan: LayerPlan, *, batch_size: int,
                 max_tokens: Optional[int]) -> Iterator[tuple]:
     """Yield (row indices, packed arrays, selected layers [k, B, S, H], pooled [B, H] or None,
-    attention received per token [B, S] or None)."""
-    import tensorflow as tf
+    attention received per token [B, S] or None).
+
+    One batch ahead runs on a worker thread while the caller pools and stitches the one before (TensorFlow
+    releases the GIL while it computes), so the Python work per batch hides behind the encoder.
+    """
+    from concurrent.futures import ThreadPoolExecutor
 
     special = encoder.preprocessor.special
     backend = encoder.backend_for(plan)
-    for idx in batching.plan(rows, batch_size=batch_size, max_tokens=max_tokens,
-                             seq_length=encoder.seq_length):
-        batch = [rows[i] for i in idx]
-        packed = batching.pack(batch, special, encoder.seq_length)
-        out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]))
-        if out["layers"] is not None:
-            acts = np.stack([(out["embeddings"] if i == layer_spec.EMBEDDINGS else out["layers"][i]).numpy()
-                             for i in plan.indices])
-        else:  # only the last layer exists (checked by layer_plan)
-            acts = out["sequence"].numpy()[None].repeat(len(plan.indices), axis=0)
-        pooled = out["pooled"].numpy() if plan.need_pooled and out["pooled"] is not None else None
-        if plan.need_pooled and pooled is None:
-            raise InputError(f"{encoder.handle} exports no pooled_output; use pooling='cls' or 'mean'")
-        received = None
-        if plan.attention_layer is not None:
-            received = pooling_mod.received_attention(out["attention"][plan.attention_layer].numpy(), packed[1])
-        yield idx, packed, acts, pooled, received
+    batches = batching.plan(rows, batch_size=batch_size, max_tokens=max_tokens, seq_length=encoder.seq_length)
+
+    def encode(idx):
+        packed = batching.pack([rows[i] for i in idx], special, encoder.seq_length)
+        return (idx, packed) + _encode_batch(encoder, backend, plan, packed)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubembed-encode") as pool:
+        ahead = pool.submit(encode, batches[0]) if batches else None
+        for k in range(len(batches)):
+            current = ahead
+            ahead = pool.submit(encode, batches[k + 1]) if k + 1 < len(batches) else None
+            try:
+                result = current.result()
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            yield result
+
+
+def _encode_batch(encoder, backend, plan: LayerPlan, packed) -> tuple:
+    """(selected layers [k, B, S, H], pooled [B, H] or None, attention received [B, S] or None) for one batch."""
+    import tensorflow as tf
+
+    out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]))
+    if out["layers"] is not None:
+        acts = np.stack([(out["embeddings"] if i == layer_spec.EMBEDDINGS else out["layers"][i]).numpy()
+                         for i in plan.indices])
+    else:  # only the last layer exists (checked by layer_plan)
+        acts = out["sequence"].numpy()[None].repeat(len(plan.indices), axis=0)
+    pooled = out["pooled"].numpy() if plan.need_pooled and out["pooled"] is not None else None
+    if plan.need_pooled and pooled is None:
+        raise InputError(f"{encoder.handle} exports no pooled_output; use pooling='cls' or 'mean'")
+    received = None
+    if plan.attention_layer is not None:
+        received = pooling_mod.received_attention(out["attention"][plan.attention_layer].numpy(), packed[1])
+    return acts, pooled, received
 
 
 # A text with more windows than this is pooled window by window (memory bounded by one batch), when the
