@@ -169,7 +169,8 @@ class Encoder:
     def backend_for(self, plan: LayerPlan):
         """The callable that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit)."""
         if not plan.garden:
-            return self.hub
+            blocks = tuple(i for i in plan.indices if i != layer_spec.EMBEDDINGS)
+            return lambda ids, mask, types: self.hub(ids, mask, types, keep=blocks)
         g = self.garden()
         new = [r for r in plan.reasons if r not in self._garden_reasons]
         if new:

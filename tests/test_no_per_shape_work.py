@@ -49,14 +49,18 @@ def test_hub_backend_traces_once_and_never_calls_the_restored_model_eagerly(tiny
     enc = hubembed.load(tiny_models[kind], backend="hub") if kind == "tf2_dict" else hubembed.load(tiny_models[kind])
     texts = texts_of_many_lengths()
     assert len(_shapes(texts, enc, 3) | _shapes(texts, enc, 7)) > 30  # dozens of new shapes below
-    enc.embed(texts[:4], layers=-1)
-    fn = enc.hub.compiled(False)
-    assert fn.experimental_get_tracing_count() == 1
     _calls(enc, texts)
+    traced = _traces(enc.hub)
+    assert traced and set(traced.values()) == {1}  # one trace per layer selection, whatever the shapes
     _calls(enc, texts_of_many_lengths(seed=1))
-    assert fn.experimental_get_tracing_count() == 1
-    assert len(fn._list_all_concrete_functions()) == 1
+    assert _traces(enc.hub) == traced
+    assert all(len(f._list_all_concrete_functions()) == 1 for f in enc.hub._fns.values())
     assert enc.hub.eager_calls == 0
+
+
+def _traces(backend):
+    """{(training, layers kept): how often that compiled call was traced}."""
+    return {k: f.experimental_get_tracing_count() for k, f in backend._fns.items()}
 
 
 @pytest.mark.parametrize("kind", ["garden_bert", "garden_albert"])
@@ -66,7 +70,8 @@ def test_model_garden_exports_and_the_rebuild_trace_once_per_plan(garden_models,
     enc = hubembed.load(garden_models[kind])
     texts = texts_of_many_lengths(seed=2)
     _calls(enc, texts)
-    assert enc.hub.compiled(False).experimental_get_tracing_count() == 1 and enc.hub.eager_calls == 0
+    _calls(enc, texts_of_many_lengths(seed=9))
+    assert set(_traces(enc.hub).values()) == {1} and enc.hub.eager_calls == 0
 
     g = hubembed.load(garden_models[kind], backend="garden")
     g.embed(texts[:3], layers=-1)
@@ -106,3 +111,16 @@ def test_keras_predict_stops_retracing_over_new_batch_sizes_and_lengths(flavour,
         more = texts_of_many_lengths(101, seed=seed)
         model.predict(tf.constant(np.array(more, dtype=object)), batch_size=bs, verbose=0)
     assert model.predict_function.experimental_get_tracing_count() == settled
+
+
+def test_the_compiled_call_returns_only_the_layers_kept(tiny_encoders):
+    """What the pipeline does not use is not returned (so TensorFlow can free it while the next block runs);
+    what it does use equals the full call's."""
+    enc = tiny_encoders["tf2_dict"]
+    ids = np.full((3, 7), 5, np.int32)
+    full = enc.hub(ids, np.ones_like(ids), np.zeros_like(ids))
+    some = enc.hub(ids, np.ones_like(ids), np.zeros_like(ids), keep=(0, -1))
+    assert [x is None for x in some["layers"]] == [False, True, False]
+    for i in (0, 2):
+        np.testing.assert_array_equal(some["layers"][i].numpy(), full["layers"][i].numpy())
+    np.testing.assert_array_equal(some["sequence"].numpy(), full["sequence"].numpy())
