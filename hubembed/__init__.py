@@ -24,6 +24,7 @@ from hubembed.errors import (
     PreprocessorMismatchError,
     StaleCacheError,
     UnknownModelError,
+    UntrustedModelError,
 )
 from hubembed.inspection import Signature
 from hubembed.store import Extraction, open_extraction
@@ -47,6 +48,7 @@ __all__ = [
     "Signature",
     "StaleCacheError",
     "UnknownModelError",
+    "UntrustedModelError",
     "extract",
     "inspect",
     "load",
