@@ -74,6 +74,9 @@ def _status(key):
     return float("nan")
 
 
+_ENCODER = []  # the hubembed worker's encoder (to count word pieces)
+
+
 def _pipeline(name):
     """(framework import, then) a function texts -> vectors, and the tokens-per-text counter."""
     if name == "st":
@@ -93,6 +96,7 @@ def _pipeline(name):
         import hubembed
 
         enc = hubembed.load("minilm")
+        _ENCODER.append(enc)
         return rss, lambda texts: enc.embed(texts)
     import numpy as np
     import tensorflow_hub as hub
@@ -121,8 +125,10 @@ def worker(name, t0, n):
     warnings.filterwarnings("ignore")
     rss_framework, fn = _pipeline(name)
     fn(_stsb("dev")[:64])
-    out = {"startup": time.time() - t0, "rss_framework": rss_framework, "passes": {}}
+    out = {"startup": time.time() - t0, "rss_framework": rss_framework, "passes": {}, "pieces": {}}
     for label, texts in datasets(n).items():
+        if name == "hubembed":  # word pieces per text, [CLS]/[SEP] included, for the FLOPs
+            out["pieces"][label] = sum(len(t) + 2 for t in _ENCODER[0].preprocessor.token_ids(texts))
         times = []
         for _ in range(2):
             t = time.perf_counter()
@@ -197,26 +203,10 @@ def whole_processes(lines, rounds, tmp):
     return best
 
 
-# -- report ----------------------------------------------------------------------------------------------------
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a) and of (b) on the smaller corpora")
-    ap.add_argument("--big-rounds", type=int, default=1, help="rounds of (b) on corpora of 10,000+ lines")
-    ap.add_argument("--n", type=int, default=1000, help="sentences per data set in (a)")
-    ap.add_argument("--lines", type=int, nargs="*", default=[1000, 20000], help="corpus sizes for (b)")
-    ap.add_argument("--worker", choices=PIPELINES + ("ceiling",), help=argparse.SUPPRESS)
-    ap.add_argument("--t0", type=float, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.worker == "ceiling":
-        print("RESULT " + json.dumps({"gflops": ceiling()}))
-        return 0
-    if args.worker:
-        return worker(args.worker, args.t0, args.n)
-
+def in_process(args):
+    """(a) and (c): fresh processes per pipeline and round; the ceiling in a process of its own."""
     import numpy as np
 
-    print(f"# {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start; all-MiniLM-L6-v2, "
-          f"mean pooling; best of {args.rounds} interleaved rounds")
     runs = {k: [] for k in PIPELINES}
     for _ in range(args.rounds):
         for name in PIPELINES:
@@ -225,15 +215,11 @@ def main(argv=None):
     ceil = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("RESULT ")[-1])
     ceil = ceil["gflops"]
 
-    import hubembed
-    from hubembed import embedded, preprocess, registry  # noqa: F401  (tokens per text, for FLOPs)
-
-    enc = hubembed.load("minilm")
     print("\n(a) in process, sentences/s (first pass: texts the process has never seen; second: the same again)")
     print(f"  {'data set':<12} {'pipeline':<24} {'first':>8} {'second':>8}")
     summary = {}
     for label, texts in datasets(args.n).items():
-        tokens = sum(len(t) + 2 for t in enc.preprocessor.token_ids(texts))
+        tokens = runs["hubembed"][0]["pieces"][label]
         for name in PIPELINES:
             first = min(r["passes"][label][0] for r in runs[name])
             second = min(r["passes"][label][1] for r in runs[name])
@@ -258,7 +244,30 @@ def main(argv=None):
           f"(target >= 1.0), memory added {summary[('added', 'hubembed')] / summary[('added', 'st')]:.2f}x "
           f"of st's (target <= 1.0)")
 
-    if args.lines:
+
+# -- report ----------------------------------------------------------------------------------------------------
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a) and of (b) on the smaller corpora")
+    ap.add_argument("--big-rounds", type=int, default=1, help="rounds of (b) on corpora of 10,000+ lines")
+    ap.add_argument("--n", type=int, default=1000, help="sentences per data set in (a)")
+    ap.add_argument("--lines", type=int, nargs="*", default=[1000, 20000], help="corpus sizes for (b)")
+    ap.add_argument("--parts", default="abc", help="which parts to run: a (in process, with c), b (whole processes)")
+    ap.add_argument("--worker", choices=PIPELINES + ("ceiling",), help=argparse.SUPPRESS)
+    ap.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker == "ceiling":
+        print("RESULT " + json.dumps({"gflops": ceiling()}))
+        return 0
+    if args.worker:
+        return worker(args.worker, args.t0, args.n)
+
+    # The parent never imports TensorFlow: a child's peak RSS (wait4) starts at its parent's RSS at fork time.
+    print(f"# {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start; all-MiniLM-L6-v2, "
+          f"mean pooling; best of {args.rounds} interleaved rounds")
+    if "a" in args.parts:
+        in_process(args)
+    if args.lines and "b" in args.parts:
         print("\n(b) whole processes: `hubembed extract --no-cache` vs benchmarks/st_extract.py")
         print(f"  {'lines':>7} {'hubembed s':>11} {'st s':>8} {'speed':>7} {'hubembed MB':>12} {'st MB':>7}")
         tmp = tempfile.mkdtemp(prefix="hubembed-jobs-")
