@@ -9,9 +9,7 @@ Called eagerly, a restored SavedModel function pays a one-time cost for every
 new ``[batch, length]`` shape it sees (the runtime instantiates and optimises
 the function graph per input shape). So the Hub backend calls the restored
 model from inside one ``tf.function`` whose input signature is ``[None, None]``:
-traced once, it serves every batch size and length. A model whose saved
-functions only accept fixed shapes (``[None, 128]``) cannot be traced that way;
-it is called eagerly, as before, and a log line says so.
+traced once per layer selection, it serves every batch size and length.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ class HubBackend:
         self.obj = obj
         self.format = fmt
         self._tokens = obj.signatures["tokens"] if fmt == "tf1_hub" else None
-        self._fns = {}                 # training -> tf.function
+        self._fns = {}                 # (training, layers kept) -> tf.function
         self._lock = threading.Lock()  # one trace, even with threads racing for it
         self.eager_calls = 0           # calls that ran the restored model eagerly (each new shape costs)
 

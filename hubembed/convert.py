@@ -30,6 +30,7 @@ import numpy as np
 from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
+FORMAT = "hubembed-converted/1"
 _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
                 "gelu_fast": "gelu_tanh", "relu": "relu"}
 
@@ -169,7 +170,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
                                do_lower_case=lower, style="dict")
         preprocess.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
         manifest = {
-            "format": "hubembed-converted/1",
+            "format": FORMAT,
             "source": src,
             "source_sha256": digest,
             "config": cfg.to_dict(),
@@ -216,6 +217,21 @@ def verify(out_dir: str) -> Optional[str]:
         if os.path.getsize(full) != size:
             return f"{rel} has {os.path.getsize(full)} bytes, expected {size}"
     return None
+
+
+def preprocessor_source(path: str) -> Optional[Tuple[str, bool]]:
+    """(vocab file, do_lower_case) when ``path`` is the preprocess/ folder of a conversion: what
+    ``save_preprocessor`` was given, so the same tokenizer can be rebuilt in memory. Else None."""
+    path = os.path.normpath(path)
+    manifest = os.path.join(os.path.dirname(path), MANIFEST)
+    vocab = os.path.join(path, "assets", "vocab.txt")
+    if os.path.basename(path) != "preprocess" or not (os.path.isfile(manifest) and os.path.isfile(vocab)):
+        return None
+    with open(manifest, encoding="utf-8") as f:
+        info = json.load(f)
+    if not str(info.get("format", "")).startswith(FORMAT.split("/")[0] + "/") or "do_lower_case" not in info:
+        return None
+    return vocab, bool(info["do_lower_case"])
 
 
 def _versions() -> dict:

@@ -24,8 +24,10 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     memory from its vocab asset and casing by the class that wrote it: the same tokenizer, without the
     second or so that restoring its SavedModel's function library costs.
     """
+    from hubembed import convert
+
     r = resolve.resolve(handle)
-    own = _converted(r.path)
+    own = convert.preprocessor_source(r.path)
     if own is not None:
         return pp.from_vocab(*own, source=handle)
     module = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
@@ -35,25 +37,6 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     if hasattr(module, "do_lower_case"):
         lower = bool(module.do_lower_case.numpy())
     return pp.Preprocessor(module, handle, lower_case=lower)
-
-
-def _converted(path: str) -> Optional[tuple]:
-    """(vocab file, lower_case) when ``path`` is the preprocess/ folder of a ``hubembed convert`` output."""
-    import json
-    import os
-
-    from hubembed import convert
-
-    manifest = os.path.join(os.path.dirname(os.path.normpath(path)), convert.MANIFEST)
-    vocab = os.path.join(path, "assets", "vocab.txt")
-    if os.path.basename(os.path.normpath(path)) != "preprocess" or not (os.path.isfile(manifest)
-                                                                        and os.path.isfile(vocab)):
-        return None
-    with open(manifest, encoding="utf-8") as f:
-        info = json.load(f)
-    if not str(info.get("format", "")).startswith("hubembed-converted/") or "do_lower_case" not in info:
-        return None
-    return vocab, bool(info["do_lower_case"])
 
 
 def pair(resolved: resolve.Resolved, signature, preprocess=None, trust: str = "registry") -> pp.Preprocessor:

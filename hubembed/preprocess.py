@@ -280,7 +280,6 @@ def _declared_seq_length(module) -> Optional[int]:
 def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) -> Preprocessor:
     """A ``Preprocessor`` built in memory from a vocab file and casing (tokenizes eagerly, no trace)."""
     module = build_preprocessor(vocab_file, lower_case)
-    with open(vocab_file, encoding="utf-8") as f:
-        special = special_ids([line.rstrip("\n") for line in f])
+    special = {k: int(v) for k, v in module.tokenize._special.items()}  # read off the vocab, no trace
     return Preprocessor(module, source or f"built from {os.path.basename(vocab_file)} "
                         f"(do_lower_case={bool(lower_case)})", vocab_file, bool(lower_case), special=special)

@@ -40,8 +40,8 @@ def _shapes(texts, enc, batch_size):
     from hubembed import batching
 
     rows, _, _ = batching.make_rows(enc.preprocessor.token_ids(texts), enc.seq_length)
-    return {(len(i), max(rows[j].length for j in i)) for i in batching.plan(rows, batch_size=batch_size,
-                                                                         max_tokens=None, seq_length=512)}
+    batches = batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=enc.seq_length)
+    return {(len(i), max(rows[j].length for j in i)) for i in batches}
 
 
 @pytest.mark.parametrize("kind", ["tf2_dict", "tf2_dict_no_layers", "tf2_list", "tf1_hub"])
