@@ -8,6 +8,7 @@
 
 __version__ = "0.1.0"
 
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed.corpus import extract
 from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
 from hubembed.errors import (
@@ -32,6 +33,7 @@ from hubembed.store import Extraction, open_extraction
 __all__ = [
     "ConversionError",
     "DownloadError",
+    "EmbedSpec",
     "Encoder",
     "EncoderOutputs",
     "Extraction",

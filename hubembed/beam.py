@@ -32,7 +32,8 @@ import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from hubembed import corpus, inputs, store
-from hubembed.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed.errors import InputError, OutputError, missing
 
 try:
@@ -139,6 +140,7 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
             special_tokens: bool = True, normalize: bool = False, attention_layer=None, transform=None,
             dtype: str = "float32",
             batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
+            stride: Optional[int] = None, spec: Optional[EmbedSpec] = None,
             shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip") -> dict:
@@ -154,10 +156,10 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
 
     import hubembed
 
-    embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer,
-                      transform=transform)
-    settings = corpus.Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
+    spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
+                          special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
+                          attention_layer=attention_layer, transform=transform)
+    settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here
     load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)

@@ -28,8 +28,9 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from hubembed import featurecache, inputs, shards, store
-from hubembed.batching import BATCH_SIZE, MAX_TOKENS
-from hubembed.encoder import SUBWORD
+from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.spec import EmbedSpec
+from hubembed._pipeline.tokens import SUBWORD
 from hubembed.errors import InputError, OutputError
 from hubembed.inspection import weights_fingerprint  # noqa: F401 (public here too)
 
@@ -60,7 +61,7 @@ class Settings:
     level: str = "sentence"
     format: Optional[str] = None
     subword: str = "first"
-    embed_args: dict = field(default_factory=dict)
+    spec: EmbedSpec = field(default_factory=EmbedSpec)
     dtype: str = "float32"
     batch_size: int = BATCH_SIZE
     max_tokens: Optional[int] = MAX_TOKENS
@@ -71,22 +72,17 @@ class Settings:
         if self.dtype not in DTYPES:
             raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
         self.format = self.format or shards.default_format(self.level)
-        shards.check(self.level, self.format, self.dtype, self.embed_args.get("combine", "mean"))
+        shards.check(self.level, self.format, self.dtype, self.spec.combine)
         if self.shard_size is None:
             self.shard_size = 10000 if self.level == "sentence" else 1000
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
         if self.level == "words" and self.subword not in SUBWORD:
             raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
-        if self.embed_args.get("transform") is not None:
-            from hubembed.analysis import as_transform
-
+        if self.spec.transform is not None:
             if self.level != "sentence":
                 raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
-            self.embed_args = {**self.embed_args, "transform": as_transform(self.embed_args["transform"])}
-
-
-TOKEN_ARGS = ("layers", "combine", "weights", "gamma", "long")  # what token/word vectors depend on
+            self.spec = self.spec.replace(transform=self.spec.transform_object())  # loaded once, checked early
 
 
 class Embedder:
@@ -95,35 +91,35 @@ class Embedder:
     def __init__(self, encoder, settings: Settings, weights_sha256: Optional[str] = None):
         self.encoder, self.s = encoder, settings
         self.weights_sha256 = weights_sha256 or encoder.weights_sha256
-        self.spec, self.dim = self._probe()
+        self.record, self.dim = self._describe()
         self.cache = None
         if self.s.level == "sentence" and self.s.cache:
             root = self.s.cache if isinstance(self.s.cache, str) else featurecache.default_root()
-            self.cache = featurecache.FeatureCache(root, self.weights_sha256, self.spec)
+            self.cache = featurecache.FeatureCache(root, self.weights_sha256, self.record)
         self.stats = {"encoded": 0, "from_cache": 0, "duplicates": 0}
 
-    def _args(self) -> dict:
-        a = self.s.embed_args
-        return a if self.s.level == "sentence" else {k: a[k] for k in TOKEN_ARGS if k in a}
-
-    def _probe(self):
-        """Validate the arguments on one text; the spec that produced the vectors, and their width."""
-        enc = self.encoder
-        if self.s.level == "sentence":
-            vec, info = enc.embed(["probe"], return_info=True, **self._args())
-            spec = {k: v for k, v in info.spec.items() if k not in ("model", "hubembed")}
-            return spec, int(vec.shape[-1])
-        items = self._pieces(["probe"])
-        a = self._args()
-        plan = enc._plan(a.get("layers", -1), a.get("combine", "mean"), a.get("weights"), a.get("gamma", 1.0))
-        spec = {k: v for k, v in enc.spec(**plan.describe(), long=a.get("long", "window")).items()
-                if k not in ("model", "hubembed")}
-        if self.s.level == "words":
-            spec["subword"] = self.s.subword
-        return spec, int(items[0].vectors.shape[-1])
+    def _describe(self):
+        """The spec resolved for this encoder (what the manifest and the cache key record), and the width of a
+        vector: from the spec and the signature (arguments are checked here, before any text is read)."""
+        enc, s = self.encoder, self.s
+        hidden = enc.signature.hidden_size
+        context = {k: v for k, v in enc.context().items() if k not in ("model", "hubembed")}
+        if s.level == "sentence":
+            enc.check_spec_source(s.spec)
+            transform = s.spec.transform_object()
+            plan = enc.plan(s.spec)
+            return s.spec.record(plan, transform, **context), int(s.spec.shape(plan, hidden, transform)[-1])
+        spec = s.spec.for_tokens()
+        plan = enc.plan(spec)
+        record = spec.token_record(plan, **context)
+        width = plan.combine.width(hidden, len(plan.indices))
+        if s.level == "words":
+            record["subword"] = s.subword
+            width *= 2 if s.subword == "first_last" else 1
+        return record, int(width)
 
     def _pieces(self, texts):
-        kw = dict(batch_size=self.s.batch_size, max_tokens=self.s.max_tokens, **self._args())
+        kw = dict(batch_size=self.s.batch_size, max_tokens=self.s.max_tokens, spec=self.s.spec.for_tokens())
         if self.s.level == "tokens":
             return self.encoder.embed_tokens(texts, **kw)
         return self.encoder.embed_words(texts, subword=self.s.subword, **kw)
@@ -137,8 +133,8 @@ class Embedder:
         found = self.cache.get(first) if self.cache is not None else {}
         todo = [k for k in first if k not in found]
         if todo:
-            new = self.encoder.embed([first[k] for k in todo], batch_size=self.s.batch_size,
-                                     max_tokens=self.s.max_tokens, **self._args())
+            new = self.encoder.embed([first[k] for k in todo], spec=self.s.spec, batch_size=self.s.batch_size,
+                                     max_tokens=self.s.max_tokens)
             if self.cache is not None:
                 self.cache.put(todo, new)
             found.update(zip(todo, new))
@@ -172,7 +168,7 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
         "model": embedder.encoder.handle,
         "weights_sha256": embedder.weights_sha256,
         "preprocessor": embedder.encoder.preprocessor.source,
-        "spec": {**embedder.spec, "level": s.level, "format": s.format, "dtype": s.dtype, "dim": embedder.dim,
+        "spec": {**embedder.record, "level": s.level, "format": s.format, "dtype": s.dtype, "dim": embedder.dim,
                  "shard_size": s.shard_size},
         "input": {**reader.describe(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
         "versions": _versions(),
@@ -184,6 +180,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
             pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
             normalize: bool = False, attention_layer=None, transform=None, dtype: str = "float32",
             batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
+            stride: Optional[int] = None, spec: Optional[EmbedSpec] = None,
             shard_size: Optional[int] = None, resume: bool = False, cache: Union[bool, str] = True,
             column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
@@ -200,10 +197,10 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
     ``encoder``: an already loaded ``Encoder``. Other arguments as ``Encoder.embed`` (transform: a
     fitted ``hubembed.analysis.Whitening`` or its path, sentence level only).
     """
-    embed_args = dict(layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                      special_tokens=special_tokens, normalize=normalize, long=long, attention_layer=attention_layer,
-                      transform=transform)
-    settings = Settings(level, format, subword, embed_args, dtype, batch_size, max_tokens, shard_size, cache)
+    spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
+                          special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
+                          attention_layer=attention_layer, transform=transform)
+    settings = Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
                                on_empty=on_empty)
     if encoder is None:

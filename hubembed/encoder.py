@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hubembed import batching, inspection, pairing, resolve, tokens
-from hubembed import layers as layer_spec
-from hubembed import pooling as pooling_mod
-from hubembed.backends import HubBackend
-from hubembed.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed import inspection, pairing, resolve
+from hubembed._pipeline import batching, tokens
+from hubembed._pipeline import layers as layer_spec
+from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline.backends import Backend, HubBackend
+from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.info import ExtractionInfo
+from hubembed._pipeline.layers import LayerSpec
+from hubembed._pipeline.run import Packing, TextTokens, pool_text, text_tokens
+from hubembed._pipeline.spec import BACKENDS, EmbedSpec, LayerPlan
+from hubembed._pipeline.texts import check_texts, split_pairs
+from hubembed._pipeline.tokens import SUBWORD, TokenEmbeddings, WordEmbeddings, to_words  # noqa: F401 (public here)
 from hubembed.errors import InputError
-from hubembed.extraction import BACKENDS, ExtractionInfo, LayerPlan, TextTokens, layer_plan, pool_text, text_tokens
-from hubembed.layers import LayerSpec
 
 log = logging.getLogger("hubembed")
-
-SUBWORD = ("first", "last", "mean", "max", "first_last")
 
 
 @dataclass
@@ -73,31 +75,6 @@ class Internals:
     info: ExtractionInfo
 
 
-@dataclass
-class TokenEmbeddings:
-    """One text's content tokens (no [CLS]/[SEP]) with their character spans and vectors."""
-
-    text: str
-    tokens: List[str]
-    ids: np.ndarray
-    spans: np.ndarray      # [n, 2] character [start, end) in text
-    vectors: np.ndarray    # [n, H'] (or [n, k, H] with combine="none")
-    n_windows: int = 1
-    truncated: int = 0
-
-
-@dataclass
-class WordEmbeddings:
-    """One text's words (as the BERT basic tokenizer splits them) with spans and vectors."""
-
-    text: str
-    words: List[str]
-    spans: np.ndarray      # [n, 2] character [start, end) in text; text[s:e] == words[i]
-    vectors: np.ndarray    # [n, H'] ([n, 2H'] for subword="first_last")
-    n_windows: int = 1
-    truncated: int = 0
-
-
 class Encoder:
     """A loaded Hub encoder with its paired preprocessor.
 
@@ -131,7 +108,7 @@ class Encoder:
 
     # -- shared steps ------------------------------------------------------
     def _rows(self, texts, *, long: str, stride: Optional[int], word_ids=None):
-        firsts, seconds = _split_pairs(texts)
+        firsts, seconds = split_pairs(texts)
         ids = word_ids if word_ids is not None else tokens.token_ids(self.preprocessor, firsts)
         pair_ids = tokens.token_ids(self.preprocessor, seconds) if seconds is not None else None
         rows, n_windows, truncated = batching.make_rows(ids, self.seq_length, long=long, stride=stride,
@@ -142,9 +119,9 @@ class Encoder:
         info = ExtractionInfo(n_tok, n_windows, truncated, n_tok == 0)
         return rows, info
 
-    def _plan(self, layers, combine, weights, gamma, pooling=None, attention_layer=None) -> LayerPlan:
-        return layer_plan(self.signature, layers, combine, weights, gamma, pooling, backend=self.backend,
-                          attention_layer=attention_layer)
+    def plan(self, spec: EmbedSpec) -> LayerPlan:
+        """``spec`` resolved against this encoder: its layers, and the backend that gives them."""
+        return spec.plan(self.signature, self.backend)
 
     @property
     def weights_sha256(self) -> str:
@@ -166,173 +143,204 @@ class Encoder:
                                               ops=ops, hub_backend=self.hub)
         return self._garden
 
-    def backend_for(self, plan: LayerPlan):
-        """The callable that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit)."""
+    def backend_for(self, plan: LayerPlan) -> Backend:
+        """The backend that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit)."""
         if not plan.garden:
-            blocks = tuple(i for i in plan.indices if i != layer_spec.EMBEDDINGS)
-            return lambda ids, mask, types: self.hub(ids, mask, types, keep=blocks)
+            return self.hub
         g = self.garden()
         new = [r for r in plan.reasons if r not in self._garden_reasons]
         if new:
             log.info("hubembed: %s: using the Model Garden rebuild for %s", self.handle, "; ".join(new))
             self._garden_reasons.update(new)
-        attention = plan.attention_layer is not None
-        return lambda ids, mask, types: g(ids, mask, types, upto=plan.upto, attention=attention)
+        return g
 
     def _stream(self, rows, info, plan, batch_size, max_tokens, pool=None):
-        return text_tokens(self, rows, info.n_windows, info.truncated, plan, batch_size=batch_size,
-                           max_tokens=max_tokens, pool=pool)
+        packing = Packing(self.preprocessor.special, self.seq_length, batch_size, max_tokens)
+        return text_tokens(self.backend_for(plan), rows, info.truncated, plan, packing, pool=pool)
 
-    def spec(self, **kwargs) -> dict:
-        """What produced a result: model, preprocessor, versions and the extraction arguments."""
+    def context(self) -> dict:
+        """What besides the spec decides the numbers: the model, its format, preprocessor and sequence length."""
         from hubembed import __version__
 
         return {"model": self.handle, "format": self.signature.format, "preprocessor": self.preprocessor.source,
-                "seq_length": self.seq_length, "hubembed": __version__, **kwargs}
+                "seq_length": self.seq_length, "hubembed": __version__}
+
+    def spec(self, **kwargs) -> dict:
+        """What produced a result: ``context()`` and the extraction arguments ``kwargs``."""
+        return {**self.context(), **kwargs}
+
+    def check_spec_source(self, spec: EmbedSpec) -> None:
+        """A spec read from an extraction (``open_extraction(out).spec``) embeds only with the same weights and
+        sequence length (and its transform): anything else would give vectors that do not match the stored ones.
+
+        Raises:
+            InputError: the weights fingerprint, the sequence length or the transform differ from the extraction's.
+        """
+        src = spec.source
+        if not src:
+            return
+        where = src.get("out", "the extraction")
+        want = src.get("weights_sha256")
+        if want and want != self.weights_sha256:
+            raise InputError(f"{self.handle}: weights fingerprint {self.weights_sha256[:16]}... differs from the one "
+                             f"{where} was embedded with ({want[:16]}..., model {src.get('model')!r}): its vectors "
+                             f"would not be comparable; load that model")
+        if src.get("seq_length") and src["seq_length"] != self.seq_length:
+            raise InputError(f"{self.handle}: seq_length {self.seq_length}, but {where} was embedded with "
+                             f"seq_length {src['seq_length']}: load(..., seq_length={src['seq_length']})")
+        spec.transform_object()  # a recorded transform must be given back, and be the same one
+
+    def output_shape(self, spec: EmbedSpec) -> tuple:
+        """The shape of one text's vector from ``embed(spec=spec)``: from the spec and the signature, without
+        running the model."""
+        transform = spec.transform_object()
+        return spec.shape(self.plan(spec), self.signature.hidden_size, transform)
 
     # -- public API --------------------------------------------------------
     def encode(self, texts: Sequence, *, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
                long: str = "window", stride: Optional[int] = None) -> EncoderOutputs:
-        """Every output for ``texts`` (strings, or (a, b) pairs), in order, padded to the longest.
+        """Every output for ``texts``, in order, padded to the longest.
 
-        With the Hub backend: what the model exports (``layers`` is None without
-        encoder_outputs). With ``backend="garden"``: every layer and the embedding output.
+        With the Hub backend: what the model exports (``layers`` is None without encoder_outputs). With
+        ``backend="garden"``: every layer and the embedding output.
+
+        Args:
+            texts: strings, or (a, b) pairs.
+            batch_size: rows per batch at most.
+            max_tokens: padded tokens per batch at most (None: rows only).
+            long: "window" (overlapping windows, stitched) or "truncate".
+            stride: the overlap of windows (default: half a window).
+
+        Returns:
+            ``EncoderOutputs`` (numpy): pooled, sequence, layers, mask, token_ids, type_ids, info, embeddings.
+
+        Raises:
+            InputError: bad texts or arguments (the offending row or argument named).
         """
-        texts = _check_texts(texts)
-        L, H = self.signature.num_layers, self.signature.hidden_size
+        texts = check_texts(texts)
+        EmbedSpec(long=long, stride=stride)
         use_garden = self.backend == "garden"
-        all_layers = list(range(L)) if self.signature.has_encoder_outputs or use_garden else [L - 1]
-        if use_garden:
-            all_layers = [layer_spec.EMBEDDINGS] + all_layers
-        plan = LayerPlan(all_layers, layer_spec.Combine.make("none", len(all_layers)),
-                         need_pooled=self.signature.has_pooled_output, garden=use_garden,
-                         upto=L - 1 if use_garden else None)
+        plan = self._all_layers_plan(use_garden)
         rows, info = self._rows(texts, long=long, stride=stride)
         results: List[Optional[TextTokens]] = [None] * len(texts)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             results[t] = tt
-        S = max((len(r.ids) for r in results), default=0)
-        N = len(texts)
-        layers = np.zeros((len(all_layers), N, S, H), np.float32)
-        ids, mask, types = (np.zeros((N, S), np.int32) for _ in range(3))
-        for t, r in enumerate(results):
-            n = len(r.ids)
-            layers[:, t, :n] = r.vectors
-            ids[t, :n], mask[t, :n], types[t, :n] = r.ids, 1, r.type_ids
-        pooled = np.stack([r.pooled for r in results]) if plan.need_pooled and N else (
-            np.zeros((0, H), np.float32) if plan.need_pooled else None)
+        layers, ids, mask, types = _pad(results, len(plan.indices), self.signature.hidden_size)
+        pooled = _stack_pooled(results, plan, self.signature.hidden_size)
         info.spec = self.spec(layers="all", long=long, stride=stride, backend="garden" if use_garden else "hub")
         info.report()
         embeddings = None
         if use_garden:
             embeddings, layers = layers[0], layers[1:]
-        return EncoderOutputs(pooled, layers[-1],
-                              layers if self.signature.has_encoder_outputs or use_garden else None,
-                              mask, ids, types, info, embeddings)
+        exported = self.signature.has_encoder_outputs or use_garden
+        return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
+
+    def _all_layers_plan(self, use_garden: bool) -> LayerPlan:
+        L = self.signature.num_layers
+        all_layers = list(range(L)) if self.signature.has_encoder_outputs or use_garden else [L - 1]
+        if use_garden:
+            all_layers = [layer_spec.EMBEDDINGS] + all_layers
+        return LayerPlan(all_layers, layer_spec.Combine.make("none", len(all_layers)),
+                         need_pooled=self.signature.has_pooled_output, garden=use_garden,
+                         upto=L - 1 if use_garden else None)
 
     def internals(self, texts: Sequence, *, layers: LayerSpec = "all", attention: bool = True,
                   sublayers: bool = False, batch_size: int = 16) -> Internals:
-        """Inside the encoder (Model Garden rebuild): embeddings, the chosen layers, their attention
-        probabilities and sub-layer outputs, for texts (or pairs) that fit one window (longer ones are
-        truncated and reported). Only the blocks up to the highest chosen layer run."""
-        import tensorflow as tf
+        """Inside the encoder (Model Garden rebuild) for texts (or pairs) that fit one window (longer ones are
+        truncated and reported). Only the blocks up to the highest chosen layer run.
 
-        from hubembed import garden as garden_mod
+        Args:
+            texts: strings, or (a, b) pairs.
+            layers: the blocks to report (a layer spec, see ``hubembed.layers``).
+            attention: also the attention probabilities of those blocks.
+            sublayers: also their sub-layer outputs (``hubembed.garden.SUBLAYERS``).
+            batch_size: rows per batch.
 
-        texts = _check_texts(texts)
-        L = self.signature.num_layers
-        chosen = [i for i in layer_spec.resolve(layers, L) if i != layer_spec.EMBEDDINGS]
+        Returns:
+            ``Internals``: embeddings, the chosen layers, attention, sub-layers, mask, ids, info.
+        """
+        texts = check_texts(texts)
+        chosen = [i for i in layer_spec.resolve(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
         g = self.garden()
         rows, info = self._rows(texts, long="truncate", stride=None)
         N, S = len(texts), max((r.length for r in rows), default=2)
-        k = len(chosen)
-        H = self.signature.hidden_size
-        out_emb = np.zeros((N, S, H), np.float32)
-        out_layers = np.zeros((k, N, S, H), np.float32)
-        out_att = np.zeros((k, N, g.config.num_heads, S, S), np.float32) if attention else None
-        out_sub = ({name: None for name in garden_mod.SUBLAYERS} if sublayers else None)
-        ids_all, mask_all, types_all = (np.zeros((N, S), np.int32) for _ in range(3))
+        acc = _InternalsBuffer(N, S, self.signature.hidden_size, chosen, g.config.num_heads, attention, sublayers)
         upto = max(chosen, default=-1)
-        special = self.preprocessor.special
         for idx in batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=self.seq_length):
-            ids, mask, types, _ = batching.pack([rows[i] for i in idx], special, self.seq_length)
-            out = g.forward(tf.constant(ids), tf.constant(mask), tf.constant(types), upto=upto,
-                            attention=attention, sublayers=sublayers)
-            s = ids.shape[1]
-            t = [rows[i].text for i in idx]
-            ids_all[t, :s], mask_all[t, :s], types_all[t, :s] = ids, mask, types
-            out_emb[t, :s] = out["embeddings"].numpy()
-            for j, layer in enumerate(chosen):
-                out_layers[j, t, :s] = out["layers"][layer].numpy()
-                if attention:
-                    out_att[j, t, :, :s, :s] = out["attention"][layer].numpy()
-                if sublayers:
-                    for name in garden_mod.SUBLAYERS:
-                        v = out["sublayers"][name][layer].numpy()
-                        if out_sub[name] is None:
-                            out_sub[name] = np.zeros((k, N, S, v.shape[-1]), np.float32)
-                        out_sub[name][j, t, :s] = v
+            packed = batching.pack([rows[i] for i in idx], self.preprocessor.special, self.seq_length)
+            out = g.forward(*packed[:3], upto=upto, attention=attention, sublayers=sublayers)
+            acc.add([rows[i].text for i in idx], packed, out)
         info.spec = self.spec(layers=chosen, attention=attention, sublayers=sublayers, backend="garden")
         info.report()
-        return Internals(chosen, out_emb, out_layers, out_att, out_sub, mask_all, ids_all, types_all, info)
+        return acc.result(chosen, info)
 
     def embed(self, texts: Sequence, *, layers: LayerSpec = -1, combine: str = "mean", pooling: str = "mean",
               weights=None, gamma: float = 1.0, special_tokens: bool = True, normalize: bool = False,
               batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-              stride: Optional[int] = None, return_info: bool = False, attention_layer=None, transform=None):
-        """One vector per text: [N, D] (D = H, 2H for mean_max, k*H for concat; [N, k, H] for combine="none").
+              stride: Optional[int] = None, return_info: bool = False, attention_layer=None, transform=None,
+              spec: Optional[EmbedSpec] = None):
+        """One vector per text. Results do not depend on batch_size, max_tokens or neighbours.
 
-        texts: strings, or (a, b) pairs. layers/combine: see ``hubembed.layers``. pooling: one of
-        ``hubembed.pooling.POOLINGS``. special_tokens: whether [CLS]/[SEP] count in mean/max/....
-        Long texts are split into windows overlapping by ``stride`` tokens (default half a window)
-        and stitched (``long="truncate"`` cuts instead); ``return_info=True`` also returns what
-        happened to each text (``ExtractionInfo``). Results do not depend on batch_size or neighbours.
-        pooling="attention" weights tokens by the attention they receive in ``attention_layer``
-        (default: the highest selected layer), through the Model Garden fallback.
-        transform: a fitted ``hubembed.analysis.Whitening`` (or its saved path), applied after pooling
-        and before ``normalize``.
+        Args:
+            texts: strings, or (a, b) pairs.
+            layers, combine, weights, gamma, pooling, special_tokens, normalize, attention_layer, long, stride,
+                transform: the ``EmbedSpec`` (see there); pooling="attention" goes through the Model Garden
+                fallback, transform (a fitted ``Whitening`` or its path) applies after pooling, before normalize.
+            spec: an ``EmbedSpec`` instead of those keywords, e.g. ``open_extraction(out).spec`` to embed
+                queries exactly as a stored corpus was embedded.
+            batch_size: rows per batch at most.
+            max_tokens: padded tokens per batch at most (None: rows only).
+            return_info: also return what happened to each text (``ExtractionInfo``).
+
+        Returns:
+            [N, D] float32 (D = H, 2H for mean_max, k*H for concat, the transform's width; [N, k, H] for
+            combine="none" over k layers), and the ``ExtractionInfo`` with ``return_info=True``.
+
+        Raises:
+            InputError: bad texts or arguments, or a spec read from an extraction made with other weights.
         """
-        pooling_mod.check(pooling)
+        spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
+                              special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
+                              attention_layer=attention_layer, transform=transform)
+        self.check_spec_source(spec)
+        transform = spec.transform_object()
+        texts = check_texts(texts)
+        plan = self.plan(spec)
+        shape = spec.shape(plan, self.signature.hidden_size)
         if transform is not None:
-            from hubembed.analysis import as_transform
-
-            transform = as_transform(transform)
-        texts = _check_texts(texts)
-        plan = self._plan(layers, combine, weights, gamma, pooling, attention_layer)
-        if pooling == "pooled":  # the model's pooled_output: one H-wide vector whatever the layers
-            shape = (self.signature.hidden_size,)
-        else:
-            width = pooling_mod.width(pooling, plan.combine.width(self.signature.hidden_size, len(plan.indices)))
-            shape = (width,) if combine != "none" or len(plan.indices) == 1 else (len(plan.indices), width)
-        rows, info = self._rows(texts, long=long, stride=stride)
+            transform.check_width(shape[-1])
+        rows, info = self._rows(texts, long=spec.long, stride=spec.stride)
         out = np.zeros((len(texts),) + shape, np.float32)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens, pool=(pooling, special_tokens)):
-            out[t] = pool_text(tt, plan, pooling, special_tokens)
+        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens, pool=(spec.pooling, spec.special_tokens)):
+            out[t] = pool_text(tt, plan, spec.pooling, spec.special_tokens)
         if transform is not None:
             out = transform(out)
-        if normalize:
+        if spec.normalize:
             out = pooling_mod.l2_normalize(out)
-        info.spec = self.spec(**plan.describe(), pooling=pooling, special_tokens=special_tokens,
-                              normalize=normalize, long=long, stride=stride)
-        if transform is not None:
-            info.spec["transform"] = transform.describe()
+        info.spec = spec.record(plan, transform, **self.context())
         info.report()
         return (out, info) if return_info else out
 
     def features(self, texts: Sequence, *, layers: LayerSpec = "all", poolings: Sequence[str] = ("cls", "mean"),
                  special_tokens: bool = True, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
                  long: str = "window", stride: Optional[int] = None) -> Dict[str, np.ndarray]:
-        """Every (layer, pooling) sentence vector in one pass: {pooling: [N, k, H]}, k = the selected layers.
+        """Every (layer, pooling) sentence vector in one pass: the encoder runs once, however many layers and
+        poolings (for probes and layer comparisons, ``hubembed.analysis``).
 
-        For probes and layer comparisons (``hubembed.analysis``): the encoder runs once, however many
-        layers and poolings. poolings: any of cls, mean, max, mean_max, mean_sqrt_len.
+        Args:
+            texts: strings, or (a, b) pairs.
+            layers: a layer spec; poolings: any of cls, mean, max, mean_max, mean_sqrt_len.
+            special_tokens, long, stride: as ``EmbedSpec``; batch_size, max_tokens: as ``embed``.
+
+        Returns:
+            {pooling: [N, k, H]}, k = the selected layers.
         """
-        allowed = ("cls", "mean", "max", "mean_max", "mean_sqrt_len")
         for p in poolings:
-            if p not in allowed:
-                raise InputError(f"features: pooling={p!r}; valid per layer: {', '.join(allowed)}")
-        texts = _check_texts(texts)
-        plan = self._plan(layers, "none", None, 1.0)
+            if p not in FEATURE_POOLINGS:
+                raise InputError(f"features: pooling={p!r}; valid per layer: {', '.join(FEATURE_POOLINGS)}")
+        spec = EmbedSpec(layers=layers, combine="none", special_tokens=special_tokens, long=long, stride=stride)
+        texts = check_texts(texts)
+        plan = self.plan(spec)
         rows, info = self._rows(texts, long=long, stride=stride)
         H, k = self.signature.hidden_size, len(plan.indices)
         out = {p: np.zeros((len(texts), k, pooling_mod.width(p, H)), np.float32) for p in poolings}
@@ -342,124 +350,139 @@ class Encoder:
         info.report()
         return out
 
-    def _words(self, texts):
+    def word_tokenizer(self) -> tokens.WordTokenizer:
+        """The word tokenizer matching the preprocessor (its vocab file and casing), built once.
+
+        Raises:
+            InputError: neither the encoder nor its preprocessor exports a WordPiece vocab file.
+        """
         with self._lazy:
             if self._word_tokenizer is None:
-                self._word_tokenizer = tokens.word_tokenizer_for(self)
+                self._word_tokenizer = tokens.word_tokenizer_for(self.preprocessor, self.signature)
             if self._word_tokenizer is None:
                 raise InputError(f"{self.handle}: word and token spans need a WordPiece vocab file, and neither "
                                  f"the encoder nor its preprocessor exports one")
-        return self._word_tokenizer.words(texts)
+        return self._word_tokenizer
 
     def embed_tokens(self, texts: Sequence[str], *, layers: LayerSpec = -1, combine: str = "mean",
                      weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
                      max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-                     stride: Optional[int] = None) -> List[TokenEmbeddings]:
-        """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors."""
-        return self._token_embeddings(texts, layers, combine, weights, gamma, batch_size, max_tokens, long,
-                                      stride)[0]
+                     stride: Optional[int] = None, spec: Optional[EmbedSpec] = None) -> List[TokenEmbeddings]:
+        """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors.
 
-    def _token_embeddings(self, texts, layers, combine, weights, gamma, batch_size, max_tokens, long, stride):
-        texts = _check_texts(texts, pairs=False)
-        plan = self._plan(layers, combine, weights, gamma)
-        words = self._words(texts)
-        rows, info = self._rows(texts, long=long, stride=stride, word_ids=[w.ids for w in words])
+        Args:
+            texts: strings (not pairs).
+            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
+            batch_size, max_tokens: as ``embed``.
+
+        Returns:
+            a ``TokenEmbeddings`` per text: tokens, ids, spans [n, 2], vectors [n, D].
+        """
+        spec = EmbedSpec.make(spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long,
+                              stride=stride)
+        return self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)[0]
+
+    def _token_embeddings(self, texts, spec: EmbedSpec, batch_size, max_tokens):
+        texts = check_texts(texts, pairs=False)
+        plan = self.plan(spec)
+        wt = self.word_tokenizer()
+        words = wt.words(texts)
+        rows, info = self._rows(texts, long=spec.long, stride=spec.stride, word_ids=[w.ids for w in words])
         out: List[Optional[TokenEmbeddings]] = [None] * len(texts)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             w = words[t]
             n = len(tt.ids) - 2  # content tokens kept (after truncation)
             vec = plan.combine.apply(tt.vectors)[1:1 + n]
-            out[t] = TokenEmbeddings(texts[t], self._word_tokenizer.piece_strings(w.ids[:n]), w.ids[:n],
-                                     w.piece_spans[:n], vec, tt.n_windows, tt.truncated)
-        info.spec = self.spec(**plan.describe(), long=long, stride=stride)
+            out[t] = TokenEmbeddings(texts[t], wt.piece_strings(w.ids[:n]), w.ids[:n], w.piece_spans[:n], vec,
+                                     tt.n_windows, tt.truncated)
+        info.spec = spec.token_record(plan, **self.context())
         info.report()
         return out, words
 
     def embed_words(self, texts: Sequence[str], *, subword: str = "first", layers: LayerSpec = -1,
                     combine: str = "mean", weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
                     max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-                    stride: Optional[int] = None) -> List[WordEmbeddings]:
+                    stride: Optional[int] = None, spec: Optional[EmbedSpec] = None) -> List[WordEmbeddings]:
         """Per text: its words with character spans, each a vector made from its sub-word pieces.
 
-        subword: first | last | mean | max | first_last ([first, last], 2x wide).
+        Args:
+            texts: strings (not pairs).
+            subword: first | last | mean | max | first_last ([first, last], 2x wide).
+            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
+            batch_size, max_tokens: as ``embed``.
+
+        Returns:
+            a ``WordEmbeddings`` per text: words, spans [n, 2] (``text[s:e] == word``), vectors [n, D].
         """
         if subword not in SUBWORD:
             raise InputError(f"subword={subword!r}; valid: {', '.join(SUBWORD)}")
-        tok, words = self._token_embeddings(texts, layers, combine, weights, gamma, batch_size, max_tokens,
-                                            long, stride)
-        return [_to_words(te, w, subword) for te, w in zip(tok, words)]
+        spec = EmbedSpec.make(spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long,
+                              stride=stride)
+        tok, words = self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)
+        return [to_words(te, w, subword) for te, w in zip(tok, words)]
 
 
-def _to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
-    n = len(te.ids)
-    piece_word = w.piece_word[:n]
-    n_words = int(piece_word.max()) + 1 if n else 0
-    vecs = []
-    for k in range(n_words):
-        pieces = te.vectors[piece_word == k]
-        if subword == "first":
-            vecs.append(pieces[0])
-        elif subword == "last":
-            vecs.append(pieces[-1])
-        elif subword == "mean":
-            vecs.append(pieces.mean(axis=0))
-        elif subword == "max":
-            vecs.append(pieces.max(axis=0))
-        else:
-            vecs.append(np.concatenate([pieces[0], pieces[-1]], axis=-1))
-    width = te.vectors.shape[1:] if subword != "first_last" else (2 * te.vectors.shape[-1],)
-    spans = w.word_spans[:n_words]
-    return WordEmbeddings(te.text, [te.text[s:e] for s, e in spans], spans,
-                          np.stack(vecs) if vecs else np.zeros((0,) + tuple(width), np.float32),
-                          te.n_windows, te.truncated)
+FEATURE_POOLINGS = ("cls", "mean", "max", "mean_max", "mean_sqrt_len")
 
 
-def _split_pairs(texts):
-    """Strings -> (texts, None); (a, b) pairs -> (firsts, seconds)."""
-    if texts and isinstance(texts[0], tuple):
-        return [a for a, _ in texts], [b for _, b in texts]
-    return list(texts), None
+def _pad(results, k: int, H: int):
+    """Per-text TextTokens -> layers [k, N, S, H], ids, mask, type ids [N, S], padded to the longest."""
+    S = max((len(r.ids) for r in results), default=0)
+    N = len(results)
+    layers = np.zeros((k, N, S, H), np.float32)
+    ids, mask, types = (np.zeros((N, S), np.int32) for _ in range(3))
+    for t, r in enumerate(results):
+        n = len(r.ids)
+        layers[:, t, :n] = r.vectors
+        ids[t, :n], mask[t, :n], types[t, :n] = r.ids, 1, r.type_ids
+    return layers, ids, mask, types
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+def _stack_pooled(results, plan: LayerPlan, H: int) -> Optional[np.ndarray]:
+    if not plan.need_pooled:
+        return None
+    return np.stack([r.pooled for r in results]) if results else np.zeros((0, H), np.float32)
 
 
-def _text(i: int, t, where: str = "") -> str:
-    if isinstance(t, bytes):
-        try:
-            return t.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"row {i}{where}: bytes that are not valid UTF-8 ({e})") from None
-    if not isinstance(t, str):
-        raise InputError(f"row {i}{where}: expected a string, got {type(t).__name__} ({t!r:.60})")
-    if _SURROGATE.search(t):
-        # A lone surrogate (U+D800..U+DFFF, e.g. from a broken decode) has no UTF-8 form and TensorFlow
-        # refuses the whole batch. One code point for one keeps every character offset (spans) valid.
-        log.warning("hubembed: row %d%s holds lone surrogate code points; embedded as U+FFFD", i, where)
-        t = _SURROGATE.sub("\ufffd", t)
-    return t
+class _InternalsBuffer:
+    """``Encoder.internals``' output arrays, filled batch by batch."""
+
+    def __init__(self, N: int, S: int, H: int, chosen, heads: int, attention: bool, sublayers: bool):
+        k = len(chosen)
+        self.chosen, self.attention, self.sublayers, self.shape = chosen, attention, sublayers, (k, N, S)
+        self.emb = np.zeros((N, S, H), np.float32)
+        self.layers = np.zeros((k, N, S, H), np.float32)
+        self.att = np.zeros((k, N, heads, S, S), np.float32) if attention else None
+        self.sub = {name: None for name in garden_sublayers()} if sublayers else None
+        self.ids, self.mask, self.types = (np.zeros((N, S), np.int32) for _ in range(3))
+
+    def add(self, t, packed, out) -> None:
+        ids, mask, types, _ = packed
+        s = ids.shape[1]
+        self.ids[t, :s], self.mask[t, :s], self.types[t, :s] = ids, mask, types
+        self.emb[t, :s] = out["embeddings"].numpy()
+        for j, layer in enumerate(self.chosen):
+            self.layers[j, t, :s] = out["layers"][layer].numpy()
+            if self.attention:
+                self.att[j, t, :, :s, :s] = out["attention"][layer].numpy()
+            if self.sublayers:
+                self._add_sublayers(j, t, s, layer, out)
+
+    def _add_sublayers(self, j, t, s, layer, out) -> None:
+        for name in self.sub:
+            v = out["sublayers"][name][layer].numpy()
+            if self.sub[name] is None:
+                self.sub[name] = np.zeros(self.shape + (v.shape[-1],), np.float32)
+            self.sub[name][j, t, :s] = v
+
+    def result(self, chosen, info) -> Internals:
+        return Internals(chosen, self.emb, self.layers, self.att, self.sub, self.mask, self.ids, self.types, info)
 
 
-def _check_texts(texts, pairs: bool = True) -> list:
-    """Validate input rows: strings (bytes decoded as UTF-8), or (a, b) pairs where allowed."""
-    if isinstance(texts, (str, bytes)):
-        raise InputError("texts must be a list of strings, not one string (wrap it: [text])")
-    if texts is None:
-        raise InputError("texts is None; pass a list of strings")
-    texts = list(texts)
-    is_pair = [isinstance(t, (tuple, list)) for t in texts]
-    if any(is_pair):
-        if not pairs:
-            raise InputError("text pairs are supported by encode() and embed(), not by token or word extraction")
-        if not all(is_pair):
-            raise InputError(f"row {is_pair.index(False)}: mix of single texts and (a, b) pairs")
-        out = []
-        for i, t in enumerate(texts):
-            if len(t) != 2:
-                raise InputError(f"row {i}: a pair must have 2 texts, got {len(t)}")
-            out.append((_text(i, t[0], " (first of pair)"), _text(i, t[1], " (second of pair)")))
-        return out
-    return [_text(i, t) for i, t in enumerate(texts)]
+def garden_sublayers():
+    from hubembed.garden import SUBLAYERS
+
+    return SUBLAYERS
 
 
 def _load_encoder(handle: str, trust: str = "registry"):

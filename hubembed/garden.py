@@ -453,12 +453,29 @@ class GardenEncoder:
         return fn(tf.convert_to_tensor(ids, tf.int32), tf.convert_to_tensor(mask, tf.int32),
                   tf.convert_to_tensor(types, tf.int32))
 
-    def __call__(self, ids, mask, types, upto: Optional[int] = None, attention: bool = False) -> dict:
-        """Backend protocol: {pooled, sequence, layers, embeddings, attention}."""
-        out = self.forward(ids, mask, types, upto=upto, attention=attention)
-        return {"pooled": out.get("pooled"), "sequence": out["layers"][-1] if out["layers"] else None,
-                "layers": out["layers"],
-                "embeddings": out["embeddings"], "attention": out["attention"] or None}
+    def __call__(self, ids, mask, types, *, training: bool = False, plan=None):
+        """The ``Backend`` call (``hubembed._pipeline.backends``): the blocks ``plan`` needs (early exit; every
+        block without a plan) as ``Activations``. ``training=True`` runs the whole Keras model in training mode
+        (dropout; for fine-tuning), which gives no attention probabilities or embedding output."""
+        from hubembed._pipeline.backends import Activations
+
+        upto = None if plan is None else plan.upto
+        attention = plan is not None and plan.attention_layer is not None
+        if training:
+            if attention or (plan is not None and "embeddings" in plan.indices):
+                raise InputError("training=True gives the blocks' outputs only (no attention probabilities or "
+                                 "embedding output)")
+            out = self.model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, training=True)
+            return Activations(out["sequence_output"], out.get("pooled_output"), list(out["encoder_outputs"]))
+        import tensorflow as tf
+
+        if tf.inside_function():  # inside a graph (a Keras layer): inline the blocks
+            upto = self.num_layers - 1 if upto is None else upto
+            out = self._forward(ids, mask, types, upto, attention, False, pooled=upto == self.num_layers - 1)
+        else:
+            out = self.forward(ids, mask, types, upto=upto, attention=attention)
+        return Activations(out["layers"][-1] if out["layers"] else None, out.get("pooled"), out["layers"],
+                           out["embeddings"], out["attention"] or None)
 
     # -- fine-tuning -------------------------------------------------------
     def freeze(self, n: int, *, embeddings: Optional[bool] = None) -> None:
@@ -518,16 +535,15 @@ def probe_batch(vocab_size: int, max_positions: int, seed: int = 0):
     return ids, mask, types
 
 
-def compare(hub_out: dict, garden_out: dict, mask: np.ndarray) -> Dict[str, float]:
-    """Max |diff| per output, on unmasked positions, scaled by max(1, max |hub|)."""
+def compare(hub_out, garden_out, mask: np.ndarray) -> Dict[str, float]:
+    """Max |diff| per output (two ``Activations``), on unmasked positions, scaled by max(1, max |hub|)."""
     m = mask.astype(bool)
     diffs = {}
-    pairs = [("sequence_output", hub_out["sequence"], garden_out["sequence"])]
-    if hub_out.get("layers") is not None:
-        pairs += [(f"encoder_outputs[{i}]", a, b) for i, (a, b) in enumerate(zip(hub_out["layers"],
-                                                                                  garden_out["layers"]))]
-    if hub_out.get("pooled") is not None and garden_out.get("pooled") is not None:
-        pairs.append(("pooled_output", hub_out["pooled"], garden_out["pooled"]))
+    pairs = [("sequence_output", hub_out.sequence, garden_out.sequence)]
+    if hub_out.layers is not None:
+        pairs += [(f"encoder_outputs[{i}]", a, b) for i, (a, b) in enumerate(zip(hub_out.layers, garden_out.layers))]
+    if hub_out.pooled is not None and garden_out.pooled is not None:
+        pairs.append(("pooled_output", hub_out.pooled, garden_out.pooled))
     for name, a, b in pairs:
         a, b = np.asarray(a), np.asarray(b)
         if a.ndim == 3:
@@ -540,7 +556,7 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     """Rebuild the loaded Hub encoder ``obj`` with Model Garden and check it on a probe batch."""
     import tensorflow as tf
 
-    from hubembed.backends import HubBackend
+    from hubembed._pipeline.backends import HubBackend
 
     require()
     weights = hub_weights(obj)

@@ -148,7 +148,7 @@ def _tfrecord(level: str, chunk: Chunk) -> bytes:
                              "vectors": f(it.vectors), "dim": i([np.asarray(it.vectors).shape[-1]])}
                     if level == "tokens":
                         feats["token_ids"] = i(it.ids)
-                w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+                w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(deterministic=True))
         with open(tmp, "rb") as fh:
             return fh.read()
     finally:

@@ -228,16 +228,63 @@ class Extraction:
         return self.manifest["header"]
 
     @property
-    def spec(self) -> dict:
+    def record(self) -> dict:
+        """The manifest's spec record: the spec resolved for the model, level, format, dtype, dim..."""
         return self.header.get("spec", {})
 
     @property
+    def spec(self):
+        """The ``hubembed.EmbedSpec`` the vectors were made with; embedding with it (``enc.embed(texts,
+        spec=ex.spec)``) refuses a model whose weights fingerprint or sequence length differ from this one's."""
+        from hubembed._pipeline.spec import EmbedSpec
+
+        rec = self.record
+        spec = EmbedSpec.from_dict(rec)
+        object.__setattr__(spec, "_source", {"out": self.out, "model": self.header.get("model"),
+                                             "weights_sha256": self.header.get("weights_sha256"),
+                                             "seq_length": rec.get("seq_length"), "transform": rec.get("transform")})
+        return spec
+
+    @property
     def level(self) -> str:
-        return self.spec.get("level", "sentence")
+        return self.record.get("level", "sentence")
 
     @property
     def format(self) -> str:
-        return self.spec.get("format", "npy")
+        return self.record.get("format", "npy")
+
+    def embed(self, texts, *, encoder=None, transform=None, batch_size: Optional[int] = None,
+              max_tokens: Optional[int] = -1) -> np.ndarray:
+        """Embed ``texts`` (queries) exactly as this corpus was embedded, to compare them with its vectors.
+
+        Args:
+            texts: strings, or (a, b) pairs.
+            encoder: a loaded ``Encoder``; default: the manifest's model, loaded with its sequence length.
+            transform: the fitted transform the extraction applied, if it applied one (a manifest records its
+                sha256, not its parameters).
+            batch_size, max_tokens: as ``Encoder.embed`` (default: its defaults).
+
+        Returns:
+            [N, D] float32, as the extraction's vectors (which are float16 on disk with ``dtype="float16"``).
+
+        Raises:
+            InputError: token- or word-level output, another model's weights, another sequence length, or a
+                missing or different transform.
+        """
+        if self.level != "sentence":
+            raise InputError(f"{self.out} holds {self.level}-level output; embedding queries like it applies to "
+                             f"sentence vectors")
+        spec = self.spec if transform is None else self.spec.replace(transform=transform)
+        if encoder is None:
+            import hubembed
+
+            rec = self.record
+            encoder = hubembed.load(self.header["model"], seq_length=rec.get("seq_length"),
+                                    backend="garden" if rec.get("backend") == "garden" else "auto")
+        kw = {} if batch_size is None else {"batch_size": batch_size}
+        if max_tokens != -1:
+            kw["max_tokens"] = max_tokens
+        return encoder.embed(texts, spec=spec, **kw)
 
     @property
     def complete(self) -> bool:

@@ -1,0 +1,136 @@
+"""Encode: run one packed batch through an encoder, whatever its format: the typed backend seam.
+
+A backend (``Backend``: the Hub model, ``HubBackend``, or the Model Garden rebuild,
+``hubembed.garden.GardenEncoder``) takes ``(input_word_ids, input_mask, input_type_ids)``
+int32 ``[B, S]`` tensors, ``training`` and the ``LayerPlan`` of the job (which layers it
+needs; None: everything it gives), and returns ``Activations``: ``sequence`` [B, S, H],
+``pooled`` [B, H], ``layers`` (L tensors [B, S, H], None for a layer the plan does not keep;
+None when the model does not export them), ``embeddings`` [B, S, H] and ``attention``
+(per block [B, heads, S, S]) where the backend gives them.
+
+Called eagerly, a restored SavedModel function pays a one-time cost for every
+new ``[batch, length]`` shape it sees (the runtime instantiates and optimises
+the function graph per input shape). So the Hub backend calls the restored
+model from inside one ``tf.function`` whose input signature is ``[None, None]``:
+traced once per layer selection, it serves every batch size and length.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+import numpy as np
+
+from hubembed._pipeline.layers import EMBEDDINGS
+
+try:
+    from typing import Protocol
+except ImportError:  # pragma: no cover - Python < 3.8
+    Protocol = object
+
+
+@dataclass
+class Activations:
+    """What one batch gives, as tensors (TensorFlow) or arrays."""
+
+    sequence: Any                      # [B, S, H]: the last layer
+    pooled: Any = None                 # [B, H] or None (not exported, or not computed)
+    layers: Optional[List[Any]] = None  # per block [B, S, H] (None where not kept); None: not exported
+    embeddings: Any = None             # [B, S, H]: the embedding-layer output (Model Garden backend)
+    attention: Optional[List[Any]] = None  # per block [B, heads, S, S] (Model Garden backend)
+
+    def parts(self) -> tuple:
+        """The fields as a tuple (what a ``tf.function`` can return)."""
+        return self.sequence, self.pooled, self.layers, self.embeddings, self.attention
+
+    def __getitem__(self, key):  # TEMPORARY: dict-style access while hubembed.keras moves to attributes
+        return getattr(self, key)
+
+    def get(self, key, default=None):  # TEMPORARY (as above)
+        return getattr(self, key, default)
+
+    def layer(self, index):
+        """One layer by hubembed's numbering (a block index or "embeddings"); the last layer when the model
+        exports no ``encoder_outputs`` (the plan allows only that then)."""
+        if index == EMBEDDINGS:
+            return self.embeddings
+        return self.layers[index] if self.layers is not None else self.sequence
+
+    def stack(self, indices) -> np.ndarray:
+        """The layers ``indices`` as one numpy array [k, B, S, H]."""
+        if self.layers is None:  # only the last layer exists (checked by the plan)
+            return np.asarray(self.sequence)[None].repeat(len(indices), axis=0)
+        return np.stack([np.asarray(self.layer(i)) for i in indices])
+
+
+class Backend(Protocol):
+    """The call every encoder backend implements."""
+
+    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
+        ...
+
+
+class HubBackend:
+    """A TF2 (dict- or list-style) or TF1 Hub encoder behind one call."""
+
+    def __init__(self, obj, fmt: str):
+        self.obj = obj
+        self.format = fmt
+        self._tokens = obj.signatures["tokens"] if fmt == "tf1_hub" else None
+        self._fns = {}                 # (training, layers kept) -> tf.function
+        self._lock = threading.Lock()  # one trace, even with threads racing for it
+        self.eager_calls = 0           # calls that ran the restored model eagerly (each new shape costs)
+
+    def raw(self, word_ids, mask, type_ids, training: bool = False, keep=None) -> Activations:
+        """Call the restored model as it is (eagerly when called eagerly; inlined inside a graph).
+
+        keep: the layer indices to return (the others are None in ``layers``, so a compiled function can free
+        them as soon as the next block has used them); None: every layer the model exports.
+        """
+        import tensorflow as tf
+
+        if not tf.inside_function():
+            self.eager_calls += 1
+        if self.format == "tf2_dict":
+            out = self.obj({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids},
+                           training=training)
+            layers = list(out["encoder_outputs"]) if "encoder_outputs" in out else None
+            if layers is not None and keep is not None:
+                wanted = {i % len(layers) for i in keep}
+                layers = [x if i in wanted else None for i, x in enumerate(layers)]
+            return Activations(out["sequence_output"], out.get("pooled_output"), layers)
+        if self.format == "tf2_list":
+            pooled, sequence = self.obj([word_ids, mask, type_ids], training=training)
+            return Activations(sequence, pooled)
+        out = self._tokens(input_ids=word_ids, input_mask=mask, segment_ids=type_ids)
+        return Activations(out["sequence_output"], out["pooled_output"])
+
+    def compiled(self, training: bool = False, keep=None):
+        """The ``tf.function`` over ``[None, None]`` int32 inputs that calls the model, traced once (per
+        ``training`` and ``keep``, never per shape); it returns ``Activations.parts()``."""
+        import tensorflow as tf
+
+        key = (bool(training), None if keep is None else tuple(sorted(set(keep))))
+        with self._lock:
+            if key not in self._fns:
+                spec = tf.TensorSpec([None, None], tf.int32)
+
+                @tf.function(input_signature=[spec, spec, spec], autograph=False)
+                def call(word_ids, mask, type_ids):
+                    return self.raw(word_ids, mask, type_ids, training=key[0], keep=key[1]).parts()
+
+                call.get_concrete_function()
+                self._fns[key] = call
+        return self._fns[key]
+
+    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
+        """The ``Backend`` call: the layers ``plan`` uses (every exported one without a plan)."""
+        import tensorflow as tf
+
+        keep = None if plan is None else plan.blocks
+        if tf.inside_function():  # already in a graph (a Keras layer, a tf.function): inline the model
+            return self.raw(word_ids, mask, type_ids, training=training, keep=keep)
+        args = (tf.convert_to_tensor(x, tf.int32) for x in (word_ids, mask, type_ids))
+        return Activations(*self.compiled(training, keep)(*args))

@@ -1,0 +1,223 @@
+"""Run rows through a backend and stitch them back into per-text token vectors.
+
+``text_tokens`` is the one pipeline every extraction uses: rows (``batching``)
+are encoded batch by batch (length-sorted, each padded to its own length) by a
+backend (``backends``: the Hub model or the Model Garden rebuild); the selected
+layers are kept; each text's rows are stitched into its token vectors
+(``TextTokens``) and yielded as soon as the text is complete. It receives the
+backend and plain values (special token ids, sequence length), not the Encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hubembed._pipeline import batching
+from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline.spec import BACKENDS, LayerPlan, layer_plan  # noqa: F401 (TEMPORARY: old import path)
+
+log = logging.getLogger("hubembed")
+
+
+@dataclass
+class TextTokens:
+    """One text's stitched token vectors: [CLS] content... [SEP] (pair... [SEP])."""
+
+    ids: np.ndarray        # [T]
+    special: np.ndarray    # [T] bool: [CLS]/[SEP]
+    type_ids: np.ndarray   # [T]
+    vectors: np.ndarray    # [k, T, H]: the selected layers
+    pooled: Optional[np.ndarray]  # [H], mean over windows
+    n_windows: int
+    truncated: int
+    attention: Optional[np.ndarray] = None  # [T]: attention each token receives (pooling="attention")
+
+
+@dataclass(frozen=True)
+class Packing:
+    """How rows become batches: the special token ids, the longest row, and the batch limits."""
+
+    special: dict
+    seq_length: int
+    batch_size: int
+    max_tokens: Optional[int]
+
+
+def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing: Packing) -> Iterator[tuple]:
+    """Yield (row indices, packed arrays, selected layers [k, B, S, H], pooled [B, H] or None,
+    attention received per token [B, S] or None).
+
+    One batch ahead runs on a worker thread while the caller pools and stitches the one before (TensorFlow
+    releases the GIL while it computes), so the Python work per batch hides behind the encoder.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = batching.plan(rows, batch_size=packing.batch_size, max_tokens=packing.max_tokens,
+                            seq_length=packing.seq_length)
+
+    def encode(idx):
+        packed = batching.pack([rows[i] for i in idx], packing.special, packing.seq_length)
+        return (idx, packed) + _encode_batch(backend, plan, packed)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubembed-encode") as pool:
+        ahead = pool.submit(encode, batches[0]) if batches else None
+        for k in range(len(batches)):
+            current = ahead
+            ahead = pool.submit(encode, batches[k + 1]) if k + 1 < len(batches) else None
+            try:
+                result = current.result()
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            yield result
+
+
+def _encode_batch(backend, plan: LayerPlan, packed) -> tuple:
+    """(selected layers [k, B, S, H], pooled [B, H] or None, attention received [B, S] or None) for one batch."""
+    import tensorflow as tf
+
+    out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]), plan=plan)
+    acts = out.stack(plan.indices)
+    pooled = out.pooled.numpy() if plan.need_pooled else None
+    received = None
+    if plan.attention_layer is not None:
+        received = pooling_mod.received_attention(out.attention[plan.attention_layer].numpy(), packed[1])
+    return acts, pooled, received
+
+
+# A text with more windows than this is pooled window by window (memory bounded by one batch), when the
+# pooling allows it; fewer windows are stitched into one token sequence first (exactly as before).
+STREAM_WINDOWS = 32
+STREAMABLE = ("mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention")
+
+
+@dataclass
+class Pooled:
+    """A text already pooled window by window (``text_tokens(..., pool=...)``)."""
+
+    vector: np.ndarray
+    n_windows: int
+    truncated: int
+
+
+class _WindowPool:
+    """Running sums for one long text: sum, count, max, [CLS] of the first window, [SEP] of the last, pooled."""
+
+    def __init__(self, plan: "LayerPlan", pooling: str, special_tokens: bool, n_windows: int):
+        self.plan, self.pooling, self.special_tokens, self.n_windows = plan, pooling, special_tokens, n_windows
+        self.seen, self.sum, self.weight, self.max, self.pooled = 0, 0.0, 0.0, None, 0.0
+        self.first = self.last = None  # (start, [CLS] or [SEP] vector, its attention weight)
+
+    def add(self, row, vec, pooled, received) -> None:
+        x = self.plan.combine.apply(vec)             # [S, H'] (special tokens at 0 and -1)
+        lo, hi = row.keep
+        body = x[1 + lo:1 + hi]
+        w = np.ones(len(body), np.float32) if received is None else received[1 + lo:1 + hi].astype(np.float32)
+        self._take(body, w)
+        cls = (row.start, x[0], 1.0 if received is None else float(received[0]))
+        sep = (row.start, x[-1], 1.0 if received is None else float(received[-1]))
+        if self.first is None or row.start < self.first[0]:
+            self.first = cls
+        if self.last is None or row.start > self.last[0]:
+            self.last = sep
+        if pooled is not None:
+            self.pooled = self.pooled + pooled
+        self.seen += 1
+
+    def _take(self, x, w) -> None:
+        if not len(x):
+            return
+        self.sum = self.sum + (x * w.reshape((-1,) + (1,) * (x.ndim - 1))).sum(axis=0)
+        self.weight += float(w.sum())
+        m = x.max(axis=0)
+        self.max = m if self.max is None else np.maximum(self.max, m)
+
+    def result(self) -> np.ndarray:
+        if self.pooling == "cls":
+            return self.first[1]
+        if self.pooling == "pooled":
+            return self.pooled / self.n_windows
+        if self.special_tokens:
+            for _, v, w in (self.first, self.last):
+                self._take(v[None], np.array([w], np.float32))
+        if self.pooling == "max":
+            return self.max
+        mean = self.sum / max(self.weight, 1e-12)
+        if self.pooling == "mean_sqrt_len":
+            return self.sum / np.sqrt(max(self.weight, 1.0))
+        if self.pooling == "mean_max":
+            return np.concatenate([mean, self.max], axis=-1)
+        return mean  # mean, attention (weights = attention received, as pooling.pool)
+
+
+def text_tokens(backend, rows: Sequence[batching.Row], truncated: np.ndarray, plan: LayerPlan, packing: Packing,
+                pool: Optional[Tuple[str, bool]] = None) -> Iterator[Tuple[int, TextTokens]]:
+    """Yield (text index, TextTokens) for every text, as soon as all its rows are encoded.
+
+    pool=(pooling, special_tokens): texts with more than STREAM_WINDOWS windows are pooled as their windows
+    arrive and yielded as ``Pooled`` (their token vectors are never held whole).
+    """
+    pending: Dict[int, list] = {}
+    streaming: Dict[int, _WindowPool] = {}
+    stream = pool is not None and pool[0] in STREAMABLE
+    for idx, (ids, mask, types, special), acts, pooled, received in run_batches(backend, rows, plan, packing):
+        for b, i in enumerate(idx):
+            row = rows[i]
+            length = int(mask[b].sum())
+            if stream and row.n_windows > STREAM_WINDOWS:
+                acc = streaming.setdefault(row.text, _WindowPool(plan, pool[0], pool[1], row.n_windows))
+                acc.add(row, acts[:, b, :length], None if pooled is None else pooled[b],
+                        None if received is None else received[b, :length])
+                if acc.seen == row.n_windows:
+                    yield row.text, Pooled(streaming.pop(row.text).result(), row.n_windows,
+                                           int(truncated[row.text]))
+                continue
+            part = (row, ids[b, :length], special[b, :length], types[b, :length], acts[:, b, :length],
+                    None if pooled is None else pooled[b], None if received is None else received[b, :length])
+            if row.n_windows == 1:
+                yield row.text, TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]),
+                                           part[6])
+                continue
+            pending.setdefault(row.text, []).append(part)
+            if len(pending[row.text]) == row.n_windows:
+                yield row.text, _stitch(pending.pop(row.text), int(truncated[row.text]))
+
+
+def _stitch(parts: list, truncated: int) -> TextTokens:
+    """Windows -> one sequence: [CLS] of the first window, each token from its best window, last [SEP]."""
+    parts.sort(key=lambda p: p[0].start)
+    first, last = parts[0], parts[-1]
+    vec, ids, att = [first[4][:, :1]], [first[1][:1]], [first[6][:1]] if first[6] is not None else None
+    for row, pids, _, _, pvec, _, patt in parts:
+        lo, hi = row.keep
+        vec.append(pvec[:, 1 + lo:1 + hi])  # +1: skip [CLS]
+        ids.append(pids[1 + lo:1 + hi])
+        if att is not None:
+            att.append(patt[1 + lo:1 + hi])
+    vec.append(last[4][:, -1:])
+    ids.append(last[1][-1:])
+    if att is not None:
+        att.append(last[6][-1:])
+    ids = np.concatenate(ids)
+    special = np.zeros(len(ids), bool)
+    special[[0, -1]] = True
+    pooled = None if first[5] is None else np.mean([p[5] for p in parts], axis=0)
+    return TextTokens(ids, special, np.zeros(len(ids), np.int32), np.concatenate(vec, axis=1), pooled,
+                      len(parts), truncated, None if att is None else np.concatenate(att))
+
+
+def pool_text(tt: TextTokens, plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:
+    """One text's vector: combine its layers, then pool."""
+    if isinstance(tt, Pooled):
+        return tt.vector
+    if pooling == "pooled":
+        return tt.pooled
+    x = plan.combine.apply(tt.vectors)[None]  # [1, T, H'] (or [1, T, k, H])
+    mask = np.ones((1, x.shape[1]), bool)
+    weights = None if tt.attention is None else tt.attention[None]
+    return pooling_mod.pool(x, mask, tt.special[None], pooling, special_tokens, weights=weights)[0]

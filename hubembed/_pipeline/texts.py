@@ -1,0 +1,58 @@
+"""Check input rows: strings (bytes decoded as UTF-8) or (a, b) pairs, with the offending row named."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from hubembed.errors import InputError
+
+log = logging.getLogger("hubembed")
+
+
+def split_pairs(texts):
+    """Strings -> (texts, None); (a, b) pairs -> (firsts, seconds)."""
+    if texts and isinstance(texts[0], tuple):
+        return [a for a, _ in texts], [b for _, b in texts]
+    return list(texts), None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(i: int, t, where: str = "") -> str:
+    if isinstance(t, bytes):
+        try:
+            return t.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"row {i}{where}: bytes that are not valid UTF-8 ({e})") from None
+    if not isinstance(t, str):
+        raise InputError(f"row {i}{where}: expected a string, got {type(t).__name__} ({t!r:.60})")
+    if _SURROGATE.search(t):
+        # A lone surrogate (U+D800..U+DFFF, e.g. from a broken decode) has no UTF-8 form and TensorFlow
+        # refuses the whole batch. One code point for one keeps every character offset (spans) valid.
+        log.warning("hubembed: row %d%s holds lone surrogate code points; embedded as U+FFFD", i, where)
+        t = _SURROGATE.sub("\ufffd", t)
+    return t
+
+
+def check_texts(texts, pairs: bool = True) -> list:
+    """Validate input rows: strings (bytes decoded as UTF-8), or (a, b) pairs where allowed."""
+    if isinstance(texts, (str, bytes)):
+        raise InputError("texts must be a list of strings, not one string (wrap it: [text])")
+    if texts is None:
+        raise InputError("texts is None; pass a list of strings")
+    texts = list(texts)
+    is_pair = [isinstance(t, (tuple, list)) for t in texts]
+    if any(is_pair):
+        if not pairs:
+            raise InputError("text pairs are supported by encode() and embed(), not by token or word extraction")
+        if not all(is_pair):
+            raise InputError(f"row {is_pair.index(False)}: mix of single texts and (a, b) pairs")
+        out = []
+        for i, t in enumerate(texts):
+            if len(t) != 2:
+                raise InputError(f"row {i}: a pair must have 2 texts, got {len(t)}")
+            out.append((_text(i, t[0], " (first of pair)"), _text(i, t[1], " (second of pair)")))
+        return out
+    return [_text(i, t) for i, t in enumerate(texts)]

@@ -1,0 +1,184 @@
+"""Tokenize: texts -> WordPiece ids, and (for words and tokens) their words and character spans.
+
+Ids for encoding come from the paired preprocessor's own ``tokenize``. Words and
+spans come from a tensorflow_text ``BertTokenizer`` built from the same vocabulary
+(``WordTokenizer``). tensorflow_text reports byte offsets into the text *after*
+its normalisation (case folding, NFD, accent stripping) when ``lower_case`` is on,
+so for uncased models each character is normalised with the same ops and a map
+from normalised bytes back to original characters is kept: every span slices the
+original text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+def ragged_rows(ragged) -> List[np.ndarray]:
+    """An int RaggedTensor [B, (words), (pieces)] or [B, (pieces)] -> B flat int32 arrays."""
+    if ragged.shape.rank > 2:
+        ragged = ragged.merge_dims(-2, -1)
+    values = ragged.flat_values.numpy().astype(np.int32)
+    splits = ragged.row_splits.numpy()
+    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
+
+
+def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
+    """Content WordPiece ids per text (no [CLS]/[SEP]), from the paired preprocessor."""
+    if not texts:
+        return []
+    return ragged_rows(preprocessor.tokenize(list(texts)))
+
+
+@dataclass
+class Words:
+    """The pieces of one text grouped into words, with character spans in the original text."""
+
+    ids: np.ndarray          # [P] content piece ids
+    piece_word: np.ndarray   # [P] word index of each piece
+    piece_spans: np.ndarray  # [P, 2] character [start, end) of each piece
+    word_spans: np.ndarray   # [W, 2] character [start, end) of each word
+
+
+class WordTokenizer:
+    """tensorflow_text BertTokenizer over a vocab file, with offsets into the original text."""
+
+    def __init__(self, vocab_file: str, lower_case: bool):
+        import tensorflow as tf
+
+        from hubembed.preprocess import require_text
+
+        text = require_text()
+        self.lower_case = bool(lower_case)
+        with open(vocab_file, encoding="utf-8") as f:
+            self.vocab = [line.rstrip("\n") for line in f]
+        init = tf.lookup.KeyValueTensorInitializer(
+            tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
+        table = tf.lookup.StaticHashTable(init, default_value=-1)
+        # Case folding etc. is done here (per character, with a map) when lower_case is on.
+        self._tok = text.BertTokenizer(table, lower_case=False, token_out_type=tf.int64,
+                                       unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+        self._text = text
+
+    def _normalize_chars(self, texts: Sequence[str]):
+        """Per text: (normalised string, original char index of each normalised byte)."""
+        import tensorflow as tf
+
+        chars = [list(t) for t in texts]
+        flat = [c for cs in chars for c in cs]
+        if self.lower_case and flat:
+            t = self._text.case_fold_utf8(tf.constant(flat))
+            t = self._text.normalize_utf8(t, "NFD")
+            t = tf.strings.regex_replace(t, r"\p{Mn}", "")
+            normed = [b.decode("utf-8") for b in t.numpy()]
+        else:
+            normed = flat
+        out, k = [], 0
+        for cs in chars:
+            pieces = normed[k:k + len(cs)]
+            k += len(cs)
+            lens = np.array([len(p.encode("utf-8")) for p in pieces], dtype=np.int64)
+            byte_to_char = np.repeat(np.arange(len(pieces), dtype=np.int64), lens)
+            out.append(("".join(pieces), byte_to_char))
+        return out
+
+    def words(self, texts: Sequence[str]) -> List[Words]:
+        import tensorflow as tf
+
+        if not texts:
+            return []
+        normed = self._normalize_chars(texts)
+        tokens, starts, ends = self._tok.tokenize_with_offsets(tf.constant([n for n, _ in normed]))
+        # [B, (words), (pieces)] -> flat numpy once (indexing the RaggedTensor per text is ~20x slower).
+        flat_ids = tokens.flat_values.numpy().astype(np.int32)
+        word_splits = tokens.row_splits.numpy()          # text -> words
+        piece_splits = tokens.values.row_splits.numpy()  # word -> pieces
+        flat_s, flat_e = starts.flat_values.numpy(), ends.flat_values.numpy()
+        out = []
+        for i, (_, b2c) in enumerate(normed):
+            w0, w1 = word_splits[i], word_splits[i + 1]
+            p0, p1 = piece_splits[w0], piece_splits[w1]
+            ids = flat_ids[p0:p1]
+            n_words = int(w1 - w0)
+            per_word = np.diff(piece_splits[w0:w1 + 1])
+            s, e = flat_s[p0:p1], flat_e[p0:p1]
+            if len(ids):
+                piece_spans = np.stack([b2c[s], b2c[np.maximum(e - 1, 0)] + 1], axis=1)
+            else:
+                piece_spans = np.zeros((0, 2), np.int64)
+            piece_word = np.repeat(np.arange(n_words), per_word)
+            first = np.concatenate([[0], np.cumsum(per_word)[:-1]]).astype(np.int64) if n_words else \
+                np.zeros(0, np.int64)
+            last = first + per_word - 1
+            word_spans = np.stack([piece_spans[first, 0], piece_spans[last, 1]], axis=1) if n_words else \
+                np.zeros((0, 2), np.int64)
+            out.append(Words(ids, piece_word, piece_spans, word_spans))
+        return out
+
+    def piece_strings(self, ids: np.ndarray) -> List[str]:
+        return [self.vocab[i] for i in ids]
+
+
+def word_tokenizer_for(pre, signature) -> Optional[WordTokenizer]:
+    """The WordTokenizer matching a preprocessor (its vocab file and casing; the encoder's signature's if the
+    preprocessor does not say)."""
+    vocab = pre.vocab_file or signature.vocab_file
+    if vocab is None:
+        return None
+    lower = pre.lower_case if pre.lower_case is not None else signature.casing != "cased"
+    return WordTokenizer(vocab, lower)
+
+
+SUBWORD = ("first", "last", "mean", "max", "first_last")
+
+
+@dataclass
+class TokenEmbeddings:
+    """One text's content tokens (no [CLS]/[SEP]) with their character spans and vectors."""
+
+    text: str
+    tokens: List[str]
+    ids: np.ndarray
+    spans: np.ndarray      # [n, 2] character [start, end) in text
+    vectors: np.ndarray    # [n, H'] (or [n, k, H] with combine="none")
+    n_windows: int = 1
+    truncated: int = 0
+
+
+@dataclass
+class WordEmbeddings:
+    """One text's words (as the BERT basic tokenizer splits them) with spans and vectors."""
+
+    text: str
+    words: List[str]
+    spans: np.ndarray      # [n, 2] character [start, end) in text; text[s:e] == words[i]
+    vectors: np.ndarray    # [n, H'] ([n, 2H'] for subword="first_last")
+    n_windows: int = 1
+    truncated: int = 0
+
+
+def to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
+    n = len(te.ids)
+    piece_word = w.piece_word[:n]
+    n_words = int(piece_word.max()) + 1 if n else 0
+    vecs = []
+    for k in range(n_words):
+        pieces = te.vectors[piece_word == k]
+        if subword == "first":
+            vecs.append(pieces[0])
+        elif subword == "last":
+            vecs.append(pieces[-1])
+        elif subword == "mean":
+            vecs.append(pieces.mean(axis=0))
+        elif subword == "max":
+            vecs.append(pieces.max(axis=0))
+        else:
+            vecs.append(np.concatenate([pieces[0], pieces[-1]], axis=-1))
+    width = te.vectors.shape[1:] if subword != "first_last" else (2 * te.vectors.shape[-1],)
+    spans = w.word_spans[:n_words]
+    return WordEmbeddings(te.text, [te.text[s:e] for s, e in spans], spans,
+                          np.stack(vecs) if vecs else np.zeros((0,) + tuple(width), np.float32),
+                          te.n_windows, te.truncated)
