@@ -13,7 +13,9 @@ import re
 import sys
 import warnings
 
-from hubembed import batching
+from hubembed._pipeline import batching
+from hubembed._pipeline.layers import COMBINES
+from hubembed._pipeline.pooling import POOLINGS
 
 
 def _quiet_tensorflow() -> None:
@@ -71,16 +73,17 @@ def _cmd_embed(args) -> int:
 
     import hubembed
 
+    spec = _spec(args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = hubembed.load(args.model, preprocess=args.preprocess, backend=args.backend, trust=args.trust)
-    layer = _layer_arg(args.layer)
-    vecs = enc.embed(texts, layers=layer, combine=args.combine, pooling=args.pooling, normalize=args.normalize)
+    enc = hubembed.load(args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend,
+                        trust=args.trust)
+    vecs = enc.embed(texts, spec=spec)
     if args.json:
-        print(json.dumps({"model": args.model, "layer": layer, "combine": args.combine, "pooling": args.pooling,
-                          "normalize": args.normalize, "dim": int(vecs.shape[1]),
-                          "vectors": [[round(float(x), 6) for x in v] for v in vecs]}))
+        print(json.dumps({"model": args.model, "layer": spec.to_dict()["layers"], "combine": spec.combine,
+                          "pooling": spec.pooling, "normalize": spec.normalize, "dim": int(vecs.shape[1]),
+                          "spec": spec.to_dict(), "vectors": [[round(float(x), 6) for x in v] for v in vecs]}))
         return 0
-    print(f"# {args.model}: layer {args.layer}, {args.pooling} pooling, dim {vecs.shape[1]}"
+    print(f"# {args.model}: layer {args.layers}, {args.pooling} pooling, dim {vecs.shape[1]}"
           f"{', L2-normalised' if args.normalize else ''}")
     with np.printoptions(precision=4, suppress=True, linewidth=120):
         for text, v in zip(texts, vecs):
@@ -98,14 +101,30 @@ def _cmd_convert(args) -> int:
 
 def _layer_arg(value: str):
     value = value.strip()
-    return int(value) if re.fullmatch(r"-?\d+", value) else value
+    if re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if "," in value:  # a list: 0,4,-1 (or embeddings,0)
+        return [_layer_arg(v) for v in value.split(",") if v.strip()]
+    return value
+
+
+def _floats(value: str):
+    return [float(v) for v in value.split(",") if v.strip()]
+
+
+def _spec(args):
+    """The ``EmbedSpec`` of the shared spec options (validated here, before any model is loaded)."""
+    from hubembed._pipeline.spec import EmbedSpec
+
+    return EmbedSpec(layers=_layer_arg(args.layers), combine=args.combine, weights=args.weights, gamma=args.gamma,
+                     pooling=args.pooling, special_tokens=args.special_tokens, normalize=args.normalize,
+                     attention_layer=None if args.attention_layer is None else _layer_arg(args.attention_layer),
+                     long=args.long, stride=args.stride, transform=args.transform)
 
 
 def _extract_kwargs(args) -> dict:
     level = "tokens" if args.tokens else "words" if args.words else "sentence"
-    return dict(model=args.model, level=level, format=args.format, subword=args.subword,
-                layers=_layer_arg(args.layers), combine=args.combine, pooling=args.pooling, normalize=args.normalize,
-                transform=args.transform,
+    return dict(model=args.model, level=level, format=args.format, subword=args.subword, spec=_spec(args),
                 dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens or None,
                 shard_size=args.shard_size,
                 column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
@@ -155,15 +174,20 @@ def _labelled(path, args):
 def _cmd_probe(args) -> int:
     import hubembed
     from hubembed import analysis
+    from hubembed._pipeline.spec import EmbedSpec
 
-    enc = hubembed.load(args.model, preprocess=args.preprocess, trust=args.trust)
+    spec = EmbedSpec(layers=_layer_arg(args.layers), combine="none", special_tokens=args.special_tokens,
+                     long=args.long, stride=args.stride)
+    enc = hubembed.load(args.model, preprocess=args.preprocess, seq_length=args.seq_length, trust=args.trust)
     texts, labels = _labelled(args.data, args)
     poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
-    feats = analysis.features(enc, texts, layers=_layer_arg(args.layers), poolings=poolings)
+    kw = dict(layers=spec.layers, poolings=poolings, special_tokens=spec.special_tokens, long=spec.long,
+              stride=spec.stride)
+    feats = analysis.features(enc, texts, **kw)
     dev = None
     if args.dev:
         dev_texts, dev_labels = _labelled(args.dev, args)
-        dev = (analysis.features(enc, dev_texts, layers=_layer_arg(args.layers), poolings=poolings), dev_labels)
+        dev = (analysis.features(enc, dev_texts, **kw), dev_labels)
     table = analysis.probe(feats, labels, dev=dev, folds=args.folds, C=args.C)
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, "dev": args.dev, "folds": table.folds,
@@ -188,6 +212,31 @@ def _trust_arg(s) -> None:
                         "audit: audit every model; any: load without auditing")
 
 
+def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
+    """The embedding spec's options (``hubembed.EmbedSpec``), the same on every command that embeds."""
+    g = s.add_argument_group("embedding spec (hubembed.EmbedSpec)")
+    g.add_argument("--layers", "--layer", dest="layers", default=layers,
+                   help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, '-4:' (write "
+                        f"--layers=-4:), '2:5', 'all', 'embeddings' (default {layers})")
+    g.add_argument("--long", default="window", choices=("window", "truncate"),
+                   help="texts longer than a window: overlapping windows stitched together, or cut")
+    g.add_argument("--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)")
+    g.add_argument("--no-special-tokens", dest="special_tokens", action="store_false",
+                   help="leave [CLS]/[SEP] out of mean/max/... pooling")
+    if not pooling:
+        return
+    g.add_argument("--combine", default="mean", choices=COMBINES, help="how several layers become one")
+    g.add_argument("--weights", type=_floats, default=None, metavar="W1,W2,...",
+                   help="one per selected layer, for --combine weighted | scalar_mix")
+    g.add_argument("--gamma", type=float, default=1.0, help="the scale of --combine scalar_mix")
+    g.add_argument("--pooling", default="mean", choices=POOLINGS, help="token vectors -> one vector per text")
+    g.add_argument("--attention-layer", default=None, help="the block whose attention weights tokens "
+                   "(--pooling attention; default: the highest selected layer)")
+    g.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    g.add_argument("--transform", default=None, metavar="FILE.npz",
+                   help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
@@ -207,15 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("texts", nargs="*")
     s.add_argument("--model", default="minilm")
     s.add_argument("--preprocess")
-    s.add_argument("--layer", default="-1", help="Transformer block, 0-based, negative from the end; or a spec: "
-                   "'-4:', '2:5', 'all', 'embeddings'")
-    s.add_argument("--combine", default="mean", help="how several layers combine: mean | concat | sum")
-    s.add_argument("--pooling", default="mean",
-                   help="mean | cls | pooled | max | mean_max | mean_sqrt_len | first_last_avg | attention")
+    s.add_argument("--seq-length", type=int, default=None)
+    _spec_options(s)
     s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"),
                    help="auto: the Hub model, the Model Garden rebuild for what it does not export; "
                         "garden: always the rebuild (early exit)")
-    s.add_argument("--normalize", action="store_true")
     s.add_argument("--json", action="store_true")
     _trust_arg(s)
     s.set_defaults(func=_cmd_embed)
@@ -225,11 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", required=True, help="output folder (new, empty, or one to --resume)")
     s.add_argument("--model", default="minilm")
     s.add_argument("--preprocess")
-    s.add_argument("--layers", default="-1", help="-1, 3, '-4:', 'all', 'embeddings' (0-based blocks)")
-    s.add_argument("--combine", default="mean", help="mean | concat | sum (several layers)")
-    s.add_argument("--pooling", default="mean",
-                   help="mean | cls | pooled | max | mean_max | mean_sqrt_len | first_last_avg | attention")
-    s.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    _spec_options(s)
     s.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="rows per batch at most")
     s.add_argument("--max-tokens", type=int, default=batching.MAX_TOKENS,
@@ -258,8 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
                         "the same weights and spec are not encoded again")
     s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    s.add_argument("--transform", default=None, metavar="FILE.npz",
-                   help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling")
     s.add_argument("--runner", default=None,
                    help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
                         "SparkRunner); further --flags go to Beam's PipelineOptions")
@@ -276,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="column name, or 0-based position in a headerless .tsv/.csv")
     s.add_argument("--label-column", "--label-field", dest="label_column", required=True)
     s.add_argument("--input-format", choices=("jsonl", "csv", "tsv", "parquet"))
-    s.add_argument("--layers", default="all", help="'all' (with the embedding output), '-4:', ... ")
+    s.add_argument("--seq-length", type=int, default=None)
+    _spec_options(s, layers="all", pooling=False)
     s.add_argument("--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len")
     s.add_argument("--folds", type=int, default=5)
     s.add_argument("--C", type=float, default=1.0, help="inverse regularisation of the logistic regression")

@@ -115,9 +115,9 @@ def test_early_exit_runs_only_the_blocks_needed(garden_encoders):
             del block.call
         g._fns.clear()
     np.testing.assert_allclose(a, hub.embed(SINGLE, layers=1), atol=1e-5)
-    plan = gar._plan(1, "mean", None, 1.0, "mean")
+    plan = gar.plan(hubembed.EmbedSpec(layers=1, pooling="mean"))
     assert (plan.garden, plan.upto) == (True, 1)
-    assert gar._plan(1, "mean", None, 1.0, "pooled").upto == 2  # the pooler needs the last block
+    assert gar.plan(hubembed.EmbedSpec(layers=1, pooling="pooled")).upto == 2  # the pooler needs the last block
     # Embedding output = LayerNorm(word + position + type), from the Hub weights.
     w = garden.hub_weights(hub.obj)
     out = gar.encode(["hello world"])

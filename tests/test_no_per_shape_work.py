@@ -119,8 +119,8 @@ def test_the_compiled_call_returns_only_the_layers_kept(tiny_encoders):
     enc = tiny_encoders["tf2_dict"]
     ids = np.full((3, 7), 5, np.int32)
     full = enc.hub(ids, np.ones_like(ids), np.zeros_like(ids))
-    some = enc.hub(ids, np.ones_like(ids), np.zeros_like(ids), keep=(0, -1))
-    assert [x is None for x in some["layers"]] == [False, True, False]
+    some = enc.hub(ids, np.ones_like(ids), np.zeros_like(ids), plan=enc.plan(hubembed.EmbedSpec(layers=[0, -1])))
+    assert [x is None for x in some.layers] == [False, True, False]
     for i in (0, 2):
-        np.testing.assert_array_equal(some["layers"][i].numpy(), full["layers"][i].numpy())
-    np.testing.assert_array_equal(some["sequence"].numpy(), full["sequence"].numpy())
+        np.testing.assert_array_equal(some.layers[i].numpy(), full.layers[i].numpy())
+    np.testing.assert_array_equal(some.sequence.numpy(), full.sequence.numpy())

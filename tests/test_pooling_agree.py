@@ -26,8 +26,9 @@ SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=N
 SPECIAL = {"padding_id": 0, "start_of_sequence_id": 101, "end_of_segment_id": 102}
 # Every pooling of POOLINGS but "pooled" (the model's pooled_output, handled by the callers).
 TOKEN_POOLINGS = tuple(p for p in pooling.POOLINGS if p != "pooled")
-# numpy pool() on a batch of more than one text: see test_numpy_pool_on_a_batch_of_texts.
-BATCH_BROKEN = ("mean", "first_last_avg", "mean_sqrt_len", "mean_max")
+# The poolings that divide by a token count: pool() on a batch once divided along the wrong axis (a [B] count for
+# [B, H] sums); see test_numpy_pool_on_a_batch_of_texts.
+COUNTED = ("mean", "first_last_avg", "mean_sqrt_len", "mean_max")
 
 
 def _softmax_attention(rng, mask, heads):
@@ -101,9 +102,9 @@ def test_numpy_pool_matches_tf_masked_pool(p, special_tokens, layers_apart, batc
     else:
         got = _tf_pool(xs, mask, special, p, special_tokens, weights_tf)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
-    if p not in BATCH_BROKEN:  # the whole batch at once
-        np.testing.assert_allclose(pooling.pool(xs, mask, special, p, special_tokens, weights=weights_np), ref,
-                                   atol=1e-6, rtol=1e-6)
+    # the whole batch at once
+    np.testing.assert_allclose(pooling.pool(xs, mask, special, p, special_tokens, weights=weights_np), ref,
+                               atol=1e-6, rtol=1e-6)
     if p != "cls":  # a text with no token left pools to zeros; padding never leaks
         counted = pooling.token_weights(mask, special, special_tokens).sum(1)
         assert (np.abs(ref[counted == 0]) == 0).all()
@@ -124,15 +125,10 @@ def test_received_attention_numpy_matches_tf(batch):
     np.testing.assert_allclose(ref.sum(1), 1.0, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, AssertionError), reason=(
-    "hubembed.pooling.pool with more than one text: the token count is shaped [B] for x [B, S, H] "
-    "([B, 1] for [B, S, k, H]) instead of [B, 1] ([B, 1, 1]): `_expand(w.sum(axis=1), x[:, 0])` adds one axis "
-    "too few, so the sum [B, H] is divided along H. B != H (B != k): a broadcast ValueError; B == H (B == k): "
-    "silently wrong vectors. The library calls pool() one text at a time (pool_text), so embed is not hit."))
 @pytest.mark.parametrize("special_tokens", [True, False])
-@pytest.mark.parametrize("p", BATCH_BROKEN)
+@pytest.mark.parametrize("p", COUNTED)
 @pytest.mark.parametrize("B,k,H", [(3, None, 5), (4, None, 4), (3, 2, 4), (2, 2, 4)],
-                         ids=["BSH-raises", "BSH-B=H-wrong", "BSkH-raises", "BSkH-B=k-wrong"])
+                         ids=["BSH", "BSH-B=H", "BSkH", "BSkH-B=k"])
 def test_numpy_pool_on_a_batch_of_texts(p, special_tokens, B, k, H):
     rng = np.random.default_rng(0)
     ids = [rng.integers(1000, 2000, n).astype(np.int32) for n in ([0, 6, 2, 4, 1][:B])]

@@ -79,7 +79,7 @@ def pool(x: np.ndarray, mask: np.ndarray, special: np.ndarray, pooling: str, spe
         w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
         return (x * _expand(w, x)).sum(axis=1)
     we = _expand(w, x)
-    count = _expand(w.sum(axis=1), x[:, 0])  # [B, 1...]
+    count = w.sum(axis=1).reshape((-1,) + (1,) * (x.ndim - 2))  # [B, 1...]: broadcasts over [B, (k,) H]
     if pooling in ("mean", "first_last_avg"):
         return (x * we).sum(axis=1) / np.maximum(count, 1.0)
     if pooling == "mean_sqrt_len":

@@ -112,6 +112,7 @@ class _WindowPool:
         self.plan, self.pooling, self.special_tokens, self.n_windows = plan, pooling, special_tokens, n_windows
         self.seen, self.sum, self.weight, self.max, self.pooled = 0, 0.0, 0.0, None, 0.0
         self.first = self.last = None  # (start, [CLS] or [SEP] vector, its attention weight)
+        self.closed = False  # the special tokens are added (result() can be called again)
 
     def add(self, row, vec, pooled, received) -> None:
         x = self.plan.combine.apply(vec)             # [S, H'] (special tokens at 0 and -1)
@@ -142,9 +143,10 @@ class _WindowPool:
             return self.first[1]
         if self.pooling == "pooled":
             return self.pooled / self.n_windows
-        if self.special_tokens:
+        if self.special_tokens and not self.closed:  # [CLS] of the first window, [SEP] of the last: once
             for _, v, w in (self.first, self.last):
                 self._take(v[None], np.array([w], np.float32))
+            self.closed = True
         if self.pooling == "max":
             return self.max
         mean = self.sum / max(self.weight, 1e-12)
