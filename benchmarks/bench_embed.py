@@ -53,7 +53,8 @@ def main(argv=None):
     from sentence_transformers import SentenceTransformer
 
     import hubembed
-    from hubembed import embedded, registry
+    from hubembed import registry
+    from hubembed._hub import embedded
 
     enc = hubembed.load("minilm")
     folder = embedded.ensure(registry.get("minilm"))

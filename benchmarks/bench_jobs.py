@@ -82,7 +82,8 @@ def _pipeline(name):
         rss = _status("VmRSS:")
         from sentence_transformers import SentenceTransformer
 
-        from hubembed import embedded, registry
+        from hubembed import registry
+        from hubembed._hub import embedded
 
         st = SentenceTransformer(embedded.source_dir(registry.get("minilm")), device="cpu")
         return rss, lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True), None
@@ -99,7 +100,8 @@ def _pipeline(name):
     import tensorflow_hub as hub
     import tensorflow_text  # noqa: F401  (registers the preprocessor's ops)
 
-    from hubembed import embedded, registry
+    from hubembed import registry
+    from hubembed._hub import embedded
 
     folder = embedded.ensure(registry.get("minilm"))
     pre, enc = hub.load(os.path.join(folder, "preprocess")), hub.load(os.path.join(folder, "encoder"))

@@ -8,8 +8,10 @@
 
 __version__ = "0.1.0"
 
+from hubembed._corpus.extract import extract
+from hubembed._corpus.store import Extraction, open_extraction
+from hubembed._hub.signature import Signature
 from hubembed._pipeline.spec import EmbedSpec
-from hubembed.corpus import extract
 from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
 from hubembed.errors import (
     ConversionError,
@@ -27,8 +29,6 @@ from hubembed.errors import (
     UnknownModelError,
     UntrustedModelError,
 )
-from hubembed.inspection import Signature
-from hubembed.store import Extraction, open_extraction
 
 __all__ = [
     "ConversionError",

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from hubembed import batching
+from hubembed._pipeline import batching
 from hubembed._pipeline.transform import Whitening, as_transform  # noqa: F401 (public here)
 from hubembed.errors import InputError, missing
 
@@ -65,7 +65,7 @@ class Features:
 
 
 def _cache_root() -> str:
-    from hubembed.embedded import cache_root
+    from hubembed._hub.embedded import cache_root
 
     return os.path.join(cache_root(), "analysis")
 
@@ -77,7 +77,7 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
 
     embeddings: also the embedding-layer output (through the Model Garden fallback) when layers="all".
     """
-    from hubembed import layers as layer_spec
+    from hubembed._pipeline import layers as layer_spec
 
     texts = list(texts)
     if layers == "all" and embeddings:
@@ -261,7 +261,7 @@ def pca2(X: np.ndarray) -> np.ndarray:
 def token_importance(encoder, text: str, *, layer=-1) -> Tuple[List[str], np.ndarray]:
     """The word pieces of ``text`` ([CLS] and [SEP] included) and the attention each receives in ``layer``:
     mean over heads and over the text's tokens as queries (Model Garden rebuild); sums to 1."""
-    from hubembed.pooling import received_attention
+    from hubembed._pipeline.pooling import received_attention
 
     inner = encoder.internals([text], layers=[layer], attention=True)
     att = inner.attention[0]  # [1, heads, S, S]

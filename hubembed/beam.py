@@ -7,7 +7,7 @@
 
 The pipeline::
 
-    [input path] -> read records (hubembed.inputs, one reader: rows numbered in file order)
+    [input path] -> read records (hubembed._corpus.inputs, one reader: rows numbered in file order)
                  -> key by shard (row // shard_size) -> GroupByKey
                  -> EmbedShard: the model loaded once per worker (DoFn.setup), the shard's records in
                     row order embedded as the local run embeds one chunk (same batches, same numbers),
@@ -31,7 +31,8 @@ import logging
 import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
-from hubembed import corpus, inputs, store
+from hubembed._corpus import extract as corpus
+from hubembed._corpus import inputs, store
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed.errors import InputError, OutputError, missing

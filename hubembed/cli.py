@@ -38,7 +38,9 @@ def _quiet_tensorflow() -> None:
 
 def _cmd_audit(args) -> int:
     """Audit the encoder (and the preprocessor it would be paired with, where known without loading)."""
-    from hubembed import inspection, registry, resolve
+    from hubembed import registry
+    from hubembed._hub import audit as audit_mod
+    from hubembed._hub import resolve
 
     r = resolve.resolve(args.handle)
     paths = [(args.handle, r.path)]
@@ -48,7 +50,7 @@ def _cmd_audit(args) -> int:
         pre = r.entry.preprocess if entry.embedded else entry.handle
     if pre:
         paths.append((pre, resolve.resolve(pre).path))
-    audits = [(h, inspection.audit(p)) for h, p in paths]
+    audits = [(h, audit_mod.audit(p)) for h, p in paths]
     if args.json:
         print(json.dumps([{"handle": h, "path": a.path, "ok": a.ok, "functions": a.functions,
                            "findings": [vars(f) for f in a.findings]} for h, a in audits], indent=1))
@@ -92,7 +94,7 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from hubembed.convert import convert
+    from hubembed._formats.convert import convert
 
     out = convert(args.src, args.out, overwrite=args.overwrite)
     print(f"converted {args.src} -> {out} (encoder/, preprocess/, hubembed.json)")
@@ -154,7 +156,7 @@ def _cmd_extract(args) -> int:
 
 def _labelled(path, args):
     """(texts, labels) of a labelled file: the label column is read as the row id."""
-    from hubembed import inputs
+    from hubembed._corpus import inputs
     from hubembed.errors import InputError
 
     r = inputs.open_input(path, column=args.text_column, id_column=args.label_column, fmt=args.input_format,

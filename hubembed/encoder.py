@@ -15,7 +15,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hubembed import inspection, pairing, resolve
+from hubembed._hub import pairing, resolve
+from hubembed._hub.audit import op_types
+from hubembed._hub.fingerprint import weights_fingerprint
+from hubembed._hub.signature import Signature, read_signature
 from hubembed._pipeline import batching, tokens
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
@@ -83,7 +86,7 @@ class Encoder:
     (1, 384)
     """
 
-    def __init__(self, handle: str, obj, signature: inspection.Signature, preprocessor, seq_length: int, *,
+    def __init__(self, handle: str, obj, signature: Signature, preprocessor, seq_length: int, *,
                  entry=None, backend: str = "auto"):
         if backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
@@ -125,9 +128,9 @@ class Encoder:
 
     @property
     def weights_sha256(self) -> str:
-        """The content fingerprint of the weights (``inspection.weights_fingerprint``), computed once."""
+        """The content fingerprint of the weights (``hubembed._hub.fingerprint.weights_fingerprint``), computed once."""
         if self._weights_sha256 is None:
-            self._weights_sha256 = inspection.weights_fingerprint(self.obj)
+            self._weights_sha256 = weights_fingerprint(self.obj)
         return self._weights_sha256
 
     def garden(self):
@@ -138,7 +141,7 @@ class Encoder:
                 from hubembed import garden
 
                 garden.require()
-                ops = inspection.op_types(self.signature.path)
+                ops = op_types(self.signature.path)
                 self._garden = garden.rebuild(self.obj, self.signature, handle=self.handle, entry=self.entry,
                                               ops=ops, hub_backend=self.hub)
         return self._garden
@@ -251,7 +254,7 @@ class Encoder:
 
         Args:
             texts: strings, or (a, b) pairs.
-            layers: the blocks to report (a layer spec, see ``hubembed.layers``).
+            layers: the blocks to report (a layer spec, see ``hubembed._pipeline.layers``).
             attention: also the attention probabilities of those blocks.
             sublayers: also their sub-layer outputs (``hubembed.garden.SUBLAYERS``).
             batch_size: rows per batch.
@@ -488,7 +491,7 @@ def garden_sublayers():
 def _load_encoder(handle: str, trust: str = "registry"):
     r = resolve.resolve(handle)
     obj = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
-    sig = inspection.read_signature(obj, r.path, handle, r.entry)
+    sig = read_signature(obj, r.path, handle, r.entry)
     return r, obj, sig
 
 
@@ -501,7 +504,7 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
     seq_length: the longest packed sequence (default: the model's max positions, at most 512).
     backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export),
     "hub" (never rebuild) or "garden" (always the rebuild: early exit, every layer).
-    trust: "registry" (default: models outside the registry are audited first, ``inspection.audit``, and
+    trust: "registry" (default: models outside the registry are audited first, ``hubembed._hub.audit.audit``, and
     refused if their graph touches files, the network or Python), "audit" (audit every model) or "any".
     """
     r, obj, sig = _load_encoder(handle, trust)
@@ -523,7 +526,7 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
     pin = r.entry.weights_sha256 if r.entry is not None else None
     if not pin:
         return None
-    got = inspection.weights_fingerprint(obj)
+    got = weights_fingerprint(obj)
     if got != pin:
         if r.entry.embedded:
             from hubembed.errors import StaleCacheError
@@ -536,6 +539,6 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
     return got
 
 
-def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> inspection.Signature:
+def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> Signature:
     """What an encoder exports, its paired preprocessor, and what can be extracted."""
     return load(handle, preprocess=preprocess, trust=trust).signature

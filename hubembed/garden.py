@@ -86,7 +86,7 @@ _OTHER = (("talking_heads", re.compile(r"pre_softmax_weight|post_softmax_weight"
 @functools.lru_cache(maxsize=1)
 def _tf1_table() -> Dict[str, str]:
     """TF1 BERT name (layer 0 as template) -> Model Garden name."""
-    from hubembed.hubformat import BertConfig, tf1_name, weight_shapes
+    from hubembed._formats.names import BertConfig, tf1_name, weight_shapes
 
     one = BertConfig(vocab_size=1, hidden_size=1, num_layers=1, num_heads=1, intermediate_size=1)
     return {tf1_name(n): n for n in weight_shapes(one)}
@@ -356,7 +356,7 @@ class GardenEncoder:
 
     ``model`` is the Model Garden Keras (tf_keras) encoder; its variables are the
     ones to train. ``forward`` runs inference step by step; ``__call__`` follows
-    the backend protocol (``hubembed.backends``).
+    the backend protocol (``hubembed._pipeline.backends``).
     """
 
     def __init__(self, model, cfg: GardenConfig, handle: str = "", policy: Optional[str] = None):

@@ -138,7 +138,6 @@ def default_keras():
     return "legacy" if os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() in ("1", "true", "yes") else "keras3"
 
 
-
 def _layer_norm_all(x, mask):
     """AllenNLP ScalarMix's layer norm: mean/variance over every unmasked element."""
     import tensorflow as tf
@@ -157,11 +156,14 @@ def _split_masked(inputs, mask=None):
     """A pooling layer's input (x, or [x, mask]) -> x [B, S, D] and its mask [B, S] (the Keras mask, else all ones)."""
     import tensorflow as tf
 
+    x, m = inputs, None
     if isinstance(inputs, (list, tuple)):
         if len(inputs) != 2:
             raise InputError("pooling layers take x [B, S, D] or [x, mask [B, S]]")
-        return inputs[0], inputs[1]
-    return inputs, mask if mask is not None else tf.ones(tf.shape(inputs)[:2], inputs.dtype)
+        x, m = inputs
+    if m is None:
+        m = mask if mask is not None else tf.ones(tf.shape(x)[:2], x.dtype)
+    return x, m
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +367,7 @@ class _HubFeatureLogic:
             self.mix = self._ScalarMix(len(plan.indices), initial_weights=weights, initial_gamma=gamma,
                                        name="scalar_mix")
         self._register_encoder_variables()
-        self._hold_resources(self._garden.model if self._use_garden else enc.obj, enc.preprocessor.module)
+        self._hold_resources(enc)
         self.frozen_layers = 0
         self.freeze(frozen_layers)
 
@@ -522,9 +524,9 @@ class _HubFeatureLogic:
         x = self.mix(picked) if self.mix is not None else self._combine(picked)
         if self.output_kind == "sequence":
             return self._with_mask(x, mask)
-        y = out["pooled"] if self.pooling == "pooled" else self._pool(x, tf.cast(mask, picked[0].dtype), ids, out,
-                                                                      mask)
-        return self._finish(y)
+        if self.pooling == "pooled":
+            return self._finish(out["pooled"])
+        return self._finish(self._pool(x, mask, picked[0].dtype, ids, out))
 
     def _combine(self, picked):
         import tensorflow as tf
@@ -541,10 +543,11 @@ class _HubFeatureLogic:
         coeffs = self._plan.combine.coefficients()
         return tf.add_n([float(c) * t for c, t in zip(coeffs, picked)])
 
-    def _pool(self, x, fmask, ids, out, mask):
-        """One vector per text from the token vectors x [B, S, D] (fmask: the padding mask in x's dtype)."""
+    def _pool(self, x, mask, dtype, ids, out):
+        """One vector per text from the token vectors x [B, S, D] (mask [B, S], cast to dtype for the pooling)."""
         import tensorflow as tf
 
+        fmask = tf.cast(mask, dtype)
         special = None
         if not self.special_tokens:
             sep = self._holder.enc.preprocessor.special["end_of_segment_id"]
@@ -629,11 +632,13 @@ class _GradualUnfreezingLogic:
 
 
 # ---------------------------------------------------------------------------
-# What differs between the flavours: how HubFeatureLayer registers the Hub model's variables
+# What differs between the flavours: how HubFeatureLayer registers the Hub model's variables (and, in
+# tf_keras, its resources and weight lists). Mixed into HubFeatureLayer before the Keras Layer.
 # ---------------------------------------------------------------------------
 
 class _Keras3Tracking:
-    """Keras 3: each encoder variable is wrapped in a ``keras.Variable`` the layer tracks."""
+    """Keras 3: each encoder variable is wrapped (not copied) in a tracked ``keras.Variable``; its ``trainable``
+    says whether it trains."""
 
     def _track_encoder_variable(self, v):
         w = self._keras.Variable(initializer=v, trainable=False, dtype=v.dtype, shape=v.shape,
@@ -645,7 +650,7 @@ class _Keras3Tracking:
     def _set_encoder_trainable(w, trainable: bool) -> None:
         w.trainable = trainable
 
-    def _hold_resources(self, model, preprocessor) -> None:
+    def _hold_resources(self, enc) -> None:
         """Nothing to do: a Keras 3 model saves the layer's variables, and rebuilds the rest from its config."""
 
 
@@ -660,15 +665,17 @@ class _LegacyTracking:
     def _set_encoder_trainable(w, trainable: bool) -> None:
         w._hubembed_trainable = trainable
 
-    def _hold_resources(self, model, preprocessor) -> None:
-        """A tf_keras SavedModel export must reach the encoder's and the preprocessor's resources
-        (vocabulary tables, restored functions) through tracked attributes."""
+    def _hold_resources(self, enc) -> None:
+        """Track the encoder's and the preprocessor's resources (vocabulary tables, restored functions).
+
+        A tf_keras SavedModel export reaches them only through tracked attributes.
+        """
         import tensorflow as tf
 
         deps = tf.__internal__.tracking.AutoTrackable()
-        deps.preprocessor = preprocessor
+        deps.preprocessor = enc.preprocessor.module
         deps.encoder = tf.__internal__.tracking.AutoTrackable()
-        deps.encoder.obj = model
+        deps.encoder.obj = self._garden.model if self._use_garden else enc.obj
         self._resources = deps
 
     @property
@@ -714,7 +721,7 @@ def _legacy() -> SimpleNamespace:
 
 
 def _assemble(name: str, K, register, tracking) -> SimpleNamespace:
-    """Each logic mixin on K's Layer (or Callback), registered as ``hubembed>ClassName``."""
+    """Each logic mixin on K's Layer, registered as ``hubembed>ClassName``; GradualUnfreezing on K's Callback."""
 
     def make(cls_name, logic, base, *flavour_mixins, **attrs):
         namespace = {"__module__": __name__, "__qualname__": cls_name, "__doc__": logic.__doc__, "_keras": K,

@@ -39,7 +39,7 @@ class Entry:
     preprocess: Optional[str] = None
     seq_length: Optional[int] = None
     source: Optional[dict] = None
-    weights_sha256: Optional[str] = None  # inspection.weights_fingerprint of the loaded model: pinned
+    weights_sha256: Optional[str] = None  # hubembed._hub.fingerprint.weights_fingerprint of the loaded model: pinned
     note: Optional[str] = None
     extra: dict = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ encoders: ``garden_bert`` (Model Garden's "gelu", the tanh approximation) and
 ``garden_albert`` (one shared block, a 8 -> 16 embedding projection).
 
 All kinds share one tiny configuration (3 layers, hidden 16, 2 heads, the vocabulary
-of ``hubformat.write_tiny_vocab``) and the same random weights for a given seed,
+of ``writers.write_tiny_vocab``) and the same random weights for a given seed,
 so their outputs agree with each other. A few seconds each.
 """
 
@@ -30,14 +30,15 @@ from __future__ import annotations
 import os
 import shutil
 
-from hubembed import hubformat, preprocess
+from hubembed._formats import names, writers
+from hubembed._hub import preprocess
 
 KINDS = {"tf2_dict": "dict", "tf2_dict_no_layers": "dict_no_layers", "tf2_list": "list", "tf1_hub": "tf1"}
 GARDEN_KINDS = ("garden_bert", "garden_albert")
 
 
-def tiny_config(vocab_size: int, num_layers: int = 3) -> hubformat.BertConfig:
-    return hubformat.BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
+def tiny_config(vocab_size: int, num_layers: int = 3) -> names.BertConfig:
+    return names.BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
                                 intermediate_size=32, max_positions=64, type_vocab_size=2)
 
 
@@ -50,7 +51,7 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
     if kind not in KINDS and kind not in GARDEN_KINDS:
         raise ValueError(f"kind {kind!r}; valid: {', '.join(list(KINDS) + list(GARDEN_KINDS))}")
     os.makedirs(out_dir, exist_ok=True)
-    vocab = hubformat.write_tiny_vocab(os.path.join(out_dir, "vocab.txt"))
+    vocab = writers.write_tiny_vocab(os.path.join(out_dir, "vocab.txt"))
     with open(vocab, encoding="utf-8") as f:
         n = sum(1 for _ in f)
     encoder = os.path.join(out_dir, "encoder")
@@ -59,8 +60,8 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
     else:
         cfg = tiny_config(n, num_layers)
         cfg.activation = activation
-        weights = hubformat.random_weights(cfg, seed=seed, with_mlm=with_mlm and kind != "tf2_list")
-        hubformat.save_encoder(weights, cfg, encoder, vocab_file=vocab, do_lower_case=lower_case,
+        weights = names.random_weights(cfg, seed=seed, with_mlm=with_mlm and kind != "tf2_list")
+        writers.save_encoder(weights, cfg, encoder, vocab_file=vocab, do_lower_case=lower_case,
                                style=KINDS[kind])
     if preprocess_from:  # an identical preprocessor saved already: copying it saves seconds
         shutil.copytree(preprocess_from, os.path.join(out_dir, "preprocess"))

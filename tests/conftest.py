@@ -47,7 +47,8 @@ def minilm(hubembed_cache):
 
 @pytest.fixture(scope="session")
 def minilm_source():
-    from hubembed import embedded, registry
+    from hubembed import registry
+    from hubembed._hub import embedded
 
     return embedded.source_dir(registry.get("minilm"))
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 
 import hubembed
-from hubembed import convert, hubformat
+from hubembed._formats import convert, writers
 from hubembed.cli import main
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ def hf_mlm(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM
 
     d = tmp_path_factory.mktemp("hf_mlm")
-    vocab = hubformat.write_tiny_vocab(str(d / "vocab.txt"), extra_words=["Hello", "World", "The"])
+    vocab = writers.write_tiny_vocab(str(d / "vocab.txt"), extra_words=["Hello", "World", "The"])
     n = sum(1 for _ in open(vocab, encoding="utf-8"))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import hubembed
-from hubembed import resolve
+from hubembed._hub import resolve
 from hubembed.errors import DownloadError
 
 

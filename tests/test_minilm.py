@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from hubembed import convert, embedded, registry
+from hubembed import registry
+from hubembed._formats import convert
+from hubembed._hub import embedded
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow
@@ -171,7 +173,7 @@ def test_converted_preprocessor_rebuilt_in_memory_tokenizes_like_its_savedmodel(
     trace): the same ids as the SavedModel it was saved as, on real sentences and awkward characters."""
     import tensorflow as tf
 
-    from hubembed.tokens import ragged_rows
+    from hubembed._pipeline.tokens import ragged_rows
 
     pre = minilm.preprocessor
     assert pre.paired_by == "registry" and hasattr(pre.module, "tokenize_eagerly")

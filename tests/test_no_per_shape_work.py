@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import hubembed
 from hubembed import keras as hk
-from hubembed.backends import HubBackend
+from hubembed._pipeline.backends import HubBackend
 
 WORDS = "the quick brown fox jumps over a lazy dog while cats sat on mats and good films were made".split()
 
@@ -37,7 +37,7 @@ def _calls(enc, texts):
 
 
 def _shapes(texts, enc, batch_size):
-    from hubembed import batching
+    from hubembed._pipeline import batching
 
     rows, _, _ = batching.make_rows(enc.preprocessor.token_ids(texts), enc.seq_length)
     batches = batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=enc.seq_length)

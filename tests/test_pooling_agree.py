@@ -1,5 +1,5 @@
-"""The three poolings agree on random inputs: numpy (``hubembed.pooling``), TensorFlow (``hubembed.keras``:
-``masked_pool``, ``received_attention``) and streaming (``hubembed.extraction._WindowPool``, for texts with more
+"""The three poolings agree on random inputs: numpy (``hubembed._pipeline.pooling``), TensorFlow (``hubembed.keras``:
+``masked_pool``, ``received_attention``) and streaming (``hubembed._pipeline.run._WindowPool``, for texts with more
 than ``STREAM_WINDOWS`` windows) against stitching (``_stitch`` + ``pool_text``).
 
 Every token pooling, special_tokens True/False, padded batches of varying lengths (pairs too) with a text that has
@@ -15,11 +15,11 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubembed import batching, pooling
-from hubembed.extraction import STREAMABLE, _stitch, _WindowPool, pool_text
+from hubembed._pipeline import batching, pooling
+from hubembed._pipeline.layers import Combine
+from hubembed._pipeline.run import STREAMABLE, _stitch, _WindowPool, pool_text
 from hubembed.keras import masked_pool
 from hubembed.keras import received_attention as tf_received_attention
-from hubembed.layers import Combine
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow])

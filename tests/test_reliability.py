@@ -92,7 +92,7 @@ def _evil_models(root, target):
 
 def test_the_audit_refuses_a_model_that_writes_a_file_and_passes_real_encoders(tiny_models, minilm, tmp_path,
                                                                              capsys):
-    from hubembed import inspection
+    from hubembed._hub import audit as inspection
     from hubembed.cli import main
     from hubembed.errors import UntrustedModelError
 
@@ -163,7 +163,7 @@ def _long_text(n_chars, seed=0):
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention"])
 def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encoders, monkeypatch, pooling):
-    from hubembed import extraction
+    from hubembed._pipeline import run as extraction
 
     enc = tiny_encoders["tf2_dict"]
     texts = [_long_text(12000), "a short one", _long_text(9000, seed=1)]

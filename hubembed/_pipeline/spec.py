@@ -63,7 +63,7 @@ class EmbedSpec:
 
     Args:
         layers: the blocks to use: ``-1``, ``3``, ``[0, 4, -1]``, ``"-4:"``, ``"2:5"``, ``"all"``,
-            ``"embeddings"`` (see ``hubembed.layers``).
+            ``"embeddings"`` (see ``hubembed._pipeline.layers``).
         combine: how several layers become one: none | concat | mean | sum | weighted | scalar_mix.
         weights: one per selected layer, for combine="weighted" or "scalar_mix".
         gamma: the scale of combine="scalar_mix".

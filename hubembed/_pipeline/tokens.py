@@ -49,7 +49,7 @@ class WordTokenizer:
     def __init__(self, vocab_file: str, lower_case: bool):
         import tensorflow as tf
 
-        from hubembed.preprocess import require_text
+        from hubembed._hub.preprocess import require_text
 
         text = require_text()
         self.lower_case = bool(lower_case)

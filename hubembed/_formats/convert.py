@@ -45,7 +45,7 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
 
 def read_hf_config(src: str) -> Tuple[dict, "object"]:
     """Read and check config.json; returns (raw config, BertConfig)."""
-    from hubembed.hubformat import BertConfig
+    from hubembed._formats.names import BertConfig
 
     path = os.path.join(src, "config.json")
     if not os.path.isfile(path):
@@ -136,7 +136,8 @@ def _do_lower_case(src: str, vocab_file: str) -> bool:
 
 def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, overwrite: bool = False) -> str:
     """Convert a Hugging Face BERT folder to ``out_dir`` (encoder/ + preprocess/ + hubembed.json)."""
-    from hubembed import hubformat, preprocess
+    from hubembed._formats import writers
+    from hubembed._hub import preprocess
 
     src = os.path.abspath(os.path.expanduser(src))
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
@@ -166,7 +167,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
     try:
-        hubformat.save_encoder(weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file,
+        writers.save_encoder(weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file,
                                do_lower_case=lower, style="dict")
         preprocess.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
         manifest = {
@@ -183,7 +184,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         }
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
-        hubformat.replace_dir(tmp, out_dir)
+        writers.replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,15 +3,15 @@
     hubembed extract corpus.txt -o out/ --model minilm --pooling mean
     hubembed.extract("corpus.txt", "out/", model="minilm")
 
-The corpus is read as a stream (``hubembed.inputs``) and embedded ``shard_size`` texts at a
+The corpus is read as a stream (``hubembed._corpus.inputs``) and embedded ``shard_size`` texts at a
 time (length-sorted batches within each chunk, as ``Encoder.embed``); each chunk becomes one
-shard (``hubembed.shards``: npy, Parquet or TFRecord; sentence, token or word level) written
-atomically, followed by the manifest (``hubembed.store``). Memory is bounded by one chunk,
+shard (``hubembed._corpus.shards``: npy, Parquet or TFRecord; sentence, token or word level) written
+atomically, followed by the manifest (``hubembed._corpus.store``). Memory is bounded by one chunk,
 whatever the corpus size. With ``resume=True`` a run continues after the last complete shard
 of an earlier run (killed at any point), and the result equals an uninterrupted run: chunks
 fall on the same boundaries, so every batch is the same; the finished shards' input is
 re-read and checked against their fingerprints. Sentence vectors go through a content-hash
-cache (``hubembed.featurecache``): a text seen before with the same weights and spec, or
+cache (``hubembed._corpus.featurecache``): a text seen before with the same weights and spec, or
 repeated in the chunk, is not encoded again. ``Settings`` + ``Embedder`` are shared with
 the Beam pipeline (``hubembed.beam``).
 """
@@ -27,12 +27,11 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from hubembed import featurecache, inputs, shards, store
+from hubembed._corpus import featurecache, inputs, shards, store
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
 from hubembed.errors import InputError, OutputError
-from hubembed.inspection import weights_fingerprint  # noqa: F401 (public here too)
 
 log = logging.getLogger("hubembed")
 
@@ -190,7 +189,7 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
 
     level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) |
     words (``embed_words`` with ``subword``); format: npy (sentence level) | parquet | tfrecord
-    (see ``hubembed.shards``); dtype: float32 | float16 on disk; shard_size: texts per shard and
+    (see ``hubembed._corpus.shards``); dtype: float32 | float16 on disk; shard_size: texts per shard and
     in memory at once (default 10000 sentence level, 1000 tokens/words); resume: continue an
     interrupted run (its model, weights, spec and input must match); cache: sentence vectors
     by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).

@@ -1,8 +1,7 @@
 """Write BERT encoders in the TF Hub formats (used by ``convert`` and ``hubembed.testing``).
 
-The encoder is the plain BERT computation, written once (``bert_forward``) over
-a dict of weights named as Model Garden's ``export_tfhub_lib`` names them
-(TF Hub BERT formats, section 1), and saved in one of four styles:
+The encoder is ``forward.bert_forward`` over a dict of weights named as Model Garden's ``export_tfhub_lib``
+names them (``names``), saved in one of four styles:
 
 * ``"dict"``: the TF2 reusable SavedModel of BERT v3/v4 (``pooled_output``,
   ``sequence_output``, ``default``, ``encoder_outputs``), with an ``.mlm``
@@ -15,227 +14,22 @@ a dict of weights named as Model Garden's ``export_tfhub_lib`` names them
   as the original TF1 BERT checkpoints, ``bert/encoder/layer_i/...``).
 
 Every style carries ``vocab_file`` and ``do_lower_case`` as the official
-encoders do. Model Garden is not needed: its "gelu" is the tanh approximation,
-while the checkpoints converted here (Hugging Face BERT) use the exact one.
+encoders do. Model Garden is not needed.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
 from typing import Dict
 
 import numpy as np
 
+from hubembed._formats.forward import bert_forward, mlm_logits
+from hubembed._formats.names import BertConfig, tf1_name, weight_shapes
+
 STYLES = ("dict", "dict_no_layers", "list", "tf1")
-ACTIVATIONS = ("gelu", "gelu_tanh", "relu")
 
-
-@dataclass
-class BertConfig:
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    max_positions: int = 512
-    type_vocab_size: int = 2
-    activation: str = "gelu"  # exact (erf) GELU, as Hugging Face's "gelu"
-    layer_norm_eps: float = 1e-12
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def weight_shapes(cfg: BertConfig, with_mlm: bool = False, with_pooler: bool = True) -> Dict[str, tuple]:
-    """Model Garden export names -> shapes, in a fixed order."""
-    H, N, F = cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
-    D = H // N
-    s = {
-        "word_embeddings/embeddings": (cfg.vocab_size, H),
-        "position_embedding/embeddings": (cfg.max_positions, H),
-        "type_embeddings/embeddings": (cfg.type_vocab_size, H),
-        "embeddings/layer_norm/gamma": (H,),
-        "embeddings/layer_norm/beta": (H,),
-    }
-    for i in range(cfg.num_layers):
-        p = f"transformer/layer_{i}/"
-        for n in ("query", "key", "value"):
-            s[p + f"self_attention/{n}/kernel"] = (H, N, D)
-            s[p + f"self_attention/{n}/bias"] = (N, D)
-        s[p + "self_attention/attention_output/kernel"] = (N, D, H)
-        s[p + "self_attention/attention_output/bias"] = (H,)
-        s[p + "self_attention_layer_norm/gamma"] = (H,)
-        s[p + "self_attention_layer_norm/beta"] = (H,)
-        s[p + "intermediate/kernel"] = (H, F)
-        s[p + "intermediate/bias"] = (F,)
-        s[p + "output/kernel"] = (F, H)
-        s[p + "output/bias"] = (H,)
-        s[p + "output_layer_norm/gamma"] = (H,)
-        s[p + "output_layer_norm/beta"] = (H,)
-    if with_pooler:
-        s["pooler_transform/kernel"] = (H, H)
-        s["pooler_transform/bias"] = (H,)
-    if with_mlm:
-        s["mlm/transform/kernel"] = (H, H)
-        s["mlm/transform/bias"] = (H,)
-        s["mlm/layer_norm/gamma"] = (H,)
-        s["mlm/layer_norm/beta"] = (H,)
-        s["mlm/output_bias"] = (cfg.vocab_size,)
-    return s
-
-
-def random_weights(cfg: BertConfig, seed: int = 0, with_mlm: bool = False) -> Dict[str, np.ndarray]:
-    """Random weights (std 0.2; layer norms near 1) for test models."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, shape in weight_shapes(cfg, with_mlm).items():
-        if name.endswith("gamma"):
-            out[name] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
-        else:
-            out[name] = (0.2 * rng.standard_normal(shape)).astype(np.float32)
-    return out
-
-
-def tf1_name(name: str) -> str:
-    """Model Garden export name -> the TF1 BERT checkpoint name."""
-    fixed = {
-        "word_embeddings/embeddings": "bert/embeddings/word_embeddings",
-        "position_embedding/embeddings": "bert/embeddings/position_embeddings",
-        "type_embeddings/embeddings": "bert/embeddings/token_type_embeddings",
-        "embeddings/layer_norm/gamma": "bert/embeddings/LayerNorm/gamma",
-        "embeddings/layer_norm/beta": "bert/embeddings/LayerNorm/beta",
-        "pooler_transform/kernel": "bert/pooler/dense/kernel",
-        "pooler_transform/bias": "bert/pooler/dense/bias",
-        "mlm/transform/kernel": "cls/predictions/transform/dense/kernel",
-        "mlm/transform/bias": "cls/predictions/transform/dense/bias",
-        "mlm/layer_norm/gamma": "cls/predictions/transform/LayerNorm/gamma",
-        "mlm/layer_norm/beta": "cls/predictions/transform/LayerNorm/beta",
-        "mlm/output_bias": "cls/predictions/output_bias",
-    }
-    if name in fixed:
-        return fixed[name]
-    # transformer/layer_i/<rest>
-    _, layer, rest = name.split("/", 2)
-    i = layer.split("_")[1]
-    sub = {
-        "self_attention/query/kernel": "attention/self/query/kernel",
-        "self_attention/query/bias": "attention/self/query/bias",
-        "self_attention/key/kernel": "attention/self/key/kernel",
-        "self_attention/key/bias": "attention/self/key/bias",
-        "self_attention/value/kernel": "attention/self/value/kernel",
-        "self_attention/value/bias": "attention/self/value/bias",
-        "self_attention/attention_output/kernel": "attention/output/dense/kernel",
-        "self_attention/attention_output/bias": "attention/output/dense/bias",
-        "self_attention_layer_norm/gamma": "attention/output/LayerNorm/gamma",
-        "self_attention_layer_norm/beta": "attention/output/LayerNorm/beta",
-        "intermediate/kernel": "intermediate/dense/kernel",
-        "intermediate/bias": "intermediate/dense/bias",
-        "output/kernel": "output/dense/kernel",
-        "output/bias": "output/dense/bias",
-        "output_layer_norm/gamma": "output/LayerNorm/gamma",
-        "output_layer_norm/beta": "output/LayerNorm/beta",
-    }[rest]
-    return f"bert/encoder/layer_{i}/{sub}"
-
-
-# ---------------------------------------------------------------------------
-# The computation
-# ---------------------------------------------------------------------------
-
-def _activation(name: str):
-    import tensorflow as tf
-
-    if name == "gelu":
-        # Exact (erf) GELU, written in the form grappler fuses with the preceding MatMul + BiasAdd.
-        return lambda x: 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
-    if name == "gelu_tanh":
-        return lambda x: tf.nn.gelu(x, approximate=True)
-    if name == "relu":
-        return tf.nn.relu
-    raise ValueError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-
-
-def _layer_norm(x, gamma, beta, eps):
-    import tensorflow as tf
-
-    # moments + batch_normalization, as Keras' LayerNormalization: a pattern oneDNN can fuse.
-    mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return tf.nn.batch_normalization(x, mean, var, offset=beta, scale=gamma, variance_epsilon=eps)
-
-
-def _dense(x2, kernel, bias):
-    """[R, in] x kernel (any shape whose leading dims are `in`) + bias, as 2-D MatMul + BiasAdd.
-
-    2-D MatMul + BiasAdd (+ activation) is what grappler's remapper fuses into one
-    oneDNN kernel; an einsum over 3-D tensors would become BatchMatMul and miss it.
-    """
-    import tensorflow as tf
-
-    n_in = x2.shape[-1]
-    return tf.nn.bias_add(tf.matmul(x2, tf.reshape(kernel, [n_in, -1])), tf.reshape(bias, [-1]))
-
-
-def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
-    """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L)."""
-    import tensorflow as tf
-
-    act = _activation(cfg.activation)
-    eps = cfg.layer_norm_eps
-    H, N = cfg.hidden_size, cfg.num_heads
-    D = H // N
-    batch, seq_len = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
-    x = (tf.gather(w["word_embeddings/embeddings"], word_ids)
-         + tf.gather(w["type_embeddings/embeddings"], type_ids)
-         + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :])
-    x = _layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps)
-    x2 = tf.reshape(x, [-1, H])  # [B*S, H]: every dense layer works on rows
-    # Additive mask over keys: 0 where attended, a large negative where padded.
-    adder = (1.0 - tf.cast(mask, x.dtype))[:, tf.newaxis, tf.newaxis, :] * -1e9
-    scale = 1.0 / float(np.sqrt(D))
-
-    def heads(t):  # [B*S, H] -> [B, N, S, D]
-        return tf.transpose(tf.reshape(t, [batch, seq_len, N, D]), [0, 2, 1, 3])
-
-    layers = []
-    for i in range(cfg.num_layers):
-        p = f"transformer/layer_{i}/"
-        q = heads(_dense(x2, w[p + "self_attention/query/kernel"], w[p + "self_attention/query/bias"]))
-        k = heads(_dense(x2, w[p + "self_attention/key/kernel"], w[p + "self_attention/key/bias"]))
-        v = heads(_dense(x2, w[p + "self_attention/value/kernel"], w[p + "self_attention/value/bias"]))
-        scores = tf.matmul(q * scale, k, transpose_b=True) + adder  # [B, N, S, S]
-        probs = tf.nn.softmax(scores, axis=-1)
-        ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, H])
-        attn = _dense(ctx, w[p + "self_attention/attention_output/kernel"],
-                      w[p + "self_attention/attention_output/bias"])
-        x2 = _layer_norm(x2 + attn, w[p + "self_attention_layer_norm/gamma"],
-                         w[p + "self_attention_layer_norm/beta"], eps)
-        inter = act(_dense(x2, w[p + "intermediate/kernel"], w[p + "intermediate/bias"]))
-        out = _dense(inter, w[p + "output/kernel"], w[p + "output/bias"])
-        x2 = _layer_norm(x2 + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)
-        layers.append(tf.reshape(x2, [batch, seq_len, H]))
-    if "pooler_transform/kernel" not in w:
-        return None, layers
-    first = layers[-1][:, 0, :]
-    pooled = tf.tanh(_dense(first, w["pooler_transform/kernel"], w["pooler_transform/bias"]))
-    return pooled, layers
-
-
-def mlm_logits(w, cfg: BertConfig, sequence, positions):
-    """MLM head (transform + layer norm + tied output embedding) at ``positions`` [B,P]."""
-    import tensorflow as tf
-
-    act = _activation(cfg.activation)
-    h = tf.gather(sequence, positions, batch_dims=1)
-    h = act(tf.einsum("bph,hk->bpk", h, w["mlm/transform/kernel"]) + w["mlm/transform/bias"])
-    h = _layer_norm(h, w["mlm/layer_norm/gamma"], w["mlm/layer_norm/beta"], cfg.layer_norm_eps)
-    return tf.einsum("bph,vh->bpv", h, w["word_embeddings/embeddings"]) + w["mlm/output_bias"]
-
-
-# ---------------------------------------------------------------------------
-# Savers
-# ---------------------------------------------------------------------------
 
 def _expected(weights, cfg) -> Dict[str, tuple]:
     return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights,

@@ -54,7 +54,7 @@ def conversion_dir(entry: registry.Entry) -> str:
 
 def ensure(entry: registry.Entry) -> str:
     """The converted folder of an embedded model, converting it first if needed."""
-    from hubembed import convert
+    from hubembed._formats import convert
 
     owner = _owner(entry)
     target = conversion_dir(owner)

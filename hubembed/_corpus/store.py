@@ -7,7 +7,7 @@ Layout of an output folder::
     part-00000.npy            vectors [rows, D] (float32 or float16), memory-mappable
     part-00000.ids.json       the ids of those rows, in order
     (or part-00000.parquet / part-00000.tfrecord: ids and vectors in one file; token- and
-    word-level output too: see ``hubembed.shards``)
+    word-level output too: see ``hubembed._corpus.shards``)
 
 Every file is written to a temporary name, flushed to disk and renamed into place; the
 manifest is rewritten (the same way) after each shard. A run killed at any moment leaves
@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from hubembed import shards as shard_formats
+from hubembed._corpus import shards as shard_formats
 from hubembed.errors import InputError, OutputError
 
 MANIFEST = "manifest.json"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from hubembed import preprocess as pp
-from hubembed import registry, resolve
+from hubembed import registry
+from hubembed._hub import preprocess as pp
+from hubembed._hub import resolve
 from hubembed.errors import FormatError, PreprocessorMismatchError
 
 
@@ -24,7 +25,7 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     memory from its vocab asset and casing by the class that wrote it: the same tokenizer, without the
     second or so that restoring its SavedModel's function library costs.
     """
-    from hubembed import convert
+    from hubembed._formats import convert
 
     r = resolve.resolve(handle)
     own = convert.preprocessor_source(r.path)

@@ -93,7 +93,7 @@ def resolve(handle: str) -> Resolved:
     handle = handle.strip()
     entry = registry.find(handle)
     if entry is not None and entry.embedded:
-        from hubembed import embedded
+        from hubembed._hub import embedded
 
         return Resolved(handle, embedded.path(entry), entry)
     if entry is not None and not is_url(handle):
@@ -209,7 +209,7 @@ def needs_audit(resolved: "Resolved", trust: str) -> bool:
 
 def check_audit(path: str, source: str) -> None:
     """Refuse a SavedModel whose graph does what an encoder or preprocessor has no reason to do."""
-    from hubembed.inspection import audit
+    from hubembed._hub.audit import audit
 
     a = audit(path)
     if not a.ok:
@@ -239,7 +239,7 @@ def _load_saved_model(path: str):
 
 def load(path: str, source: str, audit: bool = False):
     """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
-    from hubembed.preprocess import require_text
+    from hubembed._hub.preprocess import require_text
 
     if audit and not path.startswith("gs://"):
         check_audit(path, source)

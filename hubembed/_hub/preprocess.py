@@ -243,7 +243,7 @@ class Preprocessor:
 
     def token_ids(self, texts) -> list:
         """The WordPiece ids of each text, flat, without special tokens."""
-        from hubembed.tokens import ragged_rows
+        from hubembed._pipeline.tokens import ragged_rows
 
         return [row.tolist() for row in ragged_rows(self.tokenize(texts))]
 

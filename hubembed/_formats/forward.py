@@ -1,0 +1,99 @@
+"""The plain BERT computation over a dict of Hub-named weights, in TensorFlow ops (written once; the
+SavedModel writers trace it). "gelu" is the exact (erf) GELU, as Hugging Face's; "gelu_tanh" the tanh
+approximation (Model Garden's and the original BERT's "gelu").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hubembed._formats.names import ACTIVATIONS, BertConfig
+
+
+def _activation(name: str):
+    import tensorflow as tf
+
+    if name == "gelu":
+        # Exact (erf) GELU, written in the form grappler fuses with the preceding MatMul + BiasAdd.
+        return lambda x: 0.5 * x * (1.0 + tf.math.erf(x * 0.7071067811865476))
+    if name == "gelu_tanh":
+        return lambda x: tf.nn.gelu(x, approximate=True)
+    if name == "relu":
+        return tf.nn.relu
+    raise ValueError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+def _layer_norm(x, gamma, beta, eps):
+    import tensorflow as tf
+
+    # moments + batch_normalization, as Keras' LayerNormalization: a pattern oneDNN can fuse.
+    mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return tf.nn.batch_normalization(x, mean, var, offset=beta, scale=gamma, variance_epsilon=eps)
+
+
+def _dense(x2, kernel, bias):
+    """[R, in] x kernel (any shape whose leading dims are `in`) + bias, as 2-D MatMul + BiasAdd.
+
+    2-D MatMul + BiasAdd (+ activation) is what grappler's remapper fuses into one
+    oneDNN kernel; an einsum over 3-D tensors would become BatchMatMul and miss it.
+    """
+    import tensorflow as tf
+
+    n_in = x2.shape[-1]
+    return tf.nn.bias_add(tf.matmul(x2, tf.reshape(kernel, [n_in, -1])), tf.reshape(bias, [-1]))
+
+
+def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
+    """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L)."""
+    import tensorflow as tf
+
+    act = _activation(cfg.activation)
+    eps = cfg.layer_norm_eps
+    H, N = cfg.hidden_size, cfg.num_heads
+    D = H // N
+    batch, seq_len = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
+    x = (tf.gather(w["word_embeddings/embeddings"], word_ids)
+         + tf.gather(w["type_embeddings/embeddings"], type_ids)
+         + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :])
+    x = _layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps)
+    x2 = tf.reshape(x, [-1, H])  # [B*S, H]: every dense layer works on rows
+    # Additive mask over keys: 0 where attended, a large negative where padded.
+    adder = (1.0 - tf.cast(mask, x.dtype))[:, tf.newaxis, tf.newaxis, :] * -1e9
+    scale = 1.0 / float(np.sqrt(D))
+
+    def heads(t):  # [B*S, H] -> [B, N, S, D]
+        return tf.transpose(tf.reshape(t, [batch, seq_len, N, D]), [0, 2, 1, 3])
+
+    layers = []
+    for i in range(cfg.num_layers):
+        p = f"transformer/layer_{i}/"
+        q = heads(_dense(x2, w[p + "self_attention/query/kernel"], w[p + "self_attention/query/bias"]))
+        k = heads(_dense(x2, w[p + "self_attention/key/kernel"], w[p + "self_attention/key/bias"]))
+        v = heads(_dense(x2, w[p + "self_attention/value/kernel"], w[p + "self_attention/value/bias"]))
+        scores = tf.matmul(q * scale, k, transpose_b=True) + adder  # [B, N, S, S]
+        probs = tf.nn.softmax(scores, axis=-1)
+        ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, H])
+        attn = _dense(ctx, w[p + "self_attention/attention_output/kernel"],
+                      w[p + "self_attention/attention_output/bias"])
+        x2 = _layer_norm(x2 + attn, w[p + "self_attention_layer_norm/gamma"],
+                         w[p + "self_attention_layer_norm/beta"], eps)
+        inter = act(_dense(x2, w[p + "intermediate/kernel"], w[p + "intermediate/bias"]))
+        out = _dense(inter, w[p + "output/kernel"], w[p + "output/bias"])
+        x2 = _layer_norm(x2 + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)
+        layers.append(tf.reshape(x2, [batch, seq_len, H]))
+    if "pooler_transform/kernel" not in w:
+        return None, layers
+    first = layers[-1][:, 0, :]
+    pooled = tf.tanh(_dense(first, w["pooler_transform/kernel"], w["pooler_transform/bias"]))
+    return pooled, layers
+
+
+def mlm_logits(w, cfg: BertConfig, sequence, positions):
+    """MLM head (transform + layer norm + tied output embedding) at ``positions`` [B,P]."""
+    import tensorflow as tf
+
+    act = _activation(cfg.activation)
+    h = tf.gather(sequence, positions, batch_dims=1)
+    h = act(tf.einsum("bph,hk->bpk", h, w["mlm/transform/kernel"]) + w["mlm/transform/bias"])
+    h = _layer_norm(h, w["mlm/layer_norm/gamma"], w["mlm/layer_norm/beta"], cfg.layer_norm_eps)
+    return tf.einsum("bph,vh->bpv", h, w["word_embeddings/embeddings"]) + w["mlm/output_bias"]
