@@ -19,6 +19,7 @@ Plots: ``hubembed.plots`` (matplotlib).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -29,7 +30,8 @@ import numpy as np
 
 from hubembed._pipeline import batching
 from hubembed._pipeline.transform import Whitening, as_transform  # noqa: F401 (public here)
-from hubembed.errors import InputError, missing
+from hubembed._util import optional, write_atomic
+from hubembed.errors import InputError
 
 log = logging.getLogger("hubembed")
 
@@ -65,31 +67,35 @@ class Features:
 
 
 def _cache_root() -> str:
-    from hubembed._hub.embedded import cache_root
+    from hubembed._util import cache_root
 
     return os.path.join(cache_root(), "analysis")
 
 
 def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[str] = ("cls", "mean"),
              special_tokens: bool = True, batch_size: int = batching.BATCH_SIZE, embeddings: bool = True,
-             cache: bool = True) -> Features:
+             cache: bool = True, long: str = "window", stride: Optional[int] = None) -> Features:
     """Every (layer, pooling) vector of ``texts`` in one encoder pass (``Encoder.features``), cached on disk.
 
     embeddings: also the embedding-layer output (through the Model Garden fallback) when layers="all".
+    long, stride: as ``hubembed.EmbedSpec``.
     """
     from hubembed._pipeline import layers as layer_spec
+    from hubembed._pipeline.spec import EmbedSpec
 
     texts = list(texts)
     if layers == "all" and embeddings:
         try:
-            encoder._plan(["embeddings"], "none", None, 1.0)
+            encoder.plan(EmbedSpec(layers=["embeddings"], combine="none"))
             layers = ["embeddings"] + list(range(encoder.signature.num_layers))
         except Exception as e:  # no Model Garden: the blocks only
             log.info("hubembed: features without the embedding output (%s)", str(e).splitlines()[0])
-    indices = encoder._plan(layers, "none", None, 1.0).indices
+    indices = encoder.plan(EmbedSpec(layers=layers, combine="none", long=long, stride=stride)).indices
     names = ["embeddings" if i == layer_spec.EMBEDDINGS else int(i) for i in indices]
     spec = {"model": encoder.handle, "layers": names, "poolings": list(poolings), "special_tokens": special_tokens,
             "seq_length": encoder.seq_length}
+    if (long, stride) != ("window", None):
+        spec.update(long=long, stride=stride)
     path = None
     if cache:
         h = hashlib.sha256(json.dumps({**spec, "weights": encoder.weights_sha256}, sort_keys=True).encode())
@@ -101,21 +107,18 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
                 log.info("hubembed: features of %d texts from the cache (%s)", len(texts), path)
                 return Features(names, {p: z[p] for p in poolings}, spec)
     data = encoder.features(texts, layers=layers, poolings=poolings, special_tokens=special_tokens,
-                            batch_size=batch_size)
+                            batch_size=batch_size, long=long, stride=stride)
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, **data)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez(buf, **data)
+        write_atomic(path, buf.getvalue())
     return Features(names, data, spec)
 
 
 # -- probes --------------------------------------------------------------------
 def _sklearn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as e:
-        raise missing("sklearn", "'hubembed[analysis]'", "Linear probes") from e
+    optional("sklearn", "Linear probes")
 
 
 @dataclass
@@ -268,7 +271,6 @@ def token_importance(encoder, text: str, *, layer=-1) -> Tuple[List[str], np.nda
     mask = inner.mask.astype(bool)
     w = received_attention(att, mask)[0]
     n = int(mask[0].sum())
-    encoder._words([text])  # loads the vocabulary
-    pieces = encoder._word_tokenizer.piece_strings(inner.token_ids[0][:n])
+    pieces = encoder.word_tokenizer().piece_strings(inner.token_ids[0][:n])
     w = np.asarray(w[:n], np.float64)
     return pieces, w / w.sum()

@@ -35,7 +35,8 @@ from hubembed._corpus import extract as corpus
 from hubembed._corpus import inputs, store
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
-from hubembed.errors import InputError, OutputError, missing
+from hubembed._util import optional
+from hubembed.errors import InputError, OutputError
 
 try:
     import apache_beam as beam
@@ -49,7 +50,7 @@ LOADS = {"count": 0}  # models loaded by EmbedShard.setup in this process (tests
 
 def _need_beam():
     if beam is None:
-        raise missing("apache_beam", "'hubembed[beam]'", "Running the extraction on Apache Beam")
+        optional("apache_beam", "Running the extraction on Apache Beam")
 
 
 def _join(out: str, name: str) -> str:

@@ -44,7 +44,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hubembed.errors import FormatError, InputError, missing
+from hubembed._util import optional
+from hubembed.errors import FormatError, InputError
 
 log = logging.getLogger("hubembed")
 
@@ -53,18 +54,15 @@ ACTIVATIONS = ("gelu_exact", "gelu_tanh", "relu")
 SUBLAYERS = ("attention_output", "attention_normed", "intermediate", "ffn_output")
 # Largest |garden - hub| accepted on the probe batch, relative to max(1, max |hub|).
 TOLERANCE = 1e-4
-PIP = "'hubembed[garden]'   (or: pip install 'tf-models-official>=2.20,<2.21')"
 
 
 def require():
     """Import Model Garden's NLP modeling library, or say how to install it."""
-    try:
-        from official.nlp.modeling import layers, networks
-    except ImportError as e:
-        raise missing("tf-models-official", PIP,
-                      "The Model Garden fallback (layers a Hub model does not export, the embedding output, "
-                      "attention, sub-layer outputs, early exit, per-layer freezing)") from e
-    return layers, networks
+    modeling = optional("official.nlp.modeling", "The Model Garden fallback (layers a Hub model does not export, "
+                        "the embedding output, attention, sub-layer outputs, early exit, per-layer freezing)")
+    from official.nlp.modeling import layers, networks  # noqa: F401 (modeling imported them)
+
+    return modeling.layers, modeling.networks
 
 
 # ---------------------------------------------------------------------------

@@ -13,17 +13,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from hubembed.errors import InputError, missing
+from hubembed._util import optional
+from hubembed.errors import InputError
 
 FORMATS = (".png", ".svg")
 
 
 def _figure(figsize):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise missing("matplotlib", "'hubembed[plot]'", "Plots") from e
-    fig = Figure(figsize=figsize)
+    fig = optional("matplotlib.figure", "Plots").Figure(figsize=figsize)
     return fig, fig.subplots()
 
 

@@ -31,6 +31,7 @@ from hubembed._corpus import featurecache, inputs, shards, store
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
+from hubembed._util import versions
 from hubembed.errors import InputError, OutputError
 
 log = logging.getLogger("hubembed")
@@ -39,11 +40,7 @@ DTYPES = ("float32", "float16")
 
 
 def _versions() -> dict:
-    import tensorflow as tf
-
-    import hubembed
-
-    return {"hubembed": hubembed.__version__, "tensorflow": tf.__version__, "numpy": np.__version__}
+    return versions("tensorflow", "numpy")
 
 
 def _count_lines(path: str) -> Optional[int]:

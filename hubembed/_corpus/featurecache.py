@@ -23,7 +23,7 @@ from hubembed.errors import OutputError
 
 
 def default_root() -> str:
-    from hubembed._hub.embedded import cache_root
+    from hubembed._util import cache_root
 
     return os.path.join(cache_root(), "features")
 

@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Tuple
 
-from hubembed.errors import InputError, missing
+from hubembed._util import optional
+from hubembed.errors import InputError
 
 FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 ON_BAD = ("fail", "skip")
@@ -171,10 +172,8 @@ class Reader:
         yield line, (row[self.id_column] if self.id_column else None), row[self.column]
 
     def _parquet(self):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as e:
-            raise missing("pyarrow", "'hubembed[parquet]'", "Reading Parquet input") from e
+        optional("pyarrow", "Reading Parquet input")
+        import pyarrow.parquet as pq
         f = pq.ParquetFile(self._open() if self.opener else self.path)
         names = f.schema_arrow.names
         for name in filter(None, (self.column, self.id_column)):

@@ -26,7 +26,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from hubembed.errors import InputError, missing
+from hubembed._util import optional
+from hubembed.errors import InputError
 
 LEVELS = ("sentence", "tokens", "words")
 FORMATS = ("npy", "parquet", "tfrecord")
@@ -78,11 +79,9 @@ def render(fmt: str, level: str, chunk: Chunk, dtype: str) -> Dict[str, bytes]:
 
 
 def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise missing("pyarrow", "'hubembed[parquet]'", "Parquet output") from e
+    pa = optional("pyarrow", "Parquet output")
+    import pyarrow.parquet as pq
+
     return pa, pq
 
 

@@ -26,36 +26,18 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
+from hubembed._util import sha256_file, write_atomic
 from hubembed.errors import InputError, OutputError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+RESUME_HINT = "the extraction can be resumed with --resume once the cause is fixed (finished shards are kept)"
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """data into path.tmp, fsync, rename over path."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"writing {path} failed: {e.strerror or e}; the extraction can be resumed with --resume "
-                          f"once the cause is fixed (finished shards are kept)") from e
+    write_atomic(path, data, RESUME_HINT)
 
 
 def shard_name(index: int) -> str:
@@ -103,7 +85,7 @@ class ShardStore:
     def _intact(self, shard: dict) -> bool:
         for key in shard["sha256"]:
             p = os.path.join(self.out, shard[key])
-            if not os.path.exists(p) or _sha256(p) != shard["sha256"][key]:
+            if not os.path.exists(p) or sha256_file(p) != shard["sha256"][key]:
                 return False
         return True
 
@@ -217,7 +199,7 @@ class Extraction:
         if verify:
             for s in self.shards:
                 for key in s["sha256"]:
-                    if _sha256(os.path.join(out, s[key])) != s["sha256"][key]:
+                    if sha256_file(os.path.join(out, s[key])) != s["sha256"][key]:
                         raise OutputError(f"{out}/{s[key]} does not match its checksum in the manifest")
         self._starts = np.array([s["first_row"] for s in self.shards], np.int64)
         self._cache: Dict[int, object] = {}

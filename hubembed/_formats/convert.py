@@ -17,7 +17,6 @@ an interrupted conversion never leaves a folder that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from hubembed._util import sha256_file, versions
 from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
@@ -35,12 +35,6 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "g
                 "gelu_fast": "gelu_tanh", "relu": "relu"}
 
 
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_hf_config(src: str) -> Tuple[dict, "object"]:
@@ -236,14 +230,4 @@ def preprocessor_source(path: str) -> Optional[Tuple[str, bool]]:
 
 
 def _versions() -> dict:
-    import tensorflow as tf
-
-    from hubembed import __version__
-
-    try:
-        import tensorflow_text
-
-        tft = tensorflow_text.__version__
-    except ImportError:  # pragma: no cover
-        tft = None
-    return {"hubembed": __version__, "tensorflow": tf.__version__, "tensorflow_text": tft}
+    return versions("tensorflow", "tensorflow_text")

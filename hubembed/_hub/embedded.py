@@ -23,9 +23,7 @@ from hubembed.errors import ConversionError, MissingDependencyError
 log = logging.getLogger("hubembed")
 
 
-def cache_root() -> str:
-    return os.path.abspath(os.path.expanduser(
-        os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache", "hubembed")))
+from hubembed._util import cache_root  # noqa: E402,F401 (the cache folder; public here too)
 
 
 def source_dir(entry: registry.Entry) -> str:

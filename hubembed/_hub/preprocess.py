@@ -18,22 +18,16 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from hubembed.errors import missing
+from hubembed._util import optional
 
 DEFAULT_SEQ_LENGTH = 128
 
 
 def require_text():
     """Import tensorflow_text (registers its ops); a clear error if it is missing."""
-    try:
-        import tensorflow_text as text  # noqa: F401  (registers CaseFoldUTF8, RoundRobinTrim, ...)
-    except ImportError as e:  # pragma: no cover - exercised in a subprocess test
-        raise missing(
-            "tensorflow-text", "'tensorflow-text>=2.20,<2.21'",
-            "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
-            "WordpieceTokenizeWithOffsets, RoundRobinTrim)",
-        ) from e
-    return text
+    # Importing it registers its ops (CaseFoldUTF8, RoundRobinTrim, ...).
+    return optional("tensorflow_text", "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
+                                       "WordpieceTokenizeWithOffsets, RoundRobinTrim)")
 
 
 def _tf():

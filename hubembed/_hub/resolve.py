@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hubembed import registry
+from hubembed._util import env_number
 from hubembed.errors import (
     DownloadError,
     MissingDependencyError,
@@ -106,9 +107,8 @@ def resolve(handle: str) -> Resolved:
 
 def _download_settings():
     """(attempts, first backoff seconds, socket timeout seconds), from HUBEMBED_DOWNLOAD_* if set."""
-    env = os.environ.get
-    return (max(1, int(env("HUBEMBED_DOWNLOAD_ATTEMPTS", "3"))), float(env("HUBEMBED_DOWNLOAD_BACKOFF", "1.0")),
-            float(env("HUBEMBED_DOWNLOAD_TIMEOUT", "60")))
+    return (int(env_number("HUBEMBED_DOWNLOAD_ATTEMPTS", 3, minimum=1)), env_number("HUBEMBED_DOWNLOAD_BACKOFF", 1.0),
+            env_number("HUBEMBED_DOWNLOAD_TIMEOUT", 60.0))
 
 
 def _retryable(e: BaseException) -> bool:

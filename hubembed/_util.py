@@ -1,0 +1,100 @@
+"""One helper each for what every stage needs: optional imports, file hashing, atomic writes, library versions
+and environment settings. Nothing here imports TensorFlow at import time."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from typing import Optional
+
+from hubembed.errors import OutputError, missing
+
+# -- optional dependencies -------------------------------------------------------------------------------------
+# module -> (the package to install, the pip argument)
+EXTRAS = {
+    "tensorflow_text": ("tensorflow-text", "'tensorflow-text>=2.20,<2.21'"),
+    "official.nlp.modeling": ("tf-models-official", "'hubembed[garden]'   (or: pip install "
+                                                     "'tf-models-official>=2.20,<2.21')"),
+    "apache_beam": ("apache_beam", "'hubembed[beam]'"),
+    "pyarrow": ("pyarrow", "'hubembed[parquet]'"),
+    "matplotlib.figure": ("matplotlib", "'hubembed[plot]'"),
+    "sklearn": ("sklearn", "'hubembed[analysis]'"),
+}
+
+
+def optional(module: str, why: str):
+    """Import an optional dependency, or raise ``MissingDependencyError`` saying what needs it and what to install.
+
+    Args:
+        module: a key of ``EXTRAS`` (the module to import).
+        why: what needs it, for the message ("Parquet output").
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        package, pip = EXTRAS[module]
+        raise missing(package, pip, why) from e
+
+
+# -- files -----------------------------------------------------------------------------------------------------
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_atomic(path: str, data: bytes, hint: str = "") -> None:
+    """Write ``data`` to ``path`` so a reader never sees half a file: path.tmp, flush, fsync, rename over path.
+
+    Raises:
+        OutputError: the write failed (the cause, and ``hint``: what the user can do); path.tmp is removed.
+    """
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"writing {path} failed: {e.strerror or e}{'; ' + hint if hint else ''}") from e
+
+
+# -- versions --------------------------------------------------------------------------------------------------
+def versions(*modules: str) -> dict:
+    """{"hubembed": its version, module: its version (None if not installed)} for a record of what made a file."""
+    from hubembed import __version__
+
+    out = {"hubembed": __version__}
+    for name in modules:
+        try:
+            out[name] = importlib.import_module(name).__version__
+        except ImportError:  # pragma: no cover - an optional library
+            out[name] = None
+    return out
+
+
+# -- environment -----------------------------------------------------------------------------------------------
+def cache_root() -> str:
+    """``$HUBEMBED_CACHE``, default ``~/.cache/hubembed``: the converted embedded model, feature caches."""
+    return os.path.abspath(os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache",
+                                                                                                 "hubembed")))
+
+
+def legacy_keras() -> bool:
+    """Whether ``tf.keras`` is tf_keras (``TF_USE_LEGACY_KERAS=1``) rather than Keras 3."""
+    return os.environ.get("TF_USE_LEGACY_KERAS", "0").lower() in ("1", "true", "yes")
+
+
+def env_number(name: str, default: float, minimum: Optional[float] = None) -> float:
+    """A number from the environment (``HUBEMBED_DOWNLOAD_*``), or ``default``."""
+    value = float(os.environ.get(name, default))
+    return max(minimum, value) if minimum is not None else value
