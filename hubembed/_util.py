@@ -37,6 +37,12 @@ def optional(module: str, why: str):
         raise missing(package, pip, why) from e
 
 
+def require_text():
+    """tensorflow_text (importing it registers the ops BERT preprocessors use), or a clear error."""
+    return optional("tensorflow_text", "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
+                                       "WordpieceTokenizeWithOffsets, RoundRobinTrim)")
+
+
 # -- files -----------------------------------------------------------------------------------------------------
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     """The sha256 of a file's bytes, read in chunks."""

@@ -243,7 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hubembed", description="Contextual embeddings from TF Hub BERT encoders.")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command")
+    _add_inspect(sub)
+    _add_embed(sub)
+    _add_extract(sub)
+    _add_probe(sub)
+    _add_convert(sub)
+    return p
 
+
+def _add_inspect(sub) -> None:
     s = sub.add_parser("inspect", help="what an encoder exports, its preprocessor, what can be extracted")
     s.add_argument("handle", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
     s.add_argument("--preprocess", help="preprocessor handle to pair instead of the automatic pairing")
@@ -254,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arg(s)
     s.set_defaults(func=_cmd_inspect)
 
+
+def _add_embed(sub) -> None:
     s = sub.add_parser("embed", help="print sentence vectors for a few texts (arguments or stdin lines)")
     s.add_argument("texts", nargs="*")
     s.add_argument("--model", default="minilm")
@@ -267,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arg(s)
     s.set_defaults(func=_cmd_embed)
 
+
+def _add_extract(sub) -> None:
     s = sub.add_parser("extract", help="embed a corpus to disk: sharded, resumable, with a manifest")
     s.add_argument("input", help="a .txt (a text a line), .jsonl, .csv, .tsv or .parquet file, or - for stdin")
     s.add_argument("-o", "--out", required=True, help="output folder (new, empty, or one to --resume)")
@@ -308,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arg(s)
     s.set_defaults(func=_cmd_extract)
 
+
+def _add_probe(sub) -> None:
     s = sub.add_parser("probe", help="which layer and pooling: a linear probe per layer x pooling on labelled texts")
     s.add_argument("--model", default="minilm")
     s.add_argument("--preprocess")
@@ -328,12 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_arg(s)
     s.set_defaults(func=_cmd_probe)
 
+
+def _add_convert(sub) -> None:
     s = sub.add_parser("convert", help="a Hugging Face BERT folder -> a Hub-format encoder + preprocessor")
     s.add_argument("src", help="folder with config.json, model.safetensors, vocab.txt")
     s.add_argument("out", help="output folder (encoder/, preprocess/, hubembed.json)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_cmd_convert)
-    return p
 
 
 def main(argv=None) -> int:

@@ -30,8 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from hubembed._formats import names, writers
-from hubembed._hub import preprocess
+from hubembed._formats import names, preprocessor, writers
 
 KINDS = {"tf2_dict": "dict", "tf2_dict_no_layers": "dict_no_layers", "tf2_list": "list", "tf1_hub": "tf1"}
 GARDEN_KINDS = ("garden_bert", "garden_albert")
@@ -66,7 +65,7 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
     if preprocess_from:  # an identical preprocessor saved already: copying it saves seconds
         shutil.copytree(preprocess_from, os.path.join(out_dir, "preprocess"))
     else:
-        preprocess.save_preprocessor(vocab, lower_case, os.path.join(out_dir, "preprocess"), seq_length=32)
+        preprocessor.save_preprocessor(vocab, lower_case, os.path.join(out_dir, "preprocess"), seq_length=32)
     return encoder
 
 

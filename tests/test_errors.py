@@ -140,8 +140,8 @@ def test_unregistered_text_op_is_explained(tiny_models):
     # "Op type not registered"; hubembed says which op and what to install.
     pre = os.path.join(os.path.dirname(tiny_models["tf2_dict"]), "preprocess")
     code = ("import sys; sys.modules['tensorflow_text'] = None\n"
-            "from hubembed._hub import resolve, preprocess\n"
-            "preprocess.require_text = lambda: None\n"
+            "from hubembed import _util\nfrom hubembed._hub import resolve\n"
+            "_util.require_text = lambda: None\n"
             f"try:\n    resolve.load({pre!r}, 'tiny-preprocess')\n"
             "except Exception as e:\n    print('TYPE', type(e).__name__); print('MSG', e)\n")
     r = _run(code)

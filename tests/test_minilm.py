@@ -173,7 +173,7 @@ def test_converted_preprocessor_rebuilt_in_memory_tokenizes_like_its_savedmodel(
     trace): the same ids as the SavedModel it was saved as, on real sentences and awkward characters."""
     import tensorflow as tf
 
-    from hubembed._pipeline.tokens import ragged_rows
+    from hubembed._hub.preprocess import ragged_rows
 
     pre = minilm.preprocessor
     assert pre.paired_by == "registry" and hasattr(pre.module, "tokenize_eagerly")

@@ -130,8 +130,7 @@ def _do_lower_case(src: str, vocab_file: str) -> bool:
 
 def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, overwrite: bool = False) -> str:
     """Convert a Hugging Face BERT folder to ``out_dir`` (encoder/ + preprocess/ + hubembed.json)."""
-    from hubembed._formats import writers
-    from hubembed._hub import preprocess
+    from hubembed._formats import preprocessor, writers
 
     src = os.path.abspath(os.path.expanduser(src))
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
@@ -163,7 +162,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     try:
         writers.save_encoder(weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file,
                                do_lower_case=lower, style="dict")
-        preprocess.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
+        preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
         manifest = {
             "format": FORMAT,
             "source": src,

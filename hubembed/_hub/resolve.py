@@ -239,7 +239,7 @@ def _load_saved_model(path: str):
 
 def load(path: str, source: str, audit: bool = False):
     """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
-    from hubembed._hub.preprocess import require_text
+    from hubembed._util import require_text
 
     if audit and not path.startswith("gs://"):
         check_audit(path, source)

@@ -17,20 +17,11 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 
-def ragged_rows(ragged) -> List[np.ndarray]:
-    """An int RaggedTensor [B, (words), (pieces)] or [B, (pieces)] -> B flat int32 arrays."""
-    if ragged.shape.rank > 2:
-        ragged = ragged.merge_dims(-2, -1)
-    values = ragged.flat_values.numpy().astype(np.int32)
-    splits = ragged.row_splits.numpy()
-    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
-
-
 def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
     """Content WordPiece ids per text (no [CLS]/[SEP]), from the paired preprocessor."""
     if not texts:
         return []
-    return ragged_rows(preprocessor.tokenize(list(texts)))
+    return preprocessor.token_arrays(list(texts))
 
 
 @dataclass
@@ -49,7 +40,7 @@ class WordTokenizer:
     def __init__(self, vocab_file: str, lower_case: bool):
         import tensorflow as tf
 
-        from hubembed._hub.preprocess import require_text
+        from hubembed._util import require_text
 
         text = require_text()
         self.lower_case = bool(lower_case)
