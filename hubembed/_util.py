@@ -31,7 +31,7 @@ def optional(module: str, why: str):
         why: what needs it, for the message ("Parquet output").
     """
     try:
-        return importlib.import_module(module)
+        return __import__(module, fromlist=["__name__"])  # the import statement's route (import hooks see it)
     except ImportError as e:
         package, pip = EXTRAS[module]
         raise missing(package, pip, why) from e

@@ -510,7 +510,7 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
     r, obj, sig = _load_encoder(handle, trust)
     fingerprint = _check_fingerprint(handle, r, obj)
     pre = pairing.pair(r, sig, preprocess, trust)
-    sig.preprocessor = dict(pre.describe(), paired_by=pre.paired_by)
+    sig.preprocessor = dict(pre.to_dict(), paired_by=pre.paired_by)
     limit = sig.max_positions or 512
     if seq_length is None:
         seq_length = min(limit, 512)

@@ -26,9 +26,10 @@ norm and, for ALBERT, the projection to the hidden width):
 Per-layer freezing (``freeze``) and a gradual-unfreezing schedule
 (``unfreezing_schedule``) serve fine-tuning (``hubembed.keras``).
 
-The activation is read off the SavedModel's graph (``Erf``: exact GELU, as Hugging
-Face's "gelu"; ``Tanh`` + ``Pow``: the tanh approximation, Model Garden's and the
-original BERT's "gelu"; ``Relu``); the TF1 BERT names do not carry the number of
+The activation is read off the SavedModel's graph and named as everywhere in hubembed
+(``hubembed._formats.names.ACTIVATIONS``): ``Erf``: "gelu", the exact GELU, as Hugging
+Face's; ``Tanh`` + ``Pow``: "gelu_tanh", the tanh approximation (Model Garden's and the
+original BERT's "gelu"); ``Relu``: "relu"); the TF1 BERT names do not carry the number of
 attention heads, which comes from the registry, the handle (``_A-12``) or the
 probe. Model Garden (``tf-models-official``) is an optional extra.
 """
@@ -44,13 +45,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from hubembed._formats.names import ACTIVATIONS
 from hubembed._util import optional
 from hubembed.errors import FormatError, InputError
 
 log = logging.getLogger("hubembed")
 
 FAMILIES = ("bert", "albert")
-ACTIVATIONS = ("gelu_exact", "gelu_tanh", "relu")
 SUBLAYERS = ("attention_output", "attention_normed", "intermediate", "ffn_output")
 # Largest |garden - hub| accepted on the probe batch, relative to max(1, max |hub|).
 TOLERANCE = 1e-4
@@ -216,7 +217,7 @@ def activation_candidates(ops) -> List[str]:
     """The activations to try, most likely first, from the op types in the SavedModel's graph."""
     first = []
     if "Erf" in ops:
-        first.append("gelu_exact")
+        first.append("gelu")
     if "Pow" in ops and "Tanh" in ops:
         first.append("gelu_tanh")
     if "Relu" in ops:
@@ -232,7 +233,7 @@ def _activation(name: str):
     import tf_keras
     from official.modeling import tf_utils
 
-    if name == "gelu_exact":
+    if name == "gelu":  # hubembed's (and Hugging Face's) "gelu": the exact one
         return tf_keras.activations.get("gelu")  # Keras' gelu: approximate=False (erf)
     if name == "gelu_tanh":
         return tf_utils.get_activation("gelu")   # Model Garden's gelu: the tanh approximation

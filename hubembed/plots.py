@@ -16,7 +16,7 @@ import numpy as np
 from hubembed._util import optional
 from hubembed.errors import InputError
 
-FORMATS = (".png", ".svg")
+IMAGE_FORMATS = (".png", ".svg")
 
 
 def _figure(figsize):
@@ -26,8 +26,8 @@ def _figure(figsize):
 
 def _save(fig, path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
-    if ext not in FORMATS:
-        raise InputError(f"plot {path!r}: unknown extension; valid: {', '.join(FORMATS)}")
+    if ext not in IMAGE_FORMATS:
+        raise InputError(f"plot {path!r}: unknown extension; valid: {', '.join(IMAGE_FORMATS)}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

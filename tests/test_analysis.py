@@ -87,12 +87,12 @@ def test_a_saved_transform_applies_at_embed_and_extract_time(tiny, tmp_path):
     path = w.save(str(tmp_path / "w.npz"))
     loaded = analysis.Whitening.load(path)
     np.testing.assert_array_equal(loaded.W, w.W)
-    assert loaded.describe() == w.describe()
+    assert loaded.to_dict() == w.to_dict()
     raw = tiny.embed(TEXTS)
     got, info = tiny.embed(TEXTS, transform=path, normalize=True, return_info=True)
     ref = w(raw)
     np.testing.assert_allclose(got, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-5)
-    assert info.spec["transform"]["k"] == 6 and info.spec["transform"]["sha256"] == w.describe()["sha256"]
+    assert info.spec["transform"]["k"] == 6 and info.spec["transform"]["sha256"] == w.to_dict()["sha256"]
     (tmp_path / "c.txt").write_text("\n".join(TEXTS) + "\n")
     m = hubembed.extract(str(tmp_path / "c.txt"), str(tmp_path / "o"), encoder=tiny, transform=path, quiet=True)
     assert m["header"]["spec"]["dim"] == 6 and m["header"]["spec"]["transform"]["method"] == "whiten"

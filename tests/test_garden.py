@@ -52,8 +52,8 @@ def test_rebuild_reproduces_every_hub_output(garden_encoders, kind):
 def test_configuration_is_read_off_the_weights(garden_encoders):
     cfg = {k: garden_encoders[k][0].garden().config for k in ALL_KINDS}
     assert {k: c.activation for k, c in cfg.items()} == {
-        "tf2_dict": "gelu_exact", "tf2_dict_no_layers": "gelu_exact", "tf2_list": "gelu_exact",
-        "tf1_hub": "gelu_exact", "garden_bert": "gelu_tanh", "garden_albert": "gelu_tanh", "tf1_tanh": "gelu_tanh"}
+        "tf2_dict": "gelu", "tf2_dict_no_layers": "gelu", "tf2_list": "gelu",
+        "tf1_hub": "gelu", "garden_bert": "gelu_tanh", "garden_albert": "gelu_tanh", "tf1_tanh": "gelu_tanh"}
     assert {c.family for k, c in cfg.items() if k != "garden_albert"} == {"bert"}
     albert = cfg["garden_albert"]
     assert (albert.family, albert.embedding_width, albert.hidden_size, albert.num_layers) == ("albert", 8, 16, 3)

@@ -166,7 +166,7 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
         "preprocessor": embedder.encoder.preprocessor.source,
         "spec": {**embedder.record, "level": s.level, "format": s.format, "dtype": s.dtype, "dim": embedder.dim,
                  "shard_size": s.shard_size},
-        "input": {**reader.describe(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
+        "input": {**reader.to_dict(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
         "versions": _versions(),
     }
 

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 from hubembed._util import optional
 from hubembed.errors import InputError
 
-FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
+INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 ON_BAD = ("fail", "skip")
 ON_EMPTY = ("skip", "keep", "fail")
 
@@ -63,7 +63,7 @@ class Reader:
             raise InputError(f"{self.path}: a .{self.format} input needs the {what} that holds the text "
                              f"(--{what} NAME)")
 
-    def describe(self) -> dict:
+    def to_dict(self) -> dict:
         return {"path": self.path, "format": self.format, "column": self.column, "id_column": self.id_column,
                 "on_bad": self.on_bad, "on_empty": self.on_empty}
 
@@ -204,13 +204,13 @@ def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[s
         if not os.path.exists(path):
             raise InputError(f"input {path!r} does not exist")
         if os.path.isdir(path):
-            raise InputError(f"input {path!r} is a folder; give a file ({', '.join('.' + f for f in FORMATS)})")
+            raise InputError(f"input {path!r} is a folder; give a file ({', '.join('.' + f for f in INPUT_FORMATS)})")
         if not os.access(path, os.R_OK):
             raise InputError(f"input {path!r} is not readable")
     if fmt is None:
         ext = "txt" if path == "-" else os.path.splitext(path)[1].lower().lstrip(".")
         fmt = {"text": "txt", "json": "jsonl", "ndjson": "jsonl"}.get(ext, ext)
-    if fmt not in FORMATS:
-        raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(FORMATS)} "
+    if fmt not in INPUT_FORMATS:
+        raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(INPUT_FORMATS)} "
                          f"(by extension, or --input-format)")
     return Reader(path, fmt, column, id_column, on_bad, on_empty, opener=opener)

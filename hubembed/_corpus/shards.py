@@ -30,7 +30,7 @@ from hubembed._util import optional
 from hubembed.errors import InputError
 
 LEVELS = ("sentence", "tokens", "words")
-FORMATS = ("npy", "parquet", "tfrecord")
+SHARD_FORMATS = ("npy", "parquet", "tfrecord")
 SUFFIX = {"npy": ".npy", "parquet": ".parquet", "tfrecord": ".tfrecord"}
 
 
@@ -42,8 +42,8 @@ def check(level: str, fmt: str, dtype: str, combine: str) -> None:
     """Refuse combinations that cannot be written, saying what can."""
     if level not in LEVELS:
         raise InputError(f"level={level!r}; valid: {', '.join(LEVELS)}")
-    if fmt not in FORMATS:
-        raise InputError(f"format={fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt not in SHARD_FORMATS:
+        raise InputError(f"format={fmt!r}; valid: {', '.join(SHARD_FORMATS)}")
     if fmt == "npy" and level != "sentence":
         raise InputError(f"{level}-level output has a different number of vectors per text; npy holds one array "
                          f"per shard: use --format parquet or tfrecord")

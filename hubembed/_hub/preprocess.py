@@ -68,7 +68,7 @@ class Preprocessor:
         tf = _tf()
         return self.module.bert_pack_inputs(list(segments), seq_length=tf.constant(seq_length, tf.int32))
 
-    def describe(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "source": self.source,
             "vocab_size": self.vocab_size,

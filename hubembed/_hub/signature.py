@@ -21,7 +21,7 @@ from typing import Any, List, Optional
 
 from hubembed.errors import FormatError
 
-FORMATS = ("tf2_dict", "tf2_list", "tf1_hub")
+MODEL_FORMATS = ("tf2_dict", "tf2_list", "tf1_hub")
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _concrete(fn):
 
 
 def detect_format(obj, path: str) -> str:
-    """One of FORMATS; FormatError if ``obj`` is not a BERT-family encoder."""
+    """One of MODEL_FORMATS; FormatError if ``obj`` is not a BERT-family encoder."""
     if hasattr(obj, "tokenize") and hasattr(obj, "bert_pack_inputs"):
         raise FormatError(f"{path} is a preprocessing model, not an encoder: pass it as "
                           f"preprocess=... (CLI: --preprocess) next to an encoder handle")

@@ -163,7 +163,7 @@ class EmbedSpec:
         d = {k: _plain(getattr(self, k)) for k in FIELDS}
         d["weights"] = list(self.weights) if self.weights is not None else None
         if self.transform is not None and not isinstance(self.transform, (str, dict)):
-            d["transform"] = self.transform.describe() if hasattr(self.transform, "describe") else str(self.transform)
+            d["transform"] = self.transform.to_dict() if hasattr(self.transform, "to_dict") else str(self.transform)
         return d
 
     @classmethod
@@ -184,15 +184,15 @@ class EmbedSpec:
     def record(self, plan: "LayerPlan", transform=None, **context) -> dict:
         """The spec resolved for one encoder (``context``: format, preprocessor, seq_length...), as ``info.spec``
         and the manifest store it (``transform``: the loaded transform, described by its sha256)."""
-        d = {**context, **plan.describe(), "pooling": self.pooling, "special_tokens": self.special_tokens,
+        d = {**context, **plan.to_dict(), "pooling": self.pooling, "special_tokens": self.special_tokens,
              "normalize": self.normalize, "long": self.long, "stride": self.stride}
         if transform is not None:
-            d["transform"] = transform.describe()
+            d["transform"] = transform.to_dict()
         return d
 
     def token_record(self, plan: "LayerPlan", **context) -> dict:
         """``record`` for token and word vectors (what they depend on; ``stride`` only when it is set)."""
-        d = {**context, **plan.describe(), "long": self.long}
+        d = {**context, **plan.to_dict(), "long": self.long}
         if self.stride is not None:
             d["stride"] = self.stride
         return d
@@ -215,9 +215,9 @@ class EmbedSpec:
         from hubembed._pipeline.transform import as_transform
 
         t = as_transform(self.transform)
-        if recorded and recorded.get("sha256") != t.describe()["sha256"]:
+        if recorded and recorded.get("sha256") != t.to_dict()["sha256"]:
             raise InputError(f"transform {self.transform!r} is not the one the extraction applied (sha256 "
-                             f"{t.describe()['sha256'][:16]}..., recorded {str(recorded.get('sha256'))[:16]}...)")
+                             f"{t.to_dict()['sha256'][:16]}..., recorded {str(recorded.get('sha256'))[:16]}...)")
         return t
 
     # -- against an encoder ------------------------------------------------------------
@@ -271,7 +271,7 @@ class LayerPlan:
         """The Transformer blocks among the indices (not "embeddings")."""
         return tuple(i for i in self.indices if i != layer_spec.EMBEDDINGS)
 
-    def describe(self) -> dict:
+    def to_dict(self) -> dict:
         d = {"layers": self.indices, "combine": self.combine.how,
              "weights": list(self.combine.weights) if self.combine.weights else None,
              "gamma": self.combine.gamma, "backend": "garden" if self.garden else "hub"}

@@ -74,6 +74,13 @@ class Whitening:
         return int(self.W.shape[1])
 
     def describe(self) -> dict:
+        """Deprecated name of ``to_dict`` (``describe`` gives text elsewhere in hubembed)."""
+        import warnings
+
+        warnings.warn("Whitening.describe() is now Whitening.to_dict()", DeprecationWarning, stacklevel=2)
+        return self.to_dict()
+
+    def to_dict(self) -> dict:
         h = hashlib.sha256(self.mean.tobytes() + self.W.tobytes()).hexdigest()
         return {"method": self.method, "k": self.k, "dim": int(self.mean.shape[0]), "out_dim": self.out_dim,
                 "fitted_on": self.n, "sha256": h, **({"about": self.about} if self.about else {})}
