@@ -378,8 +378,8 @@ class GardenEncoder:
         cfg = GardenConfig(**{**self.config.to_dict(), "checked": dict(self.config.checked)})
         mixed = GardenEncoder(build_model(cfg, weights, policy), cfg, self.handle, policy)
         ids, mask, types = probe_batch(cfg.vocab_size, cfg.max_positions)
-        a = self(ids, mask, types)["sequence"].numpy()
-        b = tf.cast(mixed(ids, mask, types)["sequence"], tf.float32).numpy()
+        a = self(ids, mask, types).sequence.numpy()
+        b = tf.cast(mixed(ids, mask, types).sequence, tf.float32).numpy()
         m = mask.astype(bool)
         diff = float(np.abs(a[m] - b[m]).max() / max(1.0, float(np.abs(a[m]).max())))
         cfg.checked["mixed_precision"] = diff
@@ -455,22 +455,21 @@ class GardenEncoder:
     def __call__(self, ids, mask, types, *, training: bool = False, plan=None):
         """The ``Backend`` call (``hubembed._pipeline.backends``): the blocks ``plan`` needs (early exit; every
         block without a plan) as ``Activations``. ``training=True`` runs the whole Keras model in training mode
-        (dropout; for fine-tuning), which gives no attention probabilities or embedding output."""
+        (dropout; for fine-tuning) unless the plan needs attention probabilities or the embedding output, which
+        only the block-by-block forward gives (without dropout; gradients still flow)."""
         from hubembed._pipeline.backends import Activations
 
         upto = None if plan is None else plan.upto
         attention = plan is not None and plan.attention_layer is not None
-        if training:
-            if attention or (plan is not None and "embeddings" in plan.indices):
-                raise InputError("training=True gives the blocks' outputs only (no attention probabilities or "
-                                 "embedding output)")
+        if training and not attention and (plan is None or "embeddings" not in plan.indices):
             out = self.model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, training=True)
             return Activations(out["sequence_output"], out.get("pooled_output"), list(out["encoder_outputs"]))
         import tensorflow as tf
 
         if tf.inside_function():  # inside a graph (a Keras layer): inline the blocks
             upto = self.num_layers - 1 if upto is None else upto
-            out = self._forward(ids, mask, types, upto, attention, False, pooled=upto == self.num_layers - 1)
+            pooled = upto == self.num_layers - 1 or (plan is not None and plan.need_pooled)
+            out = self._forward(ids, mask, types, upto, attention, False, pooled=pooled)
         else:
             out = self.forward(ids, mask, types, upto=upto, attention=attention)
         return Activations(out["layers"][-1] if out["layers"] else None, out.get("pooled"), out["layers"],

@@ -41,9 +41,9 @@ from typing import Optional
 
 import numpy as np
 
+from hubembed._pipeline.pooling import POOLINGS
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed.errors import InputError
-from hubembed.pooling import POOLINGS
-from hubembed.pooling import check as check_pooling
 
 log = logging.getLogger("hubembed")
 
@@ -55,7 +55,7 @@ OUTPUTS = ("embedding", "pooled", "sequence", "layers")
 # ---------------------------------------------------------------------------
 
 def masked_pool(x, mask, pooling: str, special=None, weights=None):
-    """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); see ``hubembed.pooling``."""
+    """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); see ``hubembed._pipeline.pooling``."""
     import tensorflow as tf
 
     m = tf.cast(mask, x.dtype)
@@ -85,7 +85,7 @@ def masked_pool(x, mask, pooling: str, special=None, weights=None):
 
 
 def received_attention(probs, mask):
-    """TF twin of ``hubembed.pooling.received_attention``: [B, N, S, S] -> [B, S]."""
+    """TF twin of ``hubembed._pipeline.pooling.received_attention``: [B, N, S, S] -> [B, S]."""
     import tensorflow as tf
 
     m = tf.cast(mask, probs.dtype)
@@ -338,7 +338,11 @@ class _HubFeatureLogic:
         super().__init__(trainable=True, **kwargs)  # the encoder's trainability is separate (below)
         if output not in OUTPUTS:
             raise InputError(f"output={output!r}; valid: {', '.join(OUTPUTS)}")
-        check_pooling(pooling)
+        # What decides the numbers, validated as everywhere (``layer.spec``); the plan below adapts it to the
+        # output kind and to a learnable scalar mix.
+        self.spec = EmbedSpec(layers=layers, combine=combine, weights=None if combine == "scalar_mix" else weights,
+                              gamma=gamma, pooling=pooling, special_tokens=special_tokens, normalize=normalize,
+                              attention_layer=attention_layer)
         # The constructor's arguments, by name: what get_config returns (frozen_layers as it is then).
         self._init_args = dict(
             handle=str(handle), output=output, layers=layers, combine=combine, pooling=pooling, weights=weights,
@@ -400,7 +404,7 @@ class _HubFeatureLogic:
 
     def _make_plan(self, sig, backend, layers, combine, weights, gamma, attention_layer):
         """The layers to compute and how they combine and pool; a learnable scalar mix replaces the combination."""
-        from hubembed.extraction import layer_plan
+        from hubembed._pipeline.spec import layer_plan
 
         output, pooling = self.output_kind, self.pooling
         learnable = combine == "scalar_mix"
@@ -408,9 +412,11 @@ class _HubFeatureLogic:
                           None if learnable else weights, gamma, pooling if output == "embedding" else None,
                           backend=backend, attention_layer=attention_layer if pooling == "attention" else None)
         if output == "pooled":
-            plan.need_pooled = True
             if not sig.has_pooled_output:
                 raise InputError(f"{self.handle} exports no pooled_output; use output='embedding'")
+            plan.need_pooled = True
+            if plan.upto is not None:  # the pooler reads the last block
+                plan.upto = sig.num_layers - 1
         return plan
 
     def get_config(self):
@@ -493,39 +499,25 @@ class _HubFeatureLogic:
         return packed["input_word_ids"], packed["input_mask"], packed["input_type_ids"]
 
     def _encode(self, ids, mask, types, training):
-        """The encoder's outputs: a dict of pooled, sequence, layers (, embeddings), attention."""
-        enc, plan = self._holder.enc, self._plan
-        att = plan.attention_layer is not None
-        if not self._use_garden:
-            return enc.hub(ids, mask, types, training=bool(training) and self.encoder_trainable)
-        g = self._garden
-        if training and self.encoder_trainable and not att and "embeddings" not in plan.indices:
-            out = g.model({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}, training=True)
-            return {"pooled": out.get("pooled_output"), "sequence": out["sequence_output"],
-                    "layers": list(out["encoder_outputs"]), "attention": None}
-        out = g._forward(ids, mask, types, plan.upto if plan.upto is not None else g.num_layers - 1,
-                         att, False, pooled=plan.need_pooled)
-        return {"pooled": out.get("pooled"), "sequence": out["layers"][-1] if out["layers"] else None,
-                "layers": out["layers"], "embeddings": out["embeddings"], "attention": out["attention"]}
+        """The encoder's ``Activations`` for the plan, through the same backend call as ``Encoder.embed``."""
+        backend = self._garden if self._use_garden else self._holder.enc.hub
+        return backend(ids, mask, types, training=bool(training) and self.encoder_trainable, plan=self._plan)
 
     def call(self, inputs, training=None):
         import tensorflow as tf
 
-        from hubembed.layers import EMBEDDINGS
-
         ids, mask, types = self._pack(inputs)
         out = self._encode(ids, mask, types, training)
         if self.output_kind == "pooled":
-            return self._finish(out["pooled"])
-        picked = [out["embeddings"] if i == EMBEDDINGS else (
-            out["layers"][i] if out["layers"] is not None else out["sequence"]) for i in self._plan.indices]
+            return self._finish(out.pooled)
+        picked = [out.layer(i) for i in self._plan.indices]
         if self.output_kind == "layers":
             return self._with_mask(tf.stack(picked, axis=1), mask)
         x = self.mix(picked) if self.mix is not None else self._combine(picked)
         if self.output_kind == "sequence":
             return self._with_mask(x, mask)
         if self.pooling == "pooled":
-            return self._finish(out["pooled"])
+            return self._finish(out.pooled)
         return self._finish(self._pool(x, mask, picked[0].dtype, ids, out))
 
     def _combine(self, picked):
@@ -555,7 +547,7 @@ class _HubFeatureLogic:
             special = tf.maximum(pos0, tf.cast(tf.equal(ids, sep), fmask.dtype))
         weights = None
         if self.pooling == "attention":
-            weights = received_attention(out["attention"][self._plan.attention_layer], mask)
+            weights = received_attention(out.attention[self._plan.attention_layer], mask)
         return masked_pool(x, fmask, self.pooling, special=special, weights=weights)
 
     def _finish(self, y):

@@ -45,12 +45,6 @@ class Activations:
         """The fields as a tuple (what a ``tf.function`` can return)."""
         return self.sequence, self.pooled, self.layers, self.embeddings, self.attention
 
-    def __getitem__(self, key):  # TEMPORARY: dict-style access while hubembed.keras moves to attributes
-        return getattr(self, key)
-
-    def get(self, key, default=None):  # TEMPORARY (as above)
-        return getattr(self, key, default)
-
     def layer(self, index):
         """One layer by hubembed's numbering (a block index or "embeddings"); the last layer when the model
         exports no ``encoder_outputs`` (the plan allows only that then)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from hubembed._pipeline import batching
 from hubembed._pipeline import pooling as pooling_mod
-from hubembed._pipeline.spec import BACKENDS, LayerPlan, layer_plan  # noqa: F401 (TEMPORARY: old import path)
+from hubembed._pipeline.spec import LayerPlan
 
 log = logging.getLogger("hubembed")
 
