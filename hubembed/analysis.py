@@ -29,8 +29,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from hubembed._pipeline import batching
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.transform import Whitening, as_transform  # noqa: F401 (public here)
-from hubembed._util import optional, write_atomic
+from hubembed._util import cache_root, optional, write_atomic
 from hubembed.errors import InputError
 
 log = logging.getLogger("hubembed")
@@ -67,7 +68,6 @@ class Features:
 
 
 def _cache_root() -> str:
-    from hubembed._util import cache_root
 
     return os.path.join(cache_root(), "analysis")
 
@@ -81,7 +81,6 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
     long, stride: as ``hubembed.EmbedSpec``.
     """
     from hubembed._pipeline import layers as layer_spec
-    from hubembed._pipeline.spec import EmbedSpec
 
     texts = list(texts)
     if layers == "all" and embeddings:

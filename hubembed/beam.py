@@ -146,9 +146,23 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
             shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip") -> dict:
-    """Run the extraction as a Beam pipeline on ``runner``; returns the manifest (arguments as
-    ``hubembed.extract``; ``pipeline_args``: Beam's own flags, e.g. ``["--direct_num_workers=2"]``).
-    ``cache`` is off by default here: a worker's feature cache lives on its own disk."""
+    """Run the extraction as a Beam pipeline on ``runner``: the same shards and manifest as ``hubembed.extract``.
+
+    Args:
+        input_path, out: as ``hubembed.extract`` (paths through Beam's ``FileSystems``: local, gs://, s3://).
+        runner: a Beam runner name (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner...).
+        pipeline_args: Beam's own flags, e.g. ``["--direct_num_workers=2"]``.
+        cache: off by default here (a worker's feature cache lives on its own disk); a folder turns it on.
+        Other arguments: as ``hubembed.extract`` (no resume: a failed pipeline is rerun into an empty folder).
+
+    Returns:
+        the manifest, with the run's time.
+
+    Raises:
+        MissingDependencyError: apache-beam is not installed.
+        InputError: bad arguments, or standard input (workers cannot read it).
+        OutputError: the folder already holds an extraction, or a write failed.
+    """
     _need_beam()
     from apache_beam.options.pipeline_options import PipelineOptions
 

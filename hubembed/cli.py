@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
 import warnings
 
+import numpy as np
+
+from hubembed._corpus.extract import DTYPES
+from hubembed._corpus.inputs import INPUT_FORMATS, ON_BAD, ON_EMPTY
+from hubembed._corpus.shards import SHARD_FORMATS
+from hubembed._hub.resolve import TRUST
 from hubembed._pipeline import batching
+from hubembed._pipeline.batching import LONG_MODES
 from hubembed._pipeline.layers import COMBINES
 from hubembed._pipeline.pooling import POOLINGS
+from hubembed._pipeline.spec import BACKENDS, EmbedSpec
+from hubembed._pipeline.tokens import SUBWORD
+from hubembed.errors import HubEmbedError, InputError
 
 
 def _quiet_tensorflow() -> None:
     """Keep TF's C++ and Python logging out of the command's output."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
-    import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -71,7 +81,6 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_embed(args) -> int:
-    import numpy as np
 
     import hubembed
 
@@ -116,7 +125,6 @@ def _floats(value: str):
 
 def _spec(args):
     """The ``EmbedSpec`` of the shared spec options (validated here, before any model is loaded)."""
-    from hubembed._pipeline.spec import EmbedSpec
 
     return EmbedSpec(layers=_layer_arg(args.layers), combine=args.combine, weights=args.weights, gamma=args.gamma,
                      pooling=args.pooling, special_tokens=args.special_tokens, normalize=args.normalize,
@@ -157,7 +165,6 @@ def _cmd_extract(args) -> int:
 def _labelled(path, args):
     """(texts, labels) of a labelled file: the label column is read as the row id."""
     from hubembed._corpus import inputs
-    from hubembed.errors import InputError
 
     r = inputs.open_input(path, column=args.text_column, id_column=args.label_column, fmt=args.input_format,
                           on_bad="fail", on_empty="skip")
@@ -176,7 +183,6 @@ def _labelled(path, args):
 def _cmd_probe(args) -> int:
     import hubembed
     from hubembed import analysis
-    from hubembed._pipeline.spec import EmbedSpec
 
     spec = EmbedSpec(layers=_layer_arg(args.layers), combine="none", special_tokens=args.special_tokens,
                      long=args.long, stride=args.stride)
@@ -209,7 +215,7 @@ def _cmd_probe(args) -> int:
 
 
 def _trust_arg(s) -> None:
-    s.add_argument("--trust", default="registry", choices=("registry", "audit", "any"),
+    s.add_argument("--trust", default="registry", choices=TRUST,
                    help="registry (default): audit models outside the registry and refuse flagged ones; "
                         "audit: audit every model; any: load without auditing")
 
@@ -220,7 +226,7 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
     g.add_argument("--layers", "--layer", dest="layers", default=layers,
                    help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, '-4:' (write "
                         f"--layers=-4:), '2:5', 'all', 'embeddings' (default {layers})")
-    g.add_argument("--long", default="window", choices=("window", "truncate"),
+    g.add_argument("--long", default="window", choices=LONG_MODES,
                    help="texts longer than a window: overlapping windows stitched together, or cut")
     g.add_argument("--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)")
     g.add_argument("--no-special-tokens", dest="special_tokens", action="store_false",
@@ -270,7 +276,7 @@ def _add_embed(sub) -> None:
     s.add_argument("--preprocess")
     s.add_argument("--seq-length", type=int, default=None)
     _spec_options(s)
-    s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"),
+    s.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: the Hub model, the Model Garden rebuild for what it does not export; "
                         "garden: always the rebuild (early exit)")
     s.add_argument("--json", action="store_true")
@@ -285,7 +291,7 @@ def _add_extract(sub) -> None:
     s.add_argument("--model", default="minilm")
     s.add_argument("--preprocess")
     _spec_options(s)
-    s.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="rows per batch at most")
     s.add_argument("--max-tokens", type=int, default=batching.MAX_TOKENS,
                    help="padded tokens per batch at most (0: no token budget, --batch-size rows)")
@@ -296,18 +302,18 @@ def _add_extract(sub) -> None:
     s.add_argument("--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) "
                    "holding the text")
     s.add_argument("--id-column", "--id-field", dest="id_column", help="column/field with row ids (default: line)")
-    s.add_argument("--input-format", choices=("txt", "jsonl", "csv", "tsv", "parquet"),
+    s.add_argument("--input-format", choices=INPUT_FORMATS,
                    help="the input format, instead of the extension")
-    s.add_argument("--on-bad", default="fail", choices=("fail", "skip"),
+    s.add_argument("--on-bad", default="fail", choices=ON_BAD,
                    help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them")
-    s.add_argument("--on-empty", default="skip", choices=("skip", "keep", "fail"), help="empty lines")
-    s.add_argument("--backend", default="auto", choices=("auto", "hub", "garden"))
+    s.add_argument("--on-empty", default="skip", choices=ON_EMPTY, help="empty lines")
+    s.add_argument("--backend", default="auto", choices=BACKENDS)
     level = s.add_mutually_exclusive_group()
     level.add_argument("--tokens", action="store_true", help="a vector per word piece, with character offsets")
     level.add_argument("--words", action="store_true", help="a vector per word (from its pieces, --subword)")
-    s.add_argument("--subword", default="first", choices=("first", "last", "mean", "max", "first_last"),
+    s.add_argument("--subword", default="first", choices=SUBWORD,
                    help="how --words makes a word's vector from its pieces")
-    s.add_argument("--format", choices=("npy", "parquet", "tfrecord"), default=None,
+    s.add_argument("--format", choices=SHARD_FORMATS, default=None,
                    help="output shards (default: npy for sentence vectors, parquet for --tokens/--words)")
     s.add_argument("--cache", default=None, metavar="DIR",
                    help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
@@ -330,7 +336,7 @@ def _add_probe(sub) -> None:
     s.add_argument("--text-column", "--text-field", dest="text_column", required=True,
                    help="column name, or 0-based position in a headerless .tsv/.csv")
     s.add_argument("--label-column", "--label-field", dest="label_column", required=True)
-    s.add_argument("--input-format", choices=("jsonl", "csv", "tsv", "parquet"))
+    s.add_argument("--input-format", choices=[f for f in INPUT_FORMATS if f != "txt"])
     s.add_argument("--seq-length", type=int, default=None)
     _spec_options(s, layers="all", pooling=False)
     s.add_argument("--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len")
@@ -366,7 +372,6 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     _quiet_tensorflow()
-    from hubembed.errors import HubEmbedError
 
     try:
         return args.func(args)

@@ -30,7 +30,7 @@ from hubembed._pipeline.run import Packing, TextTokens, pool_text, text_tokens
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec, LayerPlan
 from hubembed._pipeline.texts import check_texts, split_pairs
 from hubembed._pipeline.tokens import SUBWORD, TokenEmbeddings, WordEmbeddings, to_words  # noqa: F401 (public here)
-from hubembed.errors import InputError
+from hubembed.errors import InputError, StaleCacheError
 
 log = logging.getLogger("hubembed")
 
@@ -499,13 +499,26 @@ def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, back
          trust: str = "registry") -> Encoder:
     """Load an encoder by handle with its paired preprocessor.
 
-    handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a
-    local folder. preprocess: a preprocessor handle to use instead of the pairing.
-    seq_length: the longest packed sequence (default: the model's max positions, at most 512).
-    backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export),
-    "hub" (never rebuild) or "garden" (always the rebuild: early exit, every layer).
-    trust: "registry" (default: models outside the registry are audited first, ``hubembed._hub.audit.audit``, and
-    refused if their graph touches files, the network or Python), "audit" (audit every model) or "any".
+    Args:
+        handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a local folder.
+        preprocess: a preprocessor handle to use instead of the automatic pairing.
+        seq_length: the longest packed sequence (default: the model's max positions, at most 512).
+        backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export), "hub" (never
+            rebuild) or "garden" (always the rebuild: early exit, every layer).
+        trust: "registry" (default: models outside the registry are audited first, ``hubembed._hub.audit``,
+            and refused if their graph touches files, the network or Python), "audit" (audit every model) or
+            "any".
+
+    Returns:
+        the ``Encoder``.
+
+    Raises:
+        HandleError, UnknownModelError, ModelNotFoundError, DownloadError: the handle leads to no model.
+        NotASavedModelError, FormatError: what it leads to is not a BERT-family Hub encoder.
+        PreprocessorMismatchError: the preprocessor does not fit the encoder.
+        UntrustedModelError: the audit flagged the graph (``trust``).
+        StaleCacheError: the embedded default's converted copy does not match its pinned fingerprint.
+        InputError: seq_length or backend out of range.
     """
     r, obj, sig = _load_encoder(handle, trust)
     fingerprint = _check_fingerprint(handle, r, obj)
@@ -529,7 +542,6 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
     got = weights_fingerprint(obj)
     if got != pin:
         if r.entry.embedded:
-            from hubembed.errors import StaleCacheError
 
             raise StaleCacheError(f"{handle}: the converted model in {r.path} has weights fingerprint {got[:16]}..., "
                                   f"the registry pins {pin[:16]}...: the cached conversion is damaged or stale. "
@@ -540,5 +552,12 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
 
 
 def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> Signature:
-    """What an encoder exports, its paired preprocessor, and what can be extracted."""
+    """What an encoder exports, its paired preprocessor, and what can be extracted.
+
+    Args:
+        handle, preprocess, trust: as ``load``.
+
+    Returns:
+        the ``Signature`` (``describe()``: text; ``to_json()``: stable JSON).
+    """
     return load(handle, preprocess=preprocess, trust=trust).signature

@@ -45,7 +45,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from hubembed._formats.names import ACTIVATIONS
+from hubembed._formats.names import ACTIVATIONS, BertConfig, tf1_name, weight_shapes
+from hubembed._pipeline.backends import Activations, HubBackend
 from hubembed._util import optional
 from hubembed.errors import FormatError, InputError
 
@@ -85,7 +86,6 @@ _OTHER = (("talking_heads", re.compile(r"pre_softmax_weight|post_softmax_weight"
 @functools.lru_cache(maxsize=1)
 def _tf1_table() -> Dict[str, str]:
     """TF1 BERT name (layer 0 as template) -> Model Garden name."""
-    from hubembed._formats.names import BertConfig, tf1_name, weight_shapes
 
     one = BertConfig(vocab_size=1, hidden_size=1, num_layers=1, num_heads=1, intermediate_size=1)
     return {tf1_name(n): n for n in weight_shapes(one)}
@@ -457,7 +457,6 @@ class GardenEncoder:
         block without a plan) as ``Activations``. ``training=True`` runs the whole Keras model in training mode
         (dropout; for fine-tuning) unless the plan needs attention probabilities or the embedding output, which
         only the block-by-block forward gives (without dropout; gradients still flow)."""
-        from hubembed._pipeline.backends import Activations
 
         upto = None if plan is None else plan.upto
         attention = plan is not None and plan.attention_layer is not None
@@ -554,7 +553,6 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     """Rebuild the loaded Hub encoder ``obj`` with Model Garden and check it on a probe batch."""
     import tensorflow as tf
 
-    from hubembed._pipeline.backends import HubBackend
 
     require()
     weights = hub_weights(obj)

@@ -42,7 +42,7 @@ from typing import Optional
 import numpy as np
 
 from hubembed._pipeline.pooling import POOLINGS
-from hubembed._pipeline.spec import EmbedSpec
+from hubembed._pipeline.spec import EmbedSpec, layer_plan
 from hubembed.errors import InputError
 
 log = logging.getLogger("hubembed")
@@ -404,7 +404,6 @@ class _HubFeatureLogic:
 
     def _make_plan(self, sig, backend, layers, combine, weights, gamma, attention_layer):
         """The layers to compute and how they combine and pool; a learnable scalar mix replaces the combination."""
-        from hubembed._pipeline.spec import layer_plan
 
         output, pooling = self.output_kind, self.pooling
         learnable = combine == "scalar_mix"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 from hubembed._formats import names, preprocessor, writers
 
@@ -72,7 +73,6 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
 def _export_garden(kind: str, vocab_size: int, out: str, vocab: str, lower_case: bool, seed: int,
                    num_layers: int) -> None:
     """A tiny encoder exported by Model Garden's export_tfhub_lib from a checkpoint of random weights."""
-    import tempfile
 
     import tensorflow as tf
     import tf_keras

@@ -25,3 +25,13 @@ def test_import_hubembed_imports_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_of_the_package_is_in_all():
+    """What `import hubembed` offers besides its submodules (classes, functions) is listed in __all__."""
+    import types
+
+    public = {n for n, obj in vars(hubembed).items()
+              if not n.startswith("_") and not isinstance(obj, types.ModuleType)}
+    assert "EmbedSpec" in public and "load" in public
+    assert public - set(hubembed.__all__) == set()

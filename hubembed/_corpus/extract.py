@@ -182,16 +182,33 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
             id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
             on_empty: str = "skip", quiet: bool = False, preprocess=None, seq_length: Optional[int] = None,
             backend: str = "auto", trust: str = "registry") -> dict:
-    """Embed every text of ``input_path`` into shards under ``out``; returns the final manifest.
+    """Embed every text of ``input_path`` into shards under ``out``, resumably.
 
-    level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) |
-    words (``embed_words`` with ``subword``); format: npy (sentence level) | parquet | tfrecord
-    (see ``hubembed._corpus.shards``); dtype: float32 | float16 on disk; shard_size: texts per shard and
-    in memory at once (default 10000 sentence level, 1000 tokens/words); resume: continue an
-    interrupted run (its model, weights, spec and input must match); cache: sentence vectors
-    by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).
-    ``encoder``: an already loaded ``Encoder``. Other arguments as ``Encoder.embed`` (transform: a
-    fitted ``hubembed.analysis.Whitening`` or its path, sentence level only).
+    Args:
+        input_path: a .txt (a text a line), .jsonl, .csv, .tsv or .parquet file, or "-" (standard input).
+        out: the output folder (new, empty, or one to resume).
+        model, preprocess, seq_length, backend, trust: as ``hubembed.load``; ``encoder``: an already loaded
+            ``Encoder`` instead.
+        level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) | words
+            (``embed_words`` with ``subword``).
+        format: npy (sentence level) | parquet | tfrecord (``hubembed._corpus.shards``).
+        layers, combine, pooling, weights, gamma, special_tokens, normalize, attention_layer, transform, long,
+            stride: the ``EmbedSpec`` (or ``spec=``); token and word vectors use its layer part.
+        dtype: float32 | float16 on disk.
+        batch_size, max_tokens: as ``Encoder.embed``.
+        shard_size: texts per shard, and in memory at once (default 10000; 1000 for tokens/words).
+        resume: continue an interrupted run (its model, weights, spec and input must match).
+        cache: sentence vectors by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).
+        column, id_column, input_format, on_bad, on_empty: how the input is read (``hubembed._corpus.inputs``).
+        quiet: no progress bar.
+
+    Returns:
+        the final manifest (a dict; ``open_extraction(out)`` reads the result).
+
+    Raises:
+        InputError: bad arguments or input rows (before any text is embedded).
+        OutputError: the folder holds other files or another extraction, or a write failed (finished shards
+            are kept; ``resume=True`` continues).
     """
     spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
                           special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,

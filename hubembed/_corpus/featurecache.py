@@ -19,11 +19,11 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from hubembed._util import cache_root
 from hubembed.errors import OutputError
 
 
 def default_root() -> str:
-    from hubembed._util import cache_root
 
     return os.path.join(cache_root(), "features")
 

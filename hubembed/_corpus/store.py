@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed._util import sha256_file, write_atomic
 from hubembed.errors import InputError, OutputError
 
@@ -218,7 +219,6 @@ class Extraction:
     def spec(self):
         """The ``hubembed.EmbedSpec`` the vectors were made with; embedding with it (``enc.embed(texts,
         spec=ex.spec)``) refuses a model whose weights fingerprint or sequence length differ from this one's."""
-        from hubembed._pipeline.spec import EmbedSpec
 
         rec = self.record
         spec = EmbedSpec.from_dict(rec)

@@ -26,6 +26,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from hubembed._formats.names import BertConfig
 from hubembed._util import sha256_file, versions
 from hubembed.errors import ConversionError
 
@@ -39,7 +40,6 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "g
 
 def read_hf_config(src: str) -> Tuple[dict, "object"]:
     """Read and check config.json; returns (raw config, BertConfig)."""
-    from hubembed._formats.names import BertConfig
 
     path = os.path.join(src, "config.json")
     if not os.path.isfile(path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hubembed._util import require_text
+from hubembed._util import require_text, wordpiece_tokenizer
+from hubembed.errors import FormatError
 
 DEFAULT_SEQ_LENGTH = 128
 
@@ -33,7 +34,7 @@ def _make_class():
     global _CLASS
     if _CLASS is None:
         tf = _tf()
-        _CLASS = _preprocessor_class(tf, require_text(), _tokenize_class(tf), _pack_class(tf))
+        _CLASS = _preprocessor_class(tf, _tokenize_class(tf), _pack_class(tf))
     return _CLASS
 
 
@@ -83,7 +84,7 @@ def _pack_class(tf):
     return _PackInputs
 
 
-def _preprocessor_class(tf, text, _Tokenize, _PackInputs):
+def _preprocessor_class(tf, _Tokenize, _PackInputs):
     class BertPreprocessor(tf.Module):
         """tfhub.dev-compatible BERT preprocessing, built from a WordPiece vocab.
 
@@ -103,9 +104,7 @@ def _preprocessor_class(tf, text, _Tokenize, _PackInputs):
                 self.vocab_file, key_dtype=tf.string, key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
                 value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER)
             self._table = tf.lookup.StaticHashTable(init, default_value=-1)
-            self._tokenizer = text.BertTokenizer(
-                self._table, lower_case=bool(lower_case), token_out_type=tf.int64,
-                unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+            self._tokenizer = wordpiece_tokenizer(self._table, lower_case)
             self.tokenize = _Tokenize(self._tokenizer, special)
             self.bert_pack_inputs = _PackInputs(special, seq_length)
             self._seq_length = int(seq_length)
@@ -137,7 +136,6 @@ def special_ids(vocab: Sequence[str]) -> dict:
     index = {tok: i for i, tok in enumerate(vocab)}
     missing_tokens = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in index]
     if missing_tokens:
-        from hubembed.errors import FormatError
 
         raise FormatError(
             f"the vocabulary has no {', '.join(missing_tokens)} token(s); a BERT WordPiece vocabulary "

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
+
 
 def weights_fingerprint(obj) -> str:
     """sha256 over the model's variables (sorted names, dtypes, shapes, bytes): the same weights, the same value."""
-    import hashlib
 
-    import numpy as np
 
     h = hashlib.sha256()
     for v in sorted(getattr(obj, "variables", None) or [], key=lambda v: v.name):

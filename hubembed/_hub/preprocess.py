@@ -10,6 +10,7 @@ from typing import List, Optional
 import numpy as np
 
 from hubembed._formats.preprocessor import _tf, build_preprocessor
+from hubembed.errors import FormatError
 
 
 class Preprocessor:
@@ -23,7 +24,6 @@ class Preprocessor:
                  lower_case: Optional[bool] = None, special: Optional[dict] = None):
         for attr in ("tokenize", "bert_pack_inputs"):
             if not hasattr(module, attr):
-                from hubembed.errors import FormatError
 
                 raise FormatError(
                     f"{source} is not a BERT preprocessing model: it has no '{attr}' "

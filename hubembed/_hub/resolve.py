@@ -19,13 +19,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import socket
+import time
+import urllib.error
 from dataclasses import dataclass
 from typing import Optional
 
-from hubembed import registry
+from hubembed import _util, registry
 from hubembed._util import env_number
 from hubembed.errors import (
     DownloadError,
+    InputError,
     MissingDependencyError,
     ModelNotFoundError,
     NotASavedModelError,
@@ -88,7 +93,6 @@ def check_cache_folder(handle: str, folder: str) -> None:
 def resolve(handle: str) -> Resolved:
     """Resolve ``handle`` to a folder with a SavedModel (downloading if needed)."""
     if not isinstance(handle, str) or not handle.strip():
-        from hubembed.errors import InputError
 
         raise InputError(f"a model handle must be a non-empty string, got {handle!r}")
     handle = handle.strip()
@@ -113,7 +117,6 @@ def _download_settings():
 
 def _retryable(e: BaseException) -> bool:
     """Worth another attempt: the network, a cut or corrupt stream, a 5xx/408/429; not a 4xx or a bad handle."""
-    import urllib.error
 
     if isinstance(e, urllib.error.HTTPError):
         return e.code >= 500 or e.code in (408, 429)
@@ -121,7 +124,6 @@ def _retryable(e: BaseException) -> bool:
 
 
 def _attempt(handle: str, timeout: float) -> str:
-    import socket
 
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(timeout)  # tensorflow_hub's urlopen has none: a stalled server would hang forever
@@ -132,7 +134,6 @@ def _attempt(handle: str, timeout: float) -> str:
 
 
 def _discard(folder: str) -> None:
-    import shutil
 
     if os.path.isdir(folder) and not holds_model(folder):
         shutil.rmtree(folder, ignore_errors=True)
@@ -142,7 +143,6 @@ def _resolve_remote(handle: str) -> str:
     """Download through tensorflow_hub's resolvers (its lock file makes concurrent processes wait for one
     download), retrying what can succeed on a second try, with a socket timeout; a failed or incomplete
     download never leaves a cache folder that looks complete."""
-    import time
 
     folder = cache_folder(handle)
     check_cache_folder(handle, folder)
@@ -201,7 +201,6 @@ TRUST = ("registry", "audit", "any")
 def needs_audit(resolved: "Resolved", trust: str) -> bool:
     """registry: audit what the registry does not vouch for; audit: everything; any: nothing."""
     if trust not in TRUST:
-        from hubembed.errors import InputError
 
         raise InputError(f"trust={trust!r}; valid: {', '.join(TRUST)}")
     return trust == "audit" or (trust == "registry" and resolved.entry is None)
@@ -239,12 +238,11 @@ def _load_saved_model(path: str):
 
 def load(path: str, source: str, audit: bool = False):
     """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
-    from hubembed._util import require_text
 
     if audit and not path.startswith("gs://"):
         check_audit(path, source)
 
-    require_text()  # register the tensorflow_text ops a preprocessor needs before loading
+    _util.require_text()  # register the tensorflow_text ops a preprocessor needs before loading
     try:
         return _load_saved_model(path)
     except Exception as e:

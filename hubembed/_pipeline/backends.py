@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Protocol
 
 import numpy as np
 
 from hubembed._pipeline.layers import EMBEDDINGS
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from hubembed._util import require_text, wordpiece_tokenizer
+
 
 def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
     """Content WordPiece ids per text (no [CLS]/[SEP]), from the paired preprocessor."""
@@ -40,7 +42,6 @@ class WordTokenizer:
     def __init__(self, vocab_file: str, lower_case: bool):
         import tensorflow as tf
 
-        from hubembed._util import require_text
 
         text = require_text()
         self.lower_case = bool(lower_case)
@@ -50,8 +51,7 @@ class WordTokenizer:
             tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
         table = tf.lookup.StaticHashTable(init, default_value=-1)
         # Case folding etc. is done here (per character, with a map) when lower_case is on.
-        self._tok = text.BertTokenizer(table, lower_case=False, token_out_type=tf.int64,
-                                       unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+        self._tok = wordpiece_tokenizer(table, lower_case=False)
         self._text = text
 
     def _normalize_chars(self, texts: Sequence[str]):

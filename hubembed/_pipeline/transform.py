@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -75,7 +76,6 @@ class Whitening:
 
     def describe(self) -> dict:
         """Deprecated name of ``to_dict`` (``describe`` gives text elsewhere in hubembed)."""
-        import warnings
 
         warnings.warn("Whitening.describe() is now Whitening.to_dict()", DeprecationWarning, stacklevel=2)
         return self.to_dict()
