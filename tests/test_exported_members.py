@@ -15,6 +15,7 @@ def test_all_names_resolve_and_every_error_class_is_exported():
                      if inspect.isclass(obj) and issubclass(obj, errors.HubEmbedError)}
     assert error_classes - set(hubembed.__all__) == set()
     assert len(hubembed.__all__) == len(set(hubembed.__all__))
+    assert hubembed.__all__ == sorted(hubembed.__all__)
 
 
 def test_import_hubembed_imports_no_tensorflow():

@@ -268,3 +268,26 @@ def test_mixed_precision_through_the_model_garden_rebuild(flavour, path, enc):
         assert changed
     finally:
         K.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_get_config_mirrors_init_and_round_trips_through_json(flavour, path):
+    """keras-hub's rule: every __init__ argument comes back by name from get_config, through JSON."""
+    import inspect
+    import json
+
+    ns = hk.flavour(flavour)
+    cls = ns.HubFeatureLayer
+    names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+    for kw in (dict(), dict(layers="-2:", combine="scalar_mix", weights=[1, 2], gamma=0.5, pooling="max"),
+               dict(output="sequence", layers=[0, 2], combine="concat", return_mask=True, seq_length=24),
+               dict(pooling="cls", special_tokens=False, normalize=True, trainable=True, frozen_layers=1)):
+        layer = cls(path, **kw)
+        cfg = layer.get_config()
+        assert set(names) <= set(cfg), set(names) - set(cfg)
+        assert all(cfg[k] == (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()), (kw, cfg)
+        again = cls.from_config(json.loads(json.dumps(cfg)))
+        assert again.get_config() == cfg
+        assert again.spec == layer.spec
+        for a, b in zip(tf.nest.flatten(again(strings()[:2])), tf.nest.flatten(layer(strings()[:2]))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
