@@ -109,7 +109,7 @@ def _pipeline(name):
     def recipe(texts):  # https://www.tensorflow.org/text/tutorials/classify_text_with_bert, batches of 32
         out = []
         for i in range(0, len(texts), 32):
-            inputs = pre(tf.constant(texts[i:i + 32]))  # pads to 128
+            inputs = pre(tf.constant(texts[i : i + 32]))  # pads to 128
             out.append(enc(inputs, training=False)["pooled_output"].numpy())
         return np.concatenate(out)
 
@@ -189,9 +189,13 @@ def whole_processes(lines, rounds, tmp):
         f.write("\n".join(lines) + "\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", HF_HUB_OFFLINE="1")
     bindir = os.path.dirname(sys.executable)
-    hub_cmd = lambda out: [os.path.join(bindir, "hubembed"), "extract", src, "-o", out, "--model", "minilm",  # noqa
-                           "--no-cache", "-q"]
-    st_cmd = lambda out: [sys.executable, os.path.join(HERE, "st_extract.py"), src, out + ".npy"]  # noqa
+
+    def hub_cmd(out):
+        return [os.path.join(bindir, "hubembed"), "extract", src, "-o", out, "--model", "minilm", "--no-cache", "-q"]
+
+    def st_cmd(out):
+        return [sys.executable, os.path.join(HERE, "st_extract.py"), src, out + ".npy"]
+
     best = {"hubembed": (1e9, 0.0), "st": (1e9, 0.0)}
     for r in range(rounds):
         for name, cmd in (("hubembed", hub_cmd), ("st", st_cmd)):
@@ -225,23 +229,28 @@ def in_process(args):
             summary[(label, name)] = (len(texts) / first, len(texts) / second)
             print(f"  {label:<12} {LABEL[name]:<24} {len(texts) / first:>8.1f} {len(texts) / second:>8.1f}")
         h, s, rec = (summary[(label, k)] for k in PIPELINES)
-        print(f"  {label:<12} hubembed / st: first {h[0] / s[0]:.2f}x (target >= 1.5), second {h[1] / s[1]:.2f}x; "
-              f"hubembed / recipe: first {h[0] / rec[0]:.2f}x")
+        print(
+            f"  {label:<12} hubembed / st: first {h[0] / s[0]:.2f}x (target >= 1.5), second {h[1] / s[1]:.2f}x; "
+            f"hubembed / recipe: first {h[0] / rec[0]:.2f}x"
+        )
         achieved = h[1] * tokens / len(texts) * flops_per_token() / 1e9
         summary[("share", label)] = achieved / ceil
-        print(f"  {label:<12} {tokens / len(texts):.1f} pieces per text; hubembed warm {achieved:.0f} GFLOP/s = "
-              f"{achieved / ceil:.2f} of the {ceil:.0f} GFLOP/s fp32 matmul ceiling (target >= 0.80)")
+        print(
+            f"  {label:<12} {tokens / len(texts):.1f} pieces per text; hubembed warm {achieved:.0f} GFLOP/s = "
+            f"{achieved / ceil:.2f} of the {ceil:.0f} GFLOP/s fp32 matmul ceiling (target >= 0.80)"
+        )
     print("\n  start-up (process start to the first vector) and memory (peak RSS above the framework import):")
     for name in PIPELINES:
         start = min(r["startup"] for r in runs[name])
         added = float(np.median([r["rss_peak"] - r["rss_framework"] for r in runs[name]]))
         framework = float(np.median([r["rss_framework"] for r in runs[name]]))
         summary[("startup", name)], summary[("added", name)] = start, added
-        print(f"  {LABEL[name]:<24} start-up {start:5.1f} s   framework {framework:5.0f} MB   "
-              f"job adds {added:5.0f} MB")
-    print(f"  hubembed / st: start-up {summary[('startup', 'st')] / summary[('startup', 'hubembed')]:.2f}x "
-          f"(target >= 1.0), memory added {summary[('added', 'hubembed')] / summary[('added', 'st')]:.2f}x "
-          f"of st's (target <= 1.0)")
+        print(f"  {LABEL[name]:<24} start-up {start:5.1f} s   framework {framework:5.0f} MB   job adds {added:5.0f} MB")
+    print(
+        f"  hubembed / st: start-up {summary[('startup', 'st')] / summary[('startup', 'hubembed')]:.2f}x "
+        f"(target >= 1.0), memory added {summary[('added', 'hubembed')] / summary[('added', 'st')]:.2f}x "
+        f"of st's (target <= 1.0)"
+    )
 
 
 # -- report ----------------------------------------------------------------------------------------------------
@@ -262,8 +271,10 @@ def main(argv=None):
         return worker(args.worker, args.t0, args.n)
 
     # The parent never imports TensorFlow: a child's peak RSS (wait4) starts at its parent's RSS at fork time.
-    print(f"# {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start; all-MiniLM-L6-v2, "
-          f"mean pooling; best of {args.rounds} interleaved rounds")
+    print(
+        f"# {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at start; all-MiniLM-L6-v2, "
+        f"mean pooling; best of {args.rounds} interleaved rounds"
+    )
     if "a" in args.parts:
         in_process(args)
     if args.lines and "b" in args.parts:
@@ -276,8 +287,10 @@ def main(argv=None):
                 best = whole_processes(big_corpus(n) if n > args.n else _sst2("test")[:n], rounds, tmp)
                 (hw, hr), (sw, sr) = best["hubembed"], best["st"]
                 target = "1.0" if n < 10000 else "1.5"
-                print(f"  {n:>7} {hw:>11.1f} {sw:>8.1f} {sw / hw:>6.2f}x {hr:>12.0f} {sr:>7.0f}   "
-                      f"(speed target >= {target}x; best of {rounds}, peak RSS the largest)")
+                print(
+                    f"  {n:>7} {hw:>11.1f} {sw:>8.1f} {sw / hw:>6.2f}x {hr:>12.0f} {sr:>7.0f}   "
+                    f"(speed target >= {target}x; best of {rounds}, peak RSS the largest)"
+                )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n# load average {os.getloadavg()[0]:.2f} at the end")

@@ -108,8 +108,7 @@ class EmbedShard(beam.DoFn if beam else object):
         index, rows = element
         recs = [inputs.Record(*r) for r in sorted(rows)]
         blobs = self.embedder.render(recs)
-        entry, files = store.shard_entry(index, recs[0].row, len(recs), recs[-1].line, blobs,
-                                         corpus.input_digest(recs))
+        entry, files = store.shard_entry(index, recs[0].row, len(recs), recs[-1].line, blobs, corpus.input_digest(recs))
         for name, data in files.items():
             _write(_join(self.out, name), data)
         yield entry
@@ -121,31 +120,53 @@ def _write_manifest(entries, skipped, out: str, header: dict, runner: str) -> No
         raise OutputError(f"{out}: shards {[e['index'] for e in entries]} are not consecutive")
     skipped = sorted(skipped)
     rows = sum(e["rows"] for e in entries)
-    m = store.manifest(header, entries, skipped, True, {"rows": rows, "rows_this_run": rows, "shards": len(entries),
-                                                        "skipped": len(skipped), "runner": runner})
+    m = store.manifest(
+        header,
+        entries,
+        skipped,
+        True,
+        {"rows": rows, "rows_this_run": rows, "shards": len(entries), "skipped": len(skipped), "runner": runner},
+    )
     _write(_join(out, store.MANIFEST), store.manifest_bytes(m))
 
 
 def _check_out(out: str) -> None:
     if FileSystems.exists(_join(out, store.MANIFEST)):
-        raise OutputError(f"output folder {out} already holds an extraction; a Beam run does not resume: give "
-                          f"another folder (or run without --runner to resume locally)")
+        raise OutputError(
+            f"output folder {out} already holds an extraction; a Beam run does not resume: give "
+            f"another folder (or run without --runner to resume locally)"
+        )
     if "://" not in out:
         store.ShardStore(out, {}, resume=False)  # local: the same checks as a local run (new or empty folder)
 
 
-def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline_args: Sequence[str] = (),
-            model: str = "minilm", preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
-            trust: str = "registry",
-            level: str = "sentence", format: Optional[str] = None, subword: str = "first", layers=-1,
-            combine: str = "mean", pooling: str = "mean", weights=None, gamma: float = 1.0,
-            special_tokens: bool = True, normalize: bool = False, attention_layer=None, transform=None,
-            dtype: str = "float32",
-            batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-            stride: Optional[int] = None, spec: Optional[EmbedSpec] = None,
-            shard_size: Optional[int] = None, cache: Union[bool, str] = False, column: Optional[str] = None,
-            id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
-            on_empty: str = "skip") -> dict:
+def extract(
+    input_path: str,
+    out: str,
+    *,
+    runner: str = "DirectRunner",
+    pipeline_args: Sequence[str] = (),
+    model: str = "minilm",
+    preprocess=None,
+    seq_length: Optional[int] = None,
+    backend: str = "auto",
+    trust: str = "registry",
+    level: str = "sentence",
+    format: Optional[str] = None,
+    subword: str = "first",
+    dtype: str = "float32",
+    batch_size: int = BATCH_SIZE,
+    max_tokens: Optional[int] = MAX_TOKENS,
+    spec: Optional[EmbedSpec] = None,
+    shard_size: Optional[int] = None,
+    cache: Union[bool, str] = False,
+    column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    input_format: Optional[str] = None,
+    on_bad: str = "fail",
+    on_empty: str = "skip",
+    **spec_keywords,
+) -> dict:
     """Run the extraction as a Beam pipeline on ``runner``: the same shards and manifest as ``hubembed.extract``.
 
     Args:
@@ -153,6 +174,7 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
         runner: a Beam runner name (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner...).
         pipeline_args: Beam's own flags, e.g. ``["--direct_num_workers=2"]``.
         cache: off by default here (a worker's feature cache lives on its own disk); a folder turns it on.
+        spec, **spec_keywords: the ``EmbedSpec`` (or its fields: layers=, pooling=, ...), as ``hubembed.extract``.
         Other arguments: as ``hubembed.extract`` (no resume: a failed pipeline is rerun into an empty folder).
 
     Returns:
@@ -164,40 +186,71 @@ def extract(input_path: str, out: str, *, runner: str = "DirectRunner", pipeline
         OutputError: the folder already holds an extraction, or a write failed.
     """
     _need_beam()
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     if input_path == "-":
-        raise InputError("a Beam pipeline reads a file (its workers have no standard input); write the texts to "
-                         "a file, or run without --runner")
-
-    import hubembed
-
-    spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                          special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
-                          attention_layer=attention_layer, transform=transform)
+        raise InputError(
+            "a Beam pipeline reads a file (its workers have no standard input); write the texts to "
+            "a file, or run without --runner"
+        )
+    spec = EmbedSpec.make(spec, **spec_keywords)
     settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
-    reader = inputs.open_input(input_path, opener=_open, **reader_args)  # checks the arguments here
     load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
-    local = corpus.Embedder(hubembed.load(**load_args), corpus.Settings(**{**settings.__dict__, "cache": False}))
-    header = corpus.make_header(local, reader, input_path)
+    header, weights_sha256 = _header(input_path, reader_args, load_args, settings)
     _check_out(out)
-    options = PipelineOptions(list(pipeline_args), runner=runner)
     start = time.perf_counter()
-    with beam.Pipeline(options=options) as p:
-        read = (p | "Input" >> beam.Create([input_path])
-                | "Read" >> beam.ParDo(ReadRecords(reader_args, settings.shard_size))
-                .with_output_types(Tuple[int, Any]).with_outputs("skipped", main="records"))
-        entries = (read.records | "ByShard" >> beam.GroupByKey()
-                   | "Embed" >> beam.ParDo(EmbedShard(out, load_args, settings, local.weights_sha256)))
-        skipped = read.skipped | "AllSkipped" >> beam.combiners.ToList()
-        (entries | "AllShards" >> beam.combiners.ToList()
-         | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(skipped), out, header, runner))
+    with beam.Pipeline(options=_options(pipeline_args, runner)) as p:
+        _build(p, input_path, out, reader_args, EmbedShard(out, load_args, settings, weights_sha256), header, runner)
+    return _finish(out, runner, time.perf_counter() - start)
+
+
+def _options(pipeline_args, runner: str):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(list(pipeline_args), runner=runner)
+
+
+def _header(input_path: str, reader_args: dict, load_args: dict, settings):
+    """The manifest's header and the weights fingerprint, computed on the launching machine (which checks the
+    arguments and the input before any worker starts)."""
+    import hubembed
+
+    reader = inputs.open_input(input_path, opener=_open, **reader_args)
+    local = corpus.Embedder(hubembed.load(**load_args), corpus.Settings(**{**settings.__dict__, "cache": False}))
+    return corpus.make_header(local, reader, input_path), local.weights_sha256
+
+
+def _build(p, input_path: str, out: str, reader_args: dict, embed: "EmbedShard", header: dict, runner: str):
+    """read -> key by shard -> embed each shard on a worker -> one manifest, written last."""
+    read = (
+        p
+        | "Input" >> beam.Create([input_path])
+        | "Read"
+        >> beam.ParDo(ReadRecords(reader_args, embed.settings.shard_size))
+        .with_output_types(Tuple[int, Any])
+        .with_outputs("skipped", main="records")
+    )
+    entries = read.records | "ByShard" >> beam.GroupByKey() | "Embed" >> beam.ParDo(embed)
+    skipped = read.skipped | "AllSkipped" >> beam.combiners.ToList()
+    (
+        entries
+        | "AllShards" >> beam.combiners.ToList()
+        | "Manifest" >> beam.Map(_write_manifest, beam.pvalue.AsSingleton(skipped), out, header, runner)
+    )
+
+
+def _finish(out: str, runner: str, seconds: float) -> dict:
     with _open(_join(out, store.MANIFEST)) as f:
         m = json.loads(f.read().decode("utf-8"))
-    seconds = time.perf_counter() - start
-    m["summary"].update(seconds_this_run=round(seconds, 3),
-                        rows_per_second_this_run=round(m["rows"] / seconds, 1) if seconds > 0 else None)
-    log.info("hubembed: Beam (%s) extracted %d rows into %s (%d shards, %.1f s)", runner, m["rows"], out,
-             len(m["shards"]), seconds)
+    m["summary"].update(
+        seconds_this_run=round(seconds, 3),
+        rows_per_second_this_run=round(m["rows"] / seconds, 1) if seconds > 0 else None,
+    )
+    log.info(
+        "hubembed: Beam (%s) extracted %d rows into %s (%d shards, %.1f s)",
+        runner,
+        m["rows"],
+        out,
+        len(m["shards"]),
+        seconds,
+    )
     return m

@@ -54,6 +54,7 @@ OUTPUTS = ("embedding", "pooled", "sequence", "layers")
 # Framework-free pieces (TF ops only)
 # ---------------------------------------------------------------------------
 
+
 def masked_pool(x, mask, pooling: str, special=None, weights=None):
     """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); see ``hubembed._pipeline.pooling``."""
     import tensorflow as tf
@@ -173,6 +174,7 @@ def _split_masked(inputs, mask=None):
 # Keras' ``Layer`` (or ``Callback``) and register the result. ``self._keras`` is the flavour's Keras module.
 # ---------------------------------------------------------------------------
 
+
 class _ScalarMixLogic:
     """gamma * sum_k softmax(w)_k * layer_k (ELMo; AllenNLP's ScalarMix), w and gamma learnable.
 
@@ -181,12 +183,22 @@ class _ScalarMixLogic:
     (pass ``mask=`` [B, S]). ``initial_weights`` (k values, default zeros: a plain mean).
     """
 
-    def __init__(self, num_layers: int, initial_weights=None, initial_gamma: float = 1.0,
-                 layer_norm: bool = False, trainable_weights_: bool = True, **kwargs):
+    def __init__(
+        self,
+        num_layers: int,
+        initial_weights=None,
+        initial_gamma: float = 1.0,
+        layer_norm: bool = False,
+        trainable_weights_: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_layers = int(num_layers)
-        init = np.zeros(self.num_layers, np.float32) if initial_weights is None else \
-            np.asarray(initial_weights, np.float32).ravel()
+        init = (
+            np.zeros(self.num_layers, np.float32)
+            if initial_weights is None
+            else np.asarray(initial_weights, np.float32).ravel()
+        )
         if init.shape != (self.num_layers,):
             raise InputError(f"ScalarMix: {init.size} initial weights for {self.num_layers} layers")
         self.initial_weights = [float(v) for v in init]
@@ -194,10 +206,15 @@ class _ScalarMixLogic:
         self.layer_norm = bool(layer_norm)
         self.trainable_weights_ = bool(trainable_weights_)
         constant = self._keras.initializers.Constant
-        self.scalars = self.add_weight(name="scalars", shape=(self.num_layers,),
-                                       initializer=constant(self.initial_weights), trainable=self.trainable_weights_)
-        self.gamma = self.add_weight(name="gamma", shape=(), initializer=constant(self.initial_gamma),
-                                     trainable=self.trainable_weights_)
+        self.scalars = self.add_weight(
+            name="scalars",
+            shape=(self.num_layers,),
+            initializer=constant(self.initial_weights),
+            trainable=self.trainable_weights_,
+        )
+        self.gamma = self.add_weight(
+            name="gamma", shape=(), initializer=constant(self.initial_gamma), trainable=self.trainable_weights_
+        )
 
     def call(self, inputs, mask=None):
         import tensorflow as tf
@@ -217,9 +234,14 @@ class _ScalarMixLogic:
         return (shapes[0][0],) + shapes[0][2:]
 
     def get_config(self):
-        return {**super().get_config(), "num_layers": self.num_layers, "initial_weights": self.initial_weights,
-                "initial_gamma": self.initial_gamma, "layer_norm": self.layer_norm,
-                "trainable_weights_": self.trainable_weights_}
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers,
+            "initial_weights": self.initial_weights,
+            "initial_gamma": self.initial_gamma,
+            "layer_norm": self.layer_norm,
+            "trainable_weights_": self.trainable_weights_,
+        }
 
 
 class _MaskedPoolingLogic:
@@ -279,7 +301,7 @@ class _AttentionPoolingLogic:
         import tensorflow as tf
 
         x, m = _split_masked(inputs, mask)
-        scores = tf.squeeze(self.score(self.hidden(x)), -1)               # [B, S]
+        scores = tf.squeeze(self.score(self.hidden(x)), -1)  # [B, S]
         scores = tf.where(tf.cast(m, tf.bool), scores, tf.fill(tf.shape(scores), tf.constant(-1e9, scores.dtype)))
         w = tf.nn.softmax(scores, axis=-1) * tf.cast(m, scores.dtype)
         w = tf.math.divide_no_nan(w, tf.reduce_sum(w, axis=-1, keepdims=True))
@@ -294,6 +316,14 @@ class _AttentionPoolingLogic:
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+def _init_record(args: dict) -> dict:
+    """HubFeatureLayer.__init__'s arguments (its ``locals()`` on entry) by name, as get_config returns them."""
+    record = {k: v for k, v in args.items() if k not in ("self", "kwargs", "__class__")}
+    record.update(handle=str(record["handle"]), gamma=float(record["gamma"]))
+    record.update({k: bool(record[k]) for k in ("special_tokens", "normalize", "trainable", "return_mask")})
+    return record
 
 
 class _HubFeatureLogic:
@@ -329,38 +359,57 @@ class _HubFeatureLogic:
             ``frozen_layers``, or a mixed precision policy with a Hub SavedModel (fixed float32).
     """
 
-    def __init__(self, handle: str, output: str = "embedding", layers=-1, combine: str = "mean",
-                 pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
-                 normalize: bool = False, attention_layer=None, seq_length: Optional[int] = None,
-                 trainable: bool = False, frozen_layers: int = 0, backend: str = "auto",
-                 preprocess: Optional[str] = None, return_mask: bool = False, **kwargs):
+    def __init__(
+        self,
+        handle: str,
+        output: str = "embedding",
+        layers=-1,
+        combine: str = "mean",
+        pooling: str = "mean",
+        weights=None,
+        gamma: float = 1.0,
+        special_tokens: bool = True,
+        normalize: bool = False,
+        attention_layer=None,
+        seq_length: Optional[int] = None,
+        trainable: bool = False,
+        frozen_layers: int = 0,
+        backend: str = "auto",
+        preprocess: Optional[str] = None,
+        return_mask: bool = False,
+        **kwargs,
+    ):
+        # The constructor's arguments, by name: what get_config returns (frozen_layers as it is then).
+        self._init_args = _init_record(locals())
         mixed = self._check_policy(kwargs.get("dtype"), backend)
         super().__init__(trainable=True, **kwargs)  # the encoder's trainability is separate (below)
         if output not in OUTPUTS:
             raise InputError(f"output={output!r}; valid: {', '.join(OUTPUTS)}")
         # What decides the numbers, validated as everywhere (``layer.spec``); the plan below adapts it to the
         # output kind and to a learnable scalar mix.
-        self.spec = EmbedSpec(layers=layers, combine=combine, weights=None if combine == "scalar_mix" else weights,
-                              gamma=gamma, pooling=pooling, special_tokens=special_tokens, normalize=normalize,
-                              attention_layer=attention_layer)
-        # The constructor's arguments, by name: what get_config returns (frozen_layers as it is then).
-        self._init_args = dict(
-            handle=str(handle), output=output, layers=layers, combine=combine, pooling=pooling, weights=weights,
-            gamma=float(gamma), special_tokens=bool(special_tokens), normalize=bool(normalize),
-            attention_layer=attention_layer, seq_length=seq_length, trainable=bool(trainable),
-            frozen_layers=frozen_layers, backend=backend, preprocess=preprocess, return_mask=bool(return_mask))
+        self.spec = EmbedSpec(
+            layers=layers,
+            combine=combine,
+            weights=None if combine == "scalar_mix" else weights,
+            gamma=gamma,
+            pooling=pooling,
+            special_tokens=special_tokens,
+            normalize=normalize,
+            attention_layer=attention_layer,
+        )
         self.handle, self.output_kind, self.pooling = str(handle), output, pooling
-        self.special_tokens, self.normalize, self.return_mask = bool(special_tokens), bool(normalize), \
-            bool(return_mask)
+        self.special_tokens, self.normalize, self.return_mask = bool(special_tokens), bool(normalize), bool(return_mask)
         self.encoder_trainable = bool(trainable)
         enc = self._load_encoder(handle, preprocess, seq_length, backend)
         # Not tracked: the encoder's variables are registered below. (A tracked list of them would register
         # the variables twice.)
         self._holder = SimpleNamespace(enc=enc, vars=[], groups=[])
-        self._plan = plan = self._make_plan(enc.signature, enc.backend, layers, combine, weights, gamma,
-                                            attention_layer)
-        self._use_garden = plan.garden or enc.backend == "garden" or (
-            self.encoder_trainable and enc.signature.format == "tf1_hub")
+        self._plan = plan = self._make_plan(
+            enc.signature, enc.backend, layers, combine, weights, gamma, attention_layer
+        )
+        self._use_garden = (
+            plan.garden or enc.backend == "garden" or (self.encoder_trainable and enc.signature.format == "tf1_hub")
+        )
         if self._use_garden:
             plan.garden = True
         self._garden = None
@@ -368,8 +417,9 @@ class _HubFeatureLogic:
             self._garden = enc.garden().with_policy(mixed) if mixed else enc.garden()
         self.mix = None
         if combine == "scalar_mix" and output in ("embedding", "sequence"):
-            self.mix = self._ScalarMix(len(plan.indices), initial_weights=weights, initial_gamma=gamma,
-                                       name="scalar_mix")
+            self.mix = self._ScalarMix(
+                len(plan.indices), initial_weights=weights, initial_gamma=gamma, name="scalar_mix"
+            )
         self._register_encoder_variables()
         self._hold_resources(enc)
         self.frozen_layers = 0
@@ -391,7 +441,8 @@ class _HubFeatureLogic:
             f"Keras' mixed precision policy is {name!r}, but a Hub SavedModel's dtype is fixed (float32): it "
             f"would ignore the policy. Use backend='garden' (the Model Garden rebuild computes in "
             f"{name.split('_')[-1]}), or create the HubFeatureLayer with dtype='float32' (float32 features; "
-            f"later layers can still compute in {name.split('_')[-1]})")
+            f"later layers can still compute in {name.split('_')[-1]})"
+        )
 
     def _load_encoder(self, handle, preprocess, seq_length, backend):
         import hubembed
@@ -407,9 +458,16 @@ class _HubFeatureLogic:
 
         output, pooling = self.output_kind, self.pooling
         learnable = combine == "scalar_mix"
-        plan = layer_plan(sig, layers, "none" if output == "layers" else ("mean" if learnable else combine),
-                          None if learnable else weights, gamma, pooling if output == "embedding" else None,
-                          backend=backend, attention_layer=attention_layer if pooling == "attention" else None)
+        plan = layer_plan(
+            sig,
+            layers,
+            "none" if output == "layers" else ("mean" if learnable else combine),
+            None if learnable else weights,
+            gamma,
+            pooling if output == "embedding" else None,
+            backend=backend,
+            attention_layer=attention_layer if pooling == "attention" else None,
+        )
         if output == "pooled":
             if not sig.has_pooled_output:
                 raise InputError(f"{self.handle} exports no pooled_output; use output='embedding'")
@@ -421,8 +479,12 @@ class _HubFeatureLogic:
     def get_config(self):
         config = {k: v for k, v in super().get_config().items() if k != "trainable"}  # `trainable`: the encoder's
         weights = self._init_args["weights"]
-        return {**config, **self._init_args, "frozen_layers": self.frozen_layers,
-                "weights": None if weights is None else [float(w) for w in np.ravel(weights)]}
+        return {
+            **config,
+            **self._init_args,
+            "frozen_layers": self.frozen_layers,
+            "weights": None if weights is None else [float(w) for w in np.ravel(weights)],
+        }
 
     # -- variables -------------------------------------------------------
     @property
@@ -462,8 +524,10 @@ class _HubFeatureLogic:
         if n and not self.encoder_trainable:
             raise InputError("frozen_layers needs trainable=True (a frozen encoder has every layer frozen)")
         if n and not any(isinstance(g, int) or g == "shared" for g in self._groups):
-            raise InputError(f"{self.handle}: its variable names do not say which block they belong to; "
-                             f"use backend='garden' (Model Garden names) for per-layer freezing")
+            raise InputError(
+                f"{self.handle}: its variable names do not say which block they belong to; "
+                f"use backend='garden' (Model Garden names) for per-layer freezing"
+            )
         if "shared" in self._groups and 0 < n < L:
             raise InputError("ALBERT shares one block across all its layers: freeze all of it or none")
         self.frozen_layers = int(n)
@@ -491,8 +555,16 @@ class _HubFeatureLogic:
         if len(segs) not in (1, 2):
             raise InputError(f"HubFeatureLayer takes one string tensor or a pair, got {len(segs)}")
         toks = [pre.tokenize(self._strings(s)) for s in segs]
-        lengths = tf.add_n([tf.cast(t.merge_dims(-2, -1).row_lengths() if t.ragged_rank > 1 else t.row_lengths(),
-                                    tf.int32) for t in toks]) + len(segs) + 1
+        lengths = (
+            tf.add_n(
+                [
+                    tf.cast(t.merge_dims(-2, -1).row_lengths() if t.ragged_rank > 1 else t.row_lengths(), tf.int32)
+                    for t in toks
+                ]
+            )
+            + len(segs)
+            + 1
+        )
         seq = tf.minimum(tf.reduce_max(tf.concat([lengths, [2]], 0)), enc.seq_length)
         packed = pre.bert_pack_inputs(toks, seq_length=seq)
         return packed["input_word_ids"], packed["input_mask"], packed["input_type_ids"]
@@ -610,8 +682,7 @@ class _GradualUnfreezingLogic:
         opt = self.model.optimizer
         if not getattr(opt, "built", False):
             ids = {id(v) for v in self.model.trainable_weights}
-            extra = [v for v, g in zip(self.layer._enc_vars, self.layer._groups)
-                     if g != "fixed" and id(v) not in ids]
+            extra = [v for v, g in zip(self.layer._enc_vars, self.layer._groups) if g != "fixed" and id(v) not in ids]
             opt.build(list(self.model.trainable_weights) + extra)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -627,13 +698,15 @@ class _GradualUnfreezingLogic:
 # tf_keras, its resources and weight lists). Mixed into HubFeatureLayer before the Keras Layer.
 # ---------------------------------------------------------------------------
 
+
 class _Keras3Tracking:
     """Keras 3: each encoder variable is wrapped (not copied) in a tracked ``keras.Variable``; its ``trainable``
     says whether it trains."""
 
     def _track_encoder_variable(self, v):
-        w = self._keras.Variable(initializer=v, trainable=False, dtype=v.dtype, shape=v.shape,
-                                 name=re.sub(r"[/:]", "_", v.name))
+        w = self._keras.Variable(
+            initializer=v, trainable=False, dtype=v.dtype, shape=v.shape, name=re.sub(r"[/:]", "_", v.name)
+        )
         self._track_variable(w)
         return w
 
@@ -649,8 +722,9 @@ class _LegacyTracking:
     """tf_keras: the encoder's own variables are the layer's weights; which of them train is the layer's choice."""
 
     def _track_encoder_variable(self, v):
-        return self.add_weight(name=v.name.split(":")[0], shape=v.shape, dtype=v.dtype, trainable=False,
-                               getter=lambda *_, _v=v, **__: _v)
+        return self.add_weight(
+            name=v.name.split(":")[0], shape=v.shape, dtype=v.dtype, trainable=False, getter=lambda *_, _v=v, **__: _v
+        )
 
     @staticmethod
     def _set_encoder_trainable(w, trainable: bool) -> None:
@@ -689,13 +763,15 @@ class _LegacyTracking:
 
     @property
     def weights(self):  # a fixed order (saving), whatever is frozen
-        return self._dedup_weights(self._trainable_weights + self._non_trainable_weights +
-                                   self._gather_children_attribute("variables"))
+        return self._dedup_weights(
+            self._trainable_weights + self._non_trainable_weights + self._gather_children_attribute("variables")
+        )
 
 
 # ---------------------------------------------------------------------------
 # The classes, made once per Keras flavour
 # ---------------------------------------------------------------------------
+
 
 def _keras3() -> SimpleNamespace:
     """The layers on Keras 3 (``import keras``)."""
@@ -715,8 +791,7 @@ def _assemble(name: str, K, register, tracking) -> SimpleNamespace:
     """Each logic mixin on K's Layer, registered as ``hubembed>ClassName``; GradualUnfreezing on K's Callback."""
 
     def make(cls_name, logic, base, *flavour_mixins, **attrs):
-        namespace = {"__module__": __name__, "__qualname__": cls_name, "__doc__": logic.__doc__, "_keras": K,
-                     **attrs}
+        namespace = {"__module__": __name__, "__qualname__": cls_name, "__doc__": logic.__doc__, "_keras": K, **attrs}
         return type(cls_name, (logic, *flavour_mixins, base), namespace)
 
     layer = K.layers.Layer
@@ -728,7 +803,9 @@ def _assemble(name: str, K, register, tracking) -> SimpleNamespace:
         MaskedMeanPooling=register(make("MaskedMeanPooling", _MaskedMeanPoolingLogic, layer)),
         MaskedMaxPooling=register(make("MaskedMaxPooling", _MaskedMaxPoolingLogic, layer)),
         GradualUnfreezing=make("GradualUnfreezing", _GradualUnfreezingLogic, K.callbacks.Callback),
-        keras=K, flavour=name)
+        keras=K,
+        flavour=name,
+    )
 
 
 _FACTORIES = {"keras3": _keras3, "legacy": _legacy}
@@ -755,8 +832,14 @@ def flavour(name: str) -> SimpleNamespace:
     return _FLAVOURS[name]
 
 
-_NAMES = ("HubFeatureLayer", "ScalarMix", "AttentionPooling", "MaskedMeanPooling", "MaskedMaxPooling",
-          "GradualUnfreezing")
+_NAMES = (
+    "HubFeatureLayer",
+    "ScalarMix",
+    "AttentionPooling",
+    "MaskedMeanPooling",
+    "MaskedMaxPooling",
+    "GradualUnfreezing",
+)
 
 
 def __getattr__(name):

@@ -129,8 +129,9 @@ class Embedder:
         found = self.cache.get(first) if self.cache is not None else {}
         todo = [k for k in first if k not in found]
         if todo:
-            new = self.encoder.embed([first[k] for k in todo], spec=self.s.spec, batch_size=self.s.batch_size,
-                                     max_tokens=self.s.max_tokens)
+            new = self.encoder.embed(
+                [first[k] for k in todo], spec=self.s.spec, batch_size=self.s.batch_size, max_tokens=self.s.max_tokens
+            )
             if self.cache is not None:
                 self.cache.put(todo, new)
             found.update(zip(todo, new))
@@ -164,24 +165,47 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
         "model": embedder.encoder.handle,
         "weights_sha256": embedder.weights_sha256,
         "preprocessor": embedder.encoder.preprocessor.source,
-        "spec": {**embedder.record, "level": s.level, "format": s.format, "dtype": s.dtype, "dim": embedder.dim,
-                 "shard_size": s.shard_size},
+        "spec": {
+            **embedder.record,
+            "level": s.level,
+            "format": s.format,
+            "dtype": s.dtype,
+            "dim": embedder.dim,
+            "shard_size": s.shard_size,
+        },
         "input": {**reader.to_dict(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
         "versions": _versions(),
     }
 
 
-def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, level: str = "sentence",
-            format: Optional[str] = None, subword: str = "first", layers=-1, combine: str = "mean",
-            pooling: str = "mean", weights=None, gamma: float = 1.0, special_tokens: bool = True,
-            normalize: bool = False, attention_layer=None, transform=None, dtype: str = "float32",
-            batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-            stride: Optional[int] = None, spec: Optional[EmbedSpec] = None,
-            shard_size: Optional[int] = None, resume: bool = False, cache: Union[bool, str] = True,
-            column: Optional[str] = None,
-            id_column: Optional[str] = None, input_format: Optional[str] = None, on_bad: str = "fail",
-            on_empty: str = "skip", quiet: bool = False, preprocess=None, seq_length: Optional[int] = None,
-            backend: str = "auto", trust: str = "registry") -> dict:
+def extract(
+    input_path: str,
+    out: str,
+    *,
+    model: str = "minilm",
+    encoder=None,
+    level: str = "sentence",
+    format: Optional[str] = None,
+    subword: str = "first",
+    dtype: str = "float32",
+    batch_size: int = BATCH_SIZE,
+    max_tokens: Optional[int] = MAX_TOKENS,
+    spec: Optional[EmbedSpec] = None,
+    shard_size: Optional[int] = None,
+    resume: bool = False,
+    cache: Union[bool, str] = True,
+    column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    input_format: Optional[str] = None,
+    on_bad: str = "fail",
+    on_empty: str = "skip",
+    quiet: bool = False,
+    preprocess=None,
+    seq_length: Optional[int] = None,
+    backend: str = "auto",
+    trust: str = "registry",
+    **spec_keywords,
+) -> dict:
     """Embed every text of ``input_path`` into shards under ``out``, resumably.
 
     Args:
@@ -192,8 +216,9 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
         level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) | words
             (``embed_words`` with ``subword``).
         format: npy (sentence level) | parquet | tfrecord (``hubembed._corpus.shards``).
-        layers, combine, pooling, weights, gamma, special_tokens, normalize, attention_layer, transform, long,
-            stride: the ``EmbedSpec`` (or ``spec=``); token and word vectors use its layer part.
+        spec: the ``EmbedSpec`` (token and word vectors use its layer part), or ``**spec_keywords``: its fields
+            (layers=, combine=, weights=, gamma=, pooling=, special_tokens=, normalize=, attention_layer=,
+            long=, stride=, transform=; a fitted ``Whitening`` or its path, sentence level only).
         dtype: float32 | float16 on disk.
         batch_size, max_tokens: as ``Encoder.embed``.
         shard_size: texts per shard, and in memory at once (default 10000; 1000 for tokens/words).
@@ -210,12 +235,11 @@ def extract(input_path: str, out: str, *, model: str = "minilm", encoder=None, l
         OutputError: the folder holds other files or another extraction, or a write failed (finished shards
             are kept; ``resume=True`` continues).
     """
-    spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                          special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
-                          attention_layer=attention_layer, transform=transform)
+    spec = EmbedSpec.make(spec, **spec_keywords)
     settings = Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
-    reader = inputs.open_input(input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad,
-                               on_empty=on_empty)
+    reader = inputs.open_input(
+        input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty
+    )
     if encoder is None:
         import hubembed
 
@@ -232,20 +256,34 @@ def _check_done(st, shard_i: int, records) -> None:
     want = st.shards[shard_i].get("input_sha256")
     if want and input_digest(records) != want:
         s = st.shards[shard_i]
-        raise OutputError(f"{st.out}: the input changed since the interrupted run (the texts or ids of shard "
-                          f"{shard_i}, rows {s['first_row']}..{s['first_row'] + s['rows'] - 1}, differ); "
-                          f"start a new extraction, or restore the input")
+        raise OutputError(
+            f"{st.out}: the input changed since the interrupted run (the texts or ids of shard "
+            f"{shard_i}, rows {s['first_row']}..{s['first_row'] + s['rows'] - 1}, differ); "
+            f"start a new extraction, or restore the input"
+        )
+
+
+def _progress(path: str, total: Optional[int], done_lines: int, quiet: bool):
+    """A tqdm bar over input lines (on stderr; none with quiet)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=done_lines if total else 0,
+        unit=" lines",
+        disable=quiet,
+        dynamic_ncols=True,
+        desc=f"extract {os.path.basename(path)}",
+        smoothing=0.1,
+    )
 
 
 def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
     shard_size = embedder.s.shard_size
     done_lines, done_rows = st.lines_done, st.rows_done
     total = _count_lines(reader.path) if reader.path != "-" else None
-    bar = tqdm(total=total, initial=done_lines if total else 0, unit=" lines", disable=quiet, dynamic_ncols=True,
-               desc=f"extract {os.path.basename(reader.path)}", smoothing=0.1)
+    bar = _progress(reader.path, total, done_lines, quiet)
     chunk, n_new, last_line = [], 0, done_lines
     done_chunk, done_i = [], 0  # records of finished shards, re-read at resume to check the input
     recorded = set()  # skipped lines already listed in the manifest
@@ -271,8 +309,10 @@ def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
                 done_chunk, done_i = [], done_i + 1
             continue
         if rec.row != done_rows + n_new + len(chunk):
-            raise OutputError(f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
-                              f"{rec.line}); start a new extraction")
+            raise OutputError(
+                f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
+                f"{rec.line}); start a new extraction"
+            )
         chunk.append(rec)
         if total:
             bar.update(rec.line - last_line)
@@ -286,10 +326,20 @@ def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
     bar.close()
     seconds = time.perf_counter() - start
     st.skipped.extend([list(s) for s in new_skips(float("inf"))])
-    summary = {"rows": st.rows_done, "rows_this_run": n_new, "shards": len(st.shards),
-               "skipped": len(st.skipped), "seconds_this_run": round(seconds, 3),
-               "rows_per_second_this_run": round(n_new / seconds, 1) if seconds > 0 else None,
-               **{f"texts_{k}_this_run": v for k, v in embedder.stats.items()}}
+    return _finish(embedder, st, n_new, seconds)
+
+
+def _finish(embedder: Embedder, st, n_new: int, seconds: float) -> dict:
+    """The manifest completed with the run's summary, and a one-line log of it."""
+    summary = {
+        "rows": st.rows_done,
+        "rows_this_run": n_new,
+        "shards": len(st.shards),
+        "skipped": len(st.skipped),
+        "seconds_this_run": round(seconds, 3),
+        "rows_per_second_this_run": round(n_new / seconds, 1) if seconds > 0 else None,
+        **{f"texts_{k}_this_run": v for k, v in embedder.stats.items()},
+    }
     m = st.finish(summary)
     reasons = {}
     for _, why in st.skipped:
@@ -297,7 +347,15 @@ def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
         reasons[key] = reasons.get(key, 0) + 1
     skipped_text = ", ".join(f"{n} {k}" for k, n in reasons.items()) or "none"
     cached = embedder.stats["from_cache"] + embedder.stats["duplicates"]
-    log.info("hubembed: extracted %d rows into %s (%d shards; %d this run, %.1f rows/s, %d not encoded again: "
-             "cache or duplicates; skipped: %s)", st.rows_done, st.out, len(st.shards), n_new,
-             summary["rows_per_second_this_run"] or 0, cached, skipped_text)
+    log.info(
+        "hubembed: extracted %d rows into %s (%d shards; %d this run, %.1f rows/s, %d not encoded again: "
+        "cache or duplicates; skipped: %s)",
+        st.rows_done,
+        st.out,
+        len(st.shards),
+        n_new,
+        summary["rows_per_second_this_run"] or 0,
+        cached,
+        skipped_text,
+    )
     return m

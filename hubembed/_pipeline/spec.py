@@ -33,12 +33,34 @@ from hubembed._pipeline.batching import LONG_MODES
 from hubembed.errors import InputError
 
 BACKENDS = ("auto", "hub", "garden")
-FIELDS = ("layers", "combine", "weights", "gamma", "pooling", "special_tokens", "normalize", "attention_layer",
-          "long", "stride", "transform")
+FIELDS = (
+    "layers",
+    "combine",
+    "weights",
+    "gamma",
+    "pooling",
+    "special_tokens",
+    "normalize",
+    "attention_layer",
+    "long",
+    "stride",
+    "transform",
+)
 TOKEN_FIELDS = ("layers", "combine", "weights", "gamma", "long", "stride")  # what token/word vectors depend on
 # Keys of a resolved record (``record``) that describe the encoder or the job, not the spec.
-CONTEXT_KEYS = ("format", "preprocessor", "seq_length", "backend", "model", "hubembed", "level", "dtype", "dim",
-                "shard_size", "subword")
+CONTEXT_KEYS = (
+    "format",
+    "preprocessor",
+    "seq_length",
+    "backend",
+    "model",
+    "hubembed",
+    "level",
+    "dtype",
+    "dim",
+    "shard_size",
+    "subword",
+)
 
 
 def _frozen(value):
@@ -108,14 +130,17 @@ class EmbedSpec:
         if self.weights is not None and self.combine not in ("weighted", "scalar_mix"):
             raise InputError(f"weights= only applies to combine='weighted' or 'scalar_mix', not {self.combine!r}")
         if self.pooling == "first_last_avg" and (self.layers not in (-1, None) or self.combine not in ("mean", None)):
-            raise InputError("pooling='first_last_avg' chooses its layers itself (the first and last blocks, "
-                             "averaged); leave layers and combine at their defaults")
+            raise InputError(
+                "pooling='first_last_avg' chooses its layers itself (the first and last blocks, "
+                "averaged); leave layers and combine at their defaults"
+            )
         if self.attention_layer is not None and self.pooling != "attention":
             raise InputError("attention_layer is used by pooling='attention' only")
         if self.long not in LONG_MODES:
             raise InputError(f"long={self.long!r}; valid: {', '.join(LONG_MODES)}")
-        if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, numbers.Integral)
-                                        or self.stride < 0):
+        if self.stride is not None and (
+            isinstance(self.stride, bool) or not isinstance(self.stride, numbers.Integral) or self.stride < 0
+        ):
             raise InputError(f"stride={self.stride!r}: the overlap of windows, a number of tokens >= 0")
         for name in ("special_tokens", "normalize"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -129,8 +154,11 @@ class EmbedSpec:
         """The spec of a call that takes either ``spec=`` or the spec's keywords (left at their defaults).
 
         Raises:
-            InputError: both a spec and a keyword that differs from its default.
+            InputError: both a spec and a keyword that differs from its default, or a keyword that is not a field.
         """
+        unknown = [k for k in keywords if k not in FIELDS]
+        if unknown:
+            raise InputError(f"unknown argument(s) {', '.join(unknown)}; the spec's are {', '.join(FIELDS)}")
         if spec is None:
             return cls(**keywords)
         if not isinstance(spec, EmbedSpec):
@@ -138,8 +166,10 @@ class EmbedSpec:
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
         given = [k for k, v in keywords.items() if _frozen(v) != defaults[k]]
         if given:
-            raise InputError(f"pass either spec= or its arguments, not both ({', '.join(given)} given with spec=; "
-                             f"use spec.replace({given[0]}=...))")
+            raise InputError(
+                f"pass either spec= or its arguments, not both ({', '.join(given)} given with spec=; "
+                f"use spec.replace({given[0]}=...))"
+            )
         return spec
 
     def replace(self, **changes) -> "EmbedSpec":
@@ -184,8 +214,15 @@ class EmbedSpec:
     def record(self, plan: "LayerPlan", transform=None, **context) -> dict:
         """The spec resolved for one encoder (``context``: format, preprocessor, seq_length...), as ``info.spec``
         and the manifest store it (``transform``: the loaded transform, described by its sha256)."""
-        d = {**context, **plan.to_dict(), "pooling": self.pooling, "special_tokens": self.special_tokens,
-             "normalize": self.normalize, "long": self.long, "stride": self.stride}
+        d = {
+            **context,
+            **plan.to_dict(),
+            "pooling": self.pooling,
+            "special_tokens": self.special_tokens,
+            "normalize": self.normalize,
+            "long": self.long,
+            "stride": self.stride,
+        }
         if transform is not None:
             d["transform"] = transform.to_dict()
         return d
@@ -209,15 +246,19 @@ class EmbedSpec:
         recorded = (self.source or {}).get("transform")
         if isinstance(self.transform, dict):
             recorded = self.transform
-            raise InputError(f"this spec applies a {recorded.get('method')} transform (sha256 "
-                             f"{str(recorded.get('sha256'))[:16]}...) whose parameters a manifest does not hold: "
-                             f"give it back, spec.replace(transform=<the Whitening or its .npz path>)")
+            raise InputError(
+                f"this spec applies a {recorded.get('method')} transform (sha256 "
+                f"{str(recorded.get('sha256'))[:16]}...) whose parameters a manifest does not hold: "
+                f"give it back, spec.replace(transform=<the Whitening or its .npz path>)"
+            )
         from hubembed._pipeline.transform import as_transform
 
         t = as_transform(self.transform)
         if recorded and recorded.get("sha256") != t.to_dict()["sha256"]:
-            raise InputError(f"transform {self.transform!r} is not the one the extraction applied (sha256 "
-                             f"{t.to_dict()['sha256'][:16]}..., recorded {str(recorded.get('sha256'))[:16]}...)")
+            raise InputError(
+                f"transform {self.transform!r} is not the one the extraction applied (sha256 "
+                f"{t.to_dict()['sha256'][:16]}..., recorded {str(recorded.get('sha256'))[:16]}...)"
+            )
         return t
 
     # -- against an encoder ------------------------------------------------------------
@@ -232,8 +273,16 @@ class EmbedSpec:
         Raises:
             InputError: layers out of range, weights that do not match them, or what backend="hub" cannot give.
         """
-        return layer_plan(signature, self.layers, self.combine, self.weights, self.gamma, self.pooling,
-                          backend=backend, attention_layer=self.attention_layer)
+        return layer_plan(
+            signature,
+            self.layers,
+            self.combine,
+            self.weights,
+            self.gamma,
+            self.pooling,
+            backend=backend,
+            attention_layer=self.attention_layer,
+        )
 
     def shape(self, plan: "LayerPlan", hidden: int, transform=None) -> Tuple[int, ...]:
         """The shape of one text's vector, from the spec and the signature (never by running the model)."""
@@ -272,9 +321,13 @@ class LayerPlan:
         return tuple(i for i in self.indices if i != layer_spec.EMBEDDINGS)
 
     def to_dict(self) -> dict:
-        d = {"layers": self.indices, "combine": self.combine.how,
-             "weights": list(self.combine.weights) if self.combine.weights else None,
-             "gamma": self.combine.gamma, "backend": "garden" if self.garden else "hub"}
+        d = {
+            "layers": self.indices,
+            "combine": self.combine.how,
+            "weights": list(self.combine.weights) if self.combine.weights else None,
+            "gamma": self.combine.gamma,
+            "backend": "garden" if self.garden else "hub",
+        }
         if self.attention_layer is not None:
             d["attention_layer"] = self.attention_layer
         return d
@@ -296,15 +349,26 @@ def _garden_reasons(signature, indices, blocks, pooling) -> List[str]:
     if layer_spec.EMBEDDINGS in indices:
         reasons.append("the embedding-layer output ('embeddings'), which TF Hub encoders do not export")
     if not signature.has_encoder_outputs and any(i != L - 1 for i in blocks):
-        reasons.append(f"layers {[i for i in blocks if i != L - 1]}: {signature.handle} does not export "
-                       f"encoder_outputs (only its last layer, {L - 1})")
+        reasons.append(
+            f"layers {[i for i in blocks if i != L - 1]}: {signature.handle} does not export "
+            f"encoder_outputs (only its last layer, {L - 1})"
+        )
     if pooling == "attention":
         reasons.append("attention probabilities (pooling='attention'), which TF Hub encoders do not export")
     return reasons
 
 
-def layer_plan(signature, layers, combine: str, weights, gamma: float, pooling: Optional[str], *,
-               backend: str = "auto", attention_layer=None) -> LayerPlan:
+def layer_plan(
+    signature,
+    layers,
+    combine: str,
+    weights,
+    gamma: float,
+    pooling: Optional[str],
+    *,
+    backend: str = "auto",
+    attention_layer=None,
+) -> LayerPlan:
     """Resolve a layer selection against what the encoder exports, and choose the backend (``EmbedSpec.plan``)."""
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
@@ -317,14 +381,22 @@ def layer_plan(signature, layers, combine: str, weights, gamma: float, pooling: 
     att = _attention_block(pooling, attention_layer, blocks, L)
     reasons = _garden_reasons(signature, indices, blocks, pooling)
     if reasons and backend == "hub":
-        raise InputError(f"backend='hub' cannot give {'; '.join(reasons)}; backend='auto' or 'garden' uses the "
-                         f"Model Garden fallback, which rebuilds them from the Hub weights")
+        raise InputError(
+            f"backend='hub' cannot give {'; '.join(reasons)}; backend='auto' or 'garden' uses the "
+            f"Model Garden fallback, which rebuilds them from the Hub weights"
+        )
     if pooling == "pooled" and not signature.has_pooled_output:
         raise InputError(f"{signature.handle} exports no pooled_output; use pooling='cls' or 'mean'")
     garden = backend == "garden" or bool(reasons)
     upto = None
     if garden:
         upto = L - 1 if pooling == "pooled" else max(blocks + ([att] if att is not None else []), default=-1)
-    return LayerPlan(indices, layer_spec.Combine.make(how, len(indices), weights, gamma),
-                     need_pooled=pooling == "pooled", garden=garden, upto=upto, attention_layer=att,
-                     reasons=reasons)
+    return LayerPlan(
+        indices,
+        layer_spec.Combine.make(how, len(indices), weights, gamma),
+        need_pooled=pooling == "pooled",
+        garden=garden,
+        upto=upto,
+        attention_layer=att,
+        reasons=reasons,
+    )
