@@ -61,14 +61,18 @@ def main(argv=None):
             best[k] = min(best[k], time.perf_counter() - t)
 
     n_tok = sum(len(x) for x in hub_enc.preprocessor.token_ids(texts))
-    print(f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} cores; all-MiniLM-L6-v2; "
-          f"batch 32; best of {args.rounds} interleaved rounds")
+    print(
+        f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, {os.cpu_count()} cores; all-MiniLM-L6-v2; "
+        f"batch 32; best of {args.rounds} interleaved rounds"
+    )
     print(f"\nSTS-B test: {len(texts)} sentences, {n_tok / len(texts):.1f} word pieces each; mean pooling\n")
     print(f"  {'pipeline':<16}{'blocks run':>11}{'seconds':>10}{'sentences/s':>14}")
     for k, blocks in (("hub full", 6), ("garden full", 6), ("garden exit@2", 3)):
         print(f"  {k:<16}{blocks:>11}{best[k]:>10.3f}{len(texts) / best[k]:>14.1f}")
-    print(f"\n  garden exit@2 / garden full = {best['garden exit@2'] / best['garden full']:.2f} of the time "
-          f"(expected about half)")
+    print(
+        f"\n  garden exit@2 / garden full = {best['garden exit@2'] / best['garden full']:.2f} of the time "
+        f"(expected about half)"
+    )
     print(f"  garden exit@2 / hub full    = {best['garden exit@2'] / best['hub full']:.2f} of the time")
     diff = np.abs(results["garden exit@2"] - results["hub full"]).max()
     print(f"  max |garden exit@2 - hub full| (layer 2, mean pooled) = {diff:.2e}")

@@ -65,7 +65,7 @@ def main(argv=None):
     def recipe(texts):
         out = []
         for i in range(0, len(texts), 32):
-            inputs = pre_sm(tf.constant(texts[i:i + 32]))
+            inputs = pre_sm(tf.constant(texts[i : i + 32]))
             out.append(enc_sm(inputs, training=False)["pooled_output"].numpy())
         return np.concatenate(out)
 
@@ -74,8 +74,10 @@ def main(argv=None):
         "hubembed": lambda texts: enc.embed(texts, batch_size=32),
         "st": lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True),
     }
-    print(f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
-          f"{os.cpu_count()} cores; all-MiniLM-L6-v2; batch 32; best of {args.rounds} interleaved rounds")
+    print(
+        f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}, "
+        f"{os.cpu_count()} cores; all-MiniLM-L6-v2; batch 32; best of {args.rounds} interleaved rounds"
+    )
     for name, texts in (("STS-B test", stsb(args.n)), ("SST-2 test", sst2(args.n))):
         tokens = sum(len(r) for r in enc.preprocessor.token_ids(texts))
         for fn in pipelines.values():  # warm-up: loading, tracing

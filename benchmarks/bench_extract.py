@@ -67,8 +67,22 @@ def main(argv=None):
         for n in sorted(args.sizes):
             src = os.path.join(tmp, f"c{n}.txt")
             write_corpus(src, n)
-            cmd = [sys.executable, "-m", "hubembed", "extract", src, "-o", os.path.join(tmp, f"o{n}"), "--model",
-                   args.model, "--shard-size", str(args.shard_size), "-q", "--cache", os.path.join(tmp, f"f{n}")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "hubembed",
+                "extract",
+                src,
+                "-o",
+                os.path.join(tmp, f"o{n}"),
+                "--model",
+                args.model,
+                "--shard-size",
+                str(args.shard_size),
+                "-q",
+                "--cache",
+                os.path.join(tmp, f"f{n}"),
+            ]
             rss[n], sec = peak_rss_mb(cmd)
             print(f"{n:>8} {rss[n]:>12.0f} {sec:>9.1f} {n / sec:>8.1f}")
             os.remove(src)
@@ -96,8 +110,10 @@ def main(argv=None):
         n = len(texts)
         print(f"\nthroughput on {n} texts, best of {args.rounds} interleaved rounds:")
         print(f"  Encoder.embed     {n / best['embed']:8.1f} rows/s")
-        print(f"  hubembed.extract  {n / best['extract']:8.1f} rows/s   (extract / embed = "
-              f"{best['embed'] / best['extract']:.3f}; target >= 0.90)")
+        print(
+            f"  hubembed.extract  {n / best['extract']:8.1f} rows/s   (extract / embed = "
+            f"{best['embed'] / best['extract']:.3f}; target >= 0.90)"
+        )
 
         def once(label, **kw):
             out = os.path.join(tmp, "once")
@@ -105,9 +121,11 @@ def main(argv=None):
             t = time.perf_counter()
             m = kw.pop("fn", hubembed.extract)(src, out, **kw)
             sec = time.perf_counter() - t
-            size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 2 ** 20
-            print(f"  {label:<34} {n / sec:8.1f} rows/s  {sec / best['extract']:5.2f}x the npy run's time  "
-                  f"{size:8.1f} MB on disk  ({m['summary'].get('texts_encoded_this_run', '-')} texts encoded)")
+            size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 2**20
+            print(
+                f"  {label:<34} {n / sec:8.1f} rows/s  {sec / best['extract']:5.2f}x the npy run's time  "
+                f"{size:8.1f} MB on disk  ({m['summary'].get('texts_encoded_this_run', '-')} texts encoded)"
+            )
 
         print("\none run each (same process, same texts):")
         cache = os.path.join(tmp, "features")
@@ -123,8 +141,13 @@ def main(argv=None):
         except ImportError:
             print("  (Beam: pip install 'hubembed[beam]')")
         else:
-            once(f"Beam DirectRunner, shards of {args.shard_size // 5}", fn=beam.extract, model=args.model,
-                 shard_size=args.shard_size // 5, pipeline_args=["--direct_num_workers=1"])
+            once(
+                f"Beam DirectRunner, shards of {args.shard_size // 5}",
+                fn=beam.extract,
+                model=args.model,
+                shard_size=args.shard_size // 5,
+                pipeline_args=["--direct_num_workers=1"],
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -44,13 +44,15 @@ def dataset(texts, labels, batch, shuffle=False):
 
 def frozen_model(keras, HubFeatureLayer, model_handle):
     """Frozen minilm, mean pooling, a small MLP head."""
-    return keras.Sequential([
-        keras.Input(shape=(), dtype="string"),
-        HubFeatureLayer(model_handle, output="embedding", pooling="mean"),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dropout(0.1),
-        keras.layers.Dense(2),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input(shape=(), dtype="string"),
+            HubFeatureLayer(model_handle, output="embedding", pooling="mean"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(2),
+        ]
+    )
 
 
 def finetune_model(keras, HubFeatureLayer, model_handle, top):
@@ -64,14 +66,18 @@ def finetune_model(keras, HubFeatureLayer, model_handle, top):
 
 
 def run(name, model, keras, train, dev, epochs, lr, batch):
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     t = time.perf_counter()
-    hist = model.fit(dataset(*train, batch, shuffle=True), validation_data=dataset(*dev, 64), epochs=epochs,
-                     verbose=2)
+    hist = model.fit(dataset(*train, batch, shuffle=True), validation_data=dataset(*dev, 64), epochs=epochs, verbose=2)
     accs = hist.history["val_accuracy"]
-    print(f"{name}: dev accuracy per epoch {[round(100 * a, 2) for a in accs]}; "
-          f"{len(train[0])} training sentences, {time.perf_counter() - t:.0f} s")
+    print(
+        f"{name}: dev accuracy per epoch {[round(100 * a, 2) for a in accs]}; "
+        f"{len(train[0])} training sentences, {time.perf_counter() - t:.0f} s"
+    )
     return accs
 
 
@@ -92,14 +98,32 @@ def main(argv=None):
 
     tf.keras.utils.set_random_seed(0)
     train, dev = read("train", args.train_size), read("dev")
-    print(f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, keras {keras.__version__}; "
-          f"SST-2 train {len(train[0])}, dev {len(dev[0])}; model {args.model}")
+    print(
+        f"# hubembed {hubembed.__version__}, tensorflow {tf.__version__}, keras {keras.__version__}; "
+        f"SST-2 train {len(train[0])}, dev {len(dev[0])}; model {args.model}"
+    )
     if args.mode in ("frozen", "both"):
-        run("frozen encoder + MLP head", frozen_model(keras, HubFeatureLayer, args.model), keras, train, dev,
-            args.epochs, 1e-3, 32)
+        run(
+            "frozen encoder + MLP head",
+            frozen_model(keras, HubFeatureLayer, args.model),
+            keras,
+            train,
+            dev,
+            args.epochs,
+            1e-3,
+            32,
+        )
     if args.mode in ("finetune", "both"):
-        run(f"top {args.top} blocks fine-tuned", finetune_model(keras, HubFeatureLayer, args.model, args.top), keras,
-            train, dev, args.epochs, 1e-4, 32)
+        run(
+            f"top {args.top} blocks fine-tuned",
+            finetune_model(keras, HubFeatureLayer, args.model, args.top),
+            keras,
+            train,
+            dev,
+            args.epochs,
+            1e-4,
+            32,
+        )
 
 
 if __name__ == "__main__":

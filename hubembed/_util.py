@@ -14,8 +14,10 @@ from hubembed.errors import OutputError, missing
 # module -> (the package to install, the pip argument)
 EXTRAS = {
     "tensorflow_text": ("tensorflow-text", "'tensorflow-text>=2.20,<2.21'"),
-    "official.nlp.modeling": ("tf-models-official", "'hubembed[garden]'   (or: pip install "
-                                                     "'tf-models-official>=2.20,<2.21')"),
+    "official.nlp.modeling": (
+        "tf-models-official",
+        "'hubembed[garden]'   (or: pip install 'tf-models-official>=2.20,<2.21')",
+    ),
     "apache_beam": ("apache_beam", "'hubembed[beam]'"),
     "pyarrow": ("pyarrow", "'hubembed[parquet]'"),
     "matplotlib.figure": ("matplotlib", "'hubembed[plot]'"),
@@ -39,8 +41,11 @@ def optional(module: str, why: str):
 
 def require_text():
     """tensorflow_text (importing it registers the ops BERT preprocessors use), or a clear error."""
-    return optional("tensorflow_text", "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
-                                       "WordpieceTokenizeWithOffsets, RoundRobinTrim)")
+    return optional(
+        "tensorflow_text",
+        "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
+        "WordpieceTokenizeWithOffsets, RoundRobinTrim)",
+    )
 
 
 def wordpiece_tokenizer(table, lower_case: bool):
@@ -48,8 +53,14 @@ def wordpiece_tokenizer(table, lower_case: bool):
     (int64 ids): the one construction the preprocessor and the word tokenizer share."""
     import tensorflow as tf
 
-    return require_text().BertTokenizer(table, lower_case=bool(lower_case), token_out_type=tf.int64,
-                                        unknown_token="[UNK]", suffix_indicator="##", max_bytes_per_word=100)
+    return require_text().BertTokenizer(
+        table,
+        lower_case=bool(lower_case),
+        token_out_type=tf.int64,
+        unknown_token="[UNK]",
+        suffix_indicator="##",
+        max_bytes_per_word=100,
+    )
 
 
 # -- files -----------------------------------------------------------------------------------------------------
@@ -100,8 +111,9 @@ def versions(*modules: str) -> dict:
 # -- environment -----------------------------------------------------------------------------------------------
 def cache_root() -> str:
     """``$HUBEMBED_CACHE``, default ``~/.cache/hubembed``: the converted embedded model, feature caches."""
-    return os.path.abspath(os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache",
-                                                                                                 "hubembed")))
+    return os.path.abspath(
+        os.path.expanduser(os.environ.get("HUBEMBED_CACHE") or os.path.join("~", ".cache", "hubembed"))
+    )
 
 
 def legacy_keras() -> bool:

@@ -72,9 +72,19 @@ def _cache_root() -> str:
     return os.path.join(cache_root(), "analysis")
 
 
-def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[str] = ("cls", "mean"),
-             special_tokens: bool = True, batch_size: int = batching.BATCH_SIZE, embeddings: bool = True,
-             cache: bool = True, long: str = "window", stride: Optional[int] = None) -> Features:
+def features(
+    encoder,
+    texts: Sequence[str],
+    *,
+    layers="all",
+    poolings: Sequence[str] = ("cls", "mean"),
+    special_tokens: bool = True,
+    batch_size: int = batching.BATCH_SIZE,
+    embeddings: bool = True,
+    cache: bool = True,
+    long: str = "window",
+    stride: Optional[int] = None,
+) -> Features:
     """Every (layer, pooling) vector of ``texts`` in one encoder pass (``Encoder.features``), cached on disk.
 
     embeddings: also the embedding-layer output (through the Model Garden fallback) when layers="all".
@@ -91,8 +101,13 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
             log.info("hubembed: features without the embedding output (%s)", str(e).splitlines()[0])
     indices = encoder.plan(EmbedSpec(layers=layers, combine="none", long=long, stride=stride)).indices
     names = ["embeddings" if i == layer_spec.EMBEDDINGS else int(i) for i in indices]
-    spec = {"model": encoder.handle, "layers": names, "poolings": list(poolings), "special_tokens": special_tokens,
-            "seq_length": encoder.seq_length}
+    spec = {
+        "model": encoder.handle,
+        "layers": names,
+        "poolings": list(poolings),
+        "special_tokens": special_tokens,
+        "seq_length": encoder.seq_length,
+    }
     if (long, stride) != ("window", None):
         spec.update(long=long, stride=stride)
     path = None
@@ -105,8 +120,15 @@ def features(encoder, texts: Sequence[str], *, layers="all", poolings: Sequence[
             with np.load(path) as z:
                 log.info("hubembed: features of %d texts from the cache (%s)", len(texts), path)
                 return Features(names, {p: z[p] for p in poolings}, spec)
-    data = encoder.features(texts, layers=layers, poolings=poolings, special_tokens=special_tokens,
-                            batch_size=batch_size, long=long, stride=stride)
+    data = encoder.features(
+        texts,
+        layers=layers,
+        poolings=poolings,
+        special_tokens=special_tokens,
+        batch_size=batch_size,
+        long=long,
+        stride=stride,
+    )
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         buf = io.BytesIO()
@@ -137,8 +159,10 @@ class ProbeTable:
     def recommendation(self) -> str:
         b = self.best()
         dev = f"; dev accuracy {b['dev']:.4f}" if self.n_dev else ""
-        return (f"recommended: layer {b['layer']} with {b['pooling']} pooling ({self.folds}-fold cv accuracy "
-                f"{b['cv_mean']:.4f} ± {b['cv_std']:.4f}{dev})")
+        return (
+            f"recommended: layer {b['layer']} with {b['pooling']} pooling ({self.folds}-fold cv accuracy "
+            f"{b['cv_mean']:.4f} ± {b['cv_std']:.4f}{dev})"
+        )
 
     def to_markdown(self) -> str:
         poolings = list(dict.fromkeys(r["pooling"] for r in self.rows))
@@ -153,8 +177,12 @@ class ProbeTable:
                 cv = f"{100 * r['cv_mean']:.2f} ± {100 * r['cv_std']:.2f}"
                 vals.append(f"{100 * r['dev']:.2f} ({cv})" if self.n_dev else cv)
             lines.append(f"| {layer} | {' | '.join(vals)} |")
-        return f"{what}, x 100; {self.n_train} training texts" + (f", {self.n_dev} dev" if self.n_dev else "") + \
-            "\n\n" + "\n".join(lines)
+        return (
+            f"{what}, x 100; {self.n_train} training texts"
+            + (f", {self.n_dev} dev" if self.n_dev else "")
+            + "\n\n"
+            + "\n".join(lines)
+        )
 
 
 def _labels(labels) -> np.ndarray:
@@ -164,8 +192,16 @@ def _labels(labels) -> np.ndarray:
     return y
 
 
-def probe(feats: Features, labels, *, dev: Optional[Tuple[Features, Sequence]] = None, folds: int = 5,
-          C: float = 1.0, seed: int = 0, max_iter: int = 2000) -> ProbeTable:
+def probe(
+    feats: Features,
+    labels,
+    *,
+    dev: Optional[Tuple[Features, Sequence]] = None,
+    folds: int = 5,
+    C: float = 1.0,
+    seed: int = 0,
+    max_iter: int = 2000,
+) -> ProbeTable:
     """A logistic-regression probe for every (layer, pooling) of ``feats``.
 
     Standardised features, ``LogisticRegression(C)``, ``folds``-fold stratified cross-validation on
@@ -230,8 +266,14 @@ def anisotropy(X: np.ndarray, *, pairs: int = 5000, k: int = 10, seed: int = 0) 
     var = sv / sv.sum()
     _, _, vt = np.linalg.svd(X, full_matrices=False)
     logz = np.array([np.logaddexp.reduce(X @ c) for c in vt])
-    return {"mean_cosine": float(cos.mean()), "top1_variance": float(var[0]), "topk_variance": float(var[:k].sum()),
-            "k": int(min(k, len(var))), "isotropy": float(np.exp(logz.min() - logz.max())), "n": int(len(X))}
+    return {
+        "mean_cosine": float(cos.mean()),
+        "top1_variance": float(var[0]),
+        "topk_variance": float(var[:k].sum()),
+        "k": int(min(k, len(var))),
+        "isotropy": float(np.exp(logz.min() - logz.max())),
+        "n": int(len(X)),
+    }
 
 
 # -- layer views ---------------------------------------------------------------

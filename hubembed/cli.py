@@ -62,8 +62,21 @@ def _cmd_audit(args) -> int:
         paths.append((pre, resolve.resolve(pre).path))
     audits = [(h, audit_mod.audit(p)) for h, p in paths]
     if args.json:
-        print(json.dumps([{"handle": h, "path": a.path, "ok": a.ok, "functions": a.functions,
-                           "findings": [vars(f) for f in a.findings]} for h, a in audits], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "handle": h,
+                        "path": a.path,
+                        "ok": a.ok,
+                        "functions": a.functions,
+                        "findings": [vars(f) for f in a.findings],
+                    }
+                    for h, a in audits
+                ],
+                indent=1,
+            )
+        )
     else:
         for h, a in audits:
             print(f"# {h}\n{a.describe()}")
@@ -86,16 +99,30 @@ def _cmd_embed(args) -> int:
 
     spec = _spec(args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = hubembed.load(args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend,
-                        trust=args.trust)
+    enc = hubembed.load(
+        args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend, trust=args.trust
+    )
     vecs = enc.embed(texts, spec=spec)
     if args.json:
-        print(json.dumps({"model": args.model, "layer": spec.to_dict()["layers"], "combine": spec.combine,
-                          "pooling": spec.pooling, "normalize": spec.normalize, "dim": int(vecs.shape[1]),
-                          "spec": spec.to_dict(), "vectors": [[round(float(x), 6) for x in v] for v in vecs]}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "layer": spec.to_dict()["layers"],
+                    "combine": spec.combine,
+                    "pooling": spec.pooling,
+                    "normalize": spec.normalize,
+                    "dim": int(vecs.shape[1]),
+                    "spec": spec.to_dict(),
+                    "vectors": [[round(float(x), 6) for x in v] for v in vecs],
+                }
+            )
+        )
         return 0
-    print(f"# {args.model}: layer {args.layers}, {args.pooling} pooling, dim {vecs.shape[1]}"
-          f"{', L2-normalised' if args.normalize else ''}")
+    print(
+        f"# {args.model}: layer {args.layers}, {args.pooling} pooling, dim {vecs.shape[1]}"
+        f"{', L2-normalised' if args.normalize else ''}"
+    )
     with np.printoptions(precision=4, suppress=True, linewidth=120):
         for text, v in zip(texts, vecs):
             print(f"{text[:60]!r:<64} {v[:6]} ... |v|={np.linalg.norm(v):.3f}")
@@ -126,20 +153,43 @@ def _floats(value: str):
 def _spec(args):
     """The ``EmbedSpec`` of the shared spec options (validated here, before any model is loaded)."""
 
-    return EmbedSpec(layers=_layer_arg(args.layers), combine=args.combine, weights=args.weights, gamma=args.gamma,
-                     pooling=args.pooling, special_tokens=args.special_tokens, normalize=args.normalize,
-                     attention_layer=None if args.attention_layer is None else _layer_arg(args.attention_layer),
-                     long=args.long, stride=args.stride, transform=args.transform)
+    return EmbedSpec(
+        layers=_layer_arg(args.layers),
+        combine=args.combine,
+        weights=args.weights,
+        gamma=args.gamma,
+        pooling=args.pooling,
+        special_tokens=args.special_tokens,
+        normalize=args.normalize,
+        attention_layer=None if args.attention_layer is None else _layer_arg(args.attention_layer),
+        long=args.long,
+        stride=args.stride,
+        transform=args.transform,
+    )
 
 
 def _extract_kwargs(args) -> dict:
     level = "tokens" if args.tokens else "words" if args.words else "sentence"
-    return dict(model=args.model, level=level, format=args.format, subword=args.subword, spec=_spec(args),
-                dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens or None,
-                shard_size=args.shard_size,
-                column=args.column, id_column=args.id_column, input_format=args.input_format, on_bad=args.on_bad,
-                on_empty=args.on_empty, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend,
-                trust=args.trust)
+    return dict(
+        model=args.model,
+        level=level,
+        format=args.format,
+        subword=args.subword,
+        spec=_spec(args),
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens or None,
+        shard_size=args.shard_size,
+        column=args.column,
+        id_column=args.id_column,
+        input_format=args.input_format,
+        on_bad=args.on_bad,
+        on_empty=args.on_empty,
+        preprocess=args.preprocess,
+        seq_length=args.seq_length,
+        backend=args.backend,
+        trust=args.trust,
+    )
 
 
 def _cmd_extract(args) -> int:
@@ -149,16 +199,30 @@ def _cmd_extract(args) -> int:
     if args.runner:
         from hubembed import beam
 
-        m = beam.extract(args.input, args.out, runner=args.runner, pipeline_args=args.pipeline_args,
-                         cache=False if args.no_cache else (args.cache or False), **kwargs)
+        m = beam.extract(
+            args.input,
+            args.out,
+            runner=args.runner,
+            pipeline_args=args.pipeline_args,
+            cache=False if args.no_cache else (args.cache or False),
+            **kwargs,
+        )
     else:
-        m = hubembed.extract(args.input, args.out, resume=args.resume, quiet=args.quiet,
-                             cache=not args.no_cache and (args.cache or True), **kwargs)
+        m = hubembed.extract(
+            args.input,
+            args.out,
+            resume=args.resume,
+            quiet=args.quiet,
+            cache=not args.no_cache and (args.cache or True),
+            **kwargs,
+        )
     s, spec = m["summary"], m["header"]["spec"]
     speed = f", {s['rows_per_second_this_run']} rows/s" if s.get("rows_per_second_this_run") else ""
-    print(f"{args.out}: {s['rows']} rows in {s['shards']} {spec['format']} shards ({spec['level']} level, "
-          f"{s['rows_this_run']} this run{speed}), dim {spec['dim']} {spec['dtype']}, "
-          f"{s['skipped']} input rows skipped; manifest: {args.out}/manifest.json")
+    print(
+        f"{args.out}: {s['rows']} rows in {s['shards']} {spec['format']} shards ({spec['level']} level, "
+        f"{s['rows_this_run']} this run{speed}), dim {spec['dim']} {spec['dtype']}, "
+        f"{s['skipped']} input rows skipped; manifest: {args.out}/manifest.json"
+    )
     return 0
 
 
@@ -166,11 +230,18 @@ def _labelled(path, args):
     """(texts, labels) of a labelled file: the label column is read as the row id."""
     from hubembed._corpus import inputs
 
-    r = inputs.open_input(path, column=args.text_column, id_column=args.label_column, fmt=args.input_format,
-                          on_bad="fail", on_empty="skip")
+    r = inputs.open_input(
+        path,
+        column=args.text_column,
+        id_column=args.label_column,
+        fmt=args.input_format,
+        on_bad="fail",
+        on_empty="skip",
+    )
     if r.format == "txt" or not args.label_column:
-        raise InputError(f"{path}: a probe needs labels: a .csv/.tsv/.jsonl/.parquet file with --text-column and "
-                         f"--label-column")
+        raise InputError(
+            f"{path}: a probe needs labels: a .csv/.tsv/.jsonl/.parquet file with --text-column and --label-column"
+        )
     texts, labels = [], []
     for rec in r.records():
         if args.limit and len(texts) >= args.limit:
@@ -184,13 +255,19 @@ def _cmd_probe(args) -> int:
     import hubembed
     from hubembed import analysis
 
-    spec = EmbedSpec(layers=_layer_arg(args.layers), combine="none", special_tokens=args.special_tokens,
-                     long=args.long, stride=args.stride)
+    spec = EmbedSpec(
+        layers=_layer_arg(args.layers),
+        combine="none",
+        special_tokens=args.special_tokens,
+        long=args.long,
+        stride=args.stride,
+    )
     enc = hubembed.load(args.model, preprocess=args.preprocess, seq_length=args.seq_length, trust=args.trust)
     texts, labels = _labelled(args.data, args)
     poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
-    kw = dict(layers=spec.layers, poolings=poolings, special_tokens=spec.special_tokens, long=spec.long,
-              stride=spec.stride)
+    kw = dict(
+        layers=spec.layers, poolings=poolings, special_tokens=spec.special_tokens, long=spec.long, stride=spec.stride
+    )
     feats = analysis.features(enc, texts, **kw)
     dev = None
     if args.dev:
@@ -198,8 +275,19 @@ def _cmd_probe(args) -> int:
         dev = (analysis.features(enc, dev_texts, **kw), dev_labels)
     table = analysis.probe(feats, labels, dev=dev, folds=args.folds, C=args.C)
     if args.json:
-        print(json.dumps({"model": args.model, "data": args.data, "dev": args.dev, "folds": table.folds,
-                          "rows": table.rows, "best": table.best()}, default=str))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "data": args.data,
+                    "dev": args.dev,
+                    "folds": table.folds,
+                    "rows": table.rows,
+                    "best": table.best(),
+                },
+                default=str,
+            )
+        )
     else:
         print(f"# linear probe, {args.model}: {args.data}" + (f" (dev: {args.dev})" if args.dev else ""))
         print(table.to_markdown())
@@ -207,42 +295,70 @@ def _cmd_probe(args) -> int:
     if args.plot and args.plot != "none":
         from hubembed import plots
 
-        where = os.path.join(os.path.basename(os.path.dirname(os.path.abspath(args.data))),
-                             os.path.basename(args.data))
+        where = os.path.join(os.path.basename(os.path.dirname(os.path.abspath(args.data))), os.path.basename(args.data))
         path = plots.probe_table(table, args.plot, title=f"{where}: linear probe per layer ({args.model})")
         print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _trust_arg(s) -> None:
-    s.add_argument("--trust", default="registry", choices=TRUST,
-                   help="registry (default): audit models outside the registry and refuse flagged ones; "
-                        "audit: audit every model; any: load without auditing")
+    s.add_argument(
+        "--trust",
+        default="registry",
+        choices=TRUST,
+        help="registry (default): audit models outside the registry and refuse flagged ones; "
+        "audit: audit every model; any: load without auditing",
+    )
 
 
 def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
     """The embedding spec's options (``hubembed.EmbedSpec``), the same on every command that embeds."""
     g = s.add_argument_group("embedding spec (hubembed.EmbedSpec)")
-    g.add_argument("--layers", "--layer", dest="layers", default=layers,
-                   help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, '-4:' (write "
-                        f"--layers=-4:), '2:5', 'all', 'embeddings' (default {layers})")
-    g.add_argument("--long", default="window", choices=LONG_MODES,
-                   help="texts longer than a window: overlapping windows stitched together, or cut")
+    g.add_argument(
+        "--layers",
+        "--layer",
+        dest="layers",
+        default=layers,
+        help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, '-4:' (write "
+        f"--layers=-4:), '2:5', 'all', 'embeddings' (default {layers})",
+    )
+    g.add_argument(
+        "--long",
+        default="window",
+        choices=LONG_MODES,
+        help="texts longer than a window: overlapping windows stitched together, or cut",
+    )
     g.add_argument("--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)")
-    g.add_argument("--no-special-tokens", dest="special_tokens", action="store_false",
-                   help="leave [CLS]/[SEP] out of mean/max/... pooling")
+    g.add_argument(
+        "--no-special-tokens",
+        dest="special_tokens",
+        action="store_false",
+        help="leave [CLS]/[SEP] out of mean/max/... pooling",
+    )
     if not pooling:
         return
     g.add_argument("--combine", default="mean", choices=COMBINES, help="how several layers become one")
-    g.add_argument("--weights", type=_floats, default=None, metavar="W1,W2,...",
-                   help="one per selected layer, for --combine weighted | scalar_mix")
+    g.add_argument(
+        "--weights",
+        type=_floats,
+        default=None,
+        metavar="W1,W2,...",
+        help="one per selected layer, for --combine weighted | scalar_mix",
+    )
     g.add_argument("--gamma", type=float, default=1.0, help="the scale of --combine scalar_mix")
     g.add_argument("--pooling", default="mean", choices=POOLINGS, help="token vectors -> one vector per text")
-    g.add_argument("--attention-layer", default=None, help="the block whose attention weights tokens "
-                   "(--pooling attention; default: the highest selected layer)")
+    g.add_argument(
+        "--attention-layer",
+        default=None,
+        help="the block whose attention weights tokens (--pooling attention; default: the highest selected layer)",
+    )
     g.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
-    g.add_argument("--transform", default=None, metavar="FILE.npz",
-                   help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling")
+    g.add_argument(
+        "--transform",
+        default=None,
+        metavar="FILE.npz",
+        help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,9 +378,12 @@ def _add_inspect(sub) -> None:
     s.add_argument("handle", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
     s.add_argument("--preprocess", help="preprocessor handle to pair instead of the automatic pairing")
     s.add_argument("--json", action="store_true", help="stable JSON instead of the readable summary")
-    s.add_argument("--audit", action="store_true",
-                   help="read the SavedModels' graphs without running them: op types per function, and what "
-                        "touches files, the network or Python (exit code 3 if anything is flagged)")
+    s.add_argument(
+        "--audit",
+        action="store_true",
+        help="read the SavedModels' graphs without running them: op types per function, and what "
+        "touches files, the network or Python (exit code 3 if anything is flagged)",
+    )
     _trust_arg(s)
     s.set_defaults(func=_cmd_inspect)
 
@@ -276,9 +395,13 @@ def _add_embed(sub) -> None:
     s.add_argument("--preprocess")
     s.add_argument("--seq-length", type=int, default=None)
     _spec_options(s)
-    s.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="auto: the Hub model, the Model Garden rebuild for what it does not export; "
-                        "garden: always the rebuild (early exit)")
+    s.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="auto: the Hub model, the Model Garden rebuild for what it does not export; "
+        "garden: always the rebuild (early exit)",
+    )
     s.add_argument("--json", action="store_true")
     _trust_arg(s)
     s.set_defaults(func=_cmd_embed)
@@ -293,35 +416,59 @@ def _add_extract(sub) -> None:
     _spec_options(s)
     s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="rows per batch at most")
-    s.add_argument("--max-tokens", type=int, default=batching.MAX_TOKENS,
-                   help="padded tokens per batch at most (0: no token budget, --batch-size rows)")
-    s.add_argument("--shard-size", type=int, default=None,
-                   help="texts per shard, and in memory at once (default 10000; 1000 with --tokens/--words)")
+    s.add_argument(
+        "--max-tokens",
+        type=int,
+        default=batching.MAX_TOKENS,
+        help="padded tokens per batch at most (0: no token budget, --batch-size rows)",
+    )
+    s.add_argument(
+        "--shard-size",
+        type=int,
+        default=None,
+        help="texts per shard, and in memory at once (default 10000; 1000 with --tokens/--words)",
+    )
     s.add_argument("--seq-length", type=int, default=None)
     s.add_argument("--resume", action="store_true", help="continue an interrupted extraction in --out")
-    s.add_argument("--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) "
-                   "holding the text")
+    s.add_argument(
+        "--column", "--field", dest="column", help="the column (.csv/.tsv/.parquet) or field (.jsonl) holding the text"
+    )
     s.add_argument("--id-column", "--id-field", dest="id_column", help="column/field with row ids (default: line)")
-    s.add_argument("--input-format", choices=INPUT_FORMATS,
-                   help="the input format, instead of the extension")
-    s.add_argument("--on-bad", default="fail", choices=ON_BAD,
-                   help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them")
+    s.add_argument("--input-format", choices=INPUT_FORMATS, help="the input format, instead of the extension")
+    s.add_argument(
+        "--on-bad",
+        default="fail",
+        choices=ON_BAD,
+        help="rows that are not UTF-8 (or not valid JSON, or ragged): stop, or skip and list them",
+    )
     s.add_argument("--on-empty", default="skip", choices=ON_EMPTY, help="empty lines")
     s.add_argument("--backend", default="auto", choices=BACKENDS)
     level = s.add_mutually_exclusive_group()
     level.add_argument("--tokens", action="store_true", help="a vector per word piece, with character offsets")
     level.add_argument("--words", action="store_true", help="a vector per word (from its pieces, --subword)")
-    s.add_argument("--subword", default="first", choices=SUBWORD,
-                   help="how --words makes a word's vector from its pieces")
-    s.add_argument("--format", choices=SHARD_FORMATS, default=None,
-                   help="output shards (default: npy for sentence vectors, parquet for --tokens/--words)")
-    s.add_argument("--cache", default=None, metavar="DIR",
-                   help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
-                        "the same weights and spec are not encoded again")
+    s.add_argument(
+        "--subword", default="first", choices=SUBWORD, help="how --words makes a word's vector from its pieces"
+    )
+    s.add_argument(
+        "--format",
+        choices=SHARD_FORMATS,
+        default=None,
+        help="output shards (default: npy for sentence vectors, parquet for --tokens/--words)",
+    )
+    s.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="feature cache folder (default $HUBEMBED_CACHE/features): texts embedded before with "
+        "the same weights and spec are not encoded again",
+    )
     s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    s.add_argument("--runner", default=None,
-                   help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
-                        "SparkRunner); further --flags go to Beam's PipelineOptions")
+    s.add_argument(
+        "--runner",
+        default=None,
+        help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
+        "SparkRunner); further --flags go to Beam's PipelineOptions",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _trust_arg(s)
     s.set_defaults(func=_cmd_extract)
@@ -333,8 +480,13 @@ def _add_probe(sub) -> None:
     s.add_argument("--preprocess")
     s.add_argument("--data", required=True, help="training texts with labels (.csv/.tsv/.jsonl/.parquet)")
     s.add_argument("--dev", help="held-out texts with labels, same columns (dev accuracy besides the cv)")
-    s.add_argument("--text-column", "--text-field", dest="text_column", required=True,
-                   help="column name, or 0-based position in a headerless .tsv/.csv")
+    s.add_argument(
+        "--text-column",
+        "--text-field",
+        dest="text_column",
+        required=True,
+        help="column name, or 0-based position in a headerless .tsv/.csv",
+    )
     s.add_argument("--label-column", "--label-field", dest="label_column", required=True)
     s.add_argument("--input-format", choices=[f for f in INPUT_FORMATS if f != "txt"])
     s.add_argument("--seq-length", type=int, default=None)

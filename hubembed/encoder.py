@@ -86,8 +86,17 @@ class Encoder:
     (1, 384)
     """
 
-    def __init__(self, handle: str, obj, signature: Signature, preprocessor, seq_length: int, *,
-                 entry=None, backend: str = "auto"):
+    def __init__(
+        self,
+        handle: str,
+        obj,
+        signature: Signature,
+        preprocessor,
+        seq_length: int,
+        *,
+        entry=None,
+        backend: str = "auto",
+    ):
         if backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
         self.handle = handle
@@ -96,7 +105,7 @@ class Encoder:
         self.preprocessor = preprocessor
         self.seq_length = seq_length
         self.entry = entry
-        self.backend = backend        # "auto" | "hub" | "garden"
+        self.backend = backend  # "auto" | "hub" | "garden"
         self.hub = HubBackend(obj, signature.format)
         self._garden = None
         self._weights_sha256: Optional[str] = None
@@ -106,16 +115,17 @@ class Encoder:
 
     def __repr__(self) -> str:
         s = self.signature
-        return (f"Encoder({self.handle!r}, format={s.format}, layers={s.num_layers}, hidden={s.hidden_size}, "
-                f"preprocessor={self.preprocessor.source!r})")
+        return (
+            f"Encoder({self.handle!r}, format={s.format}, layers={s.num_layers}, hidden={s.hidden_size}, "
+            f"preprocessor={self.preprocessor.source!r})"
+        )
 
     # -- shared steps ------------------------------------------------------
     def _rows(self, texts, *, long: str, stride: Optional[int], word_ids=None):
         firsts, seconds = split_pairs(texts)
         ids = word_ids if word_ids is not None else tokens.token_ids(self.preprocessor, firsts)
         pair_ids = tokens.token_ids(self.preprocessor, seconds) if seconds is not None else None
-        rows, n_windows, truncated = batching.make_rows(ids, self.seq_length, long=long, stride=stride,
-                                                        pairs=pair_ids)
+        rows, n_windows, truncated = batching.make_rows(ids, self.seq_length, long=long, stride=stride, pairs=pair_ids)
         n_tok = np.array([len(a) for a in ids], np.int64)
         if pair_ids is not None:
             n_tok += np.array([len(b) for b in pair_ids], np.int64)
@@ -142,8 +152,9 @@ class Encoder:
 
                 garden.require()
                 ops = op_types(self.signature.path)
-                self._garden = garden.rebuild(self.obj, self.signature, handle=self.handle, entry=self.entry,
-                                              ops=ops, hub_backend=self.hub)
+                self._garden = garden.rebuild(
+                    self.obj, self.signature, handle=self.handle, entry=self.entry, ops=ops, hub_backend=self.hub
+                )
         return self._garden
 
     def backend_for(self, plan: LayerPlan) -> Backend:
@@ -165,8 +176,13 @@ class Encoder:
         """What besides the spec decides the numbers: the model, its format, preprocessor and sequence length."""
         from hubembed import __version__
 
-        return {"model": self.handle, "format": self.signature.format, "preprocessor": self.preprocessor.source,
-                "seq_length": self.seq_length, "hubembed": __version__}
+        return {
+            "model": self.handle,
+            "format": self.signature.format,
+            "preprocessor": self.preprocessor.source,
+            "seq_length": self.seq_length,
+            "hubembed": __version__,
+        }
 
     def spec(self, **kwargs) -> dict:
         """What produced a result: ``context()`` and the extraction arguments ``kwargs``."""
@@ -185,12 +201,16 @@ class Encoder:
         where = src.get("out", "the extraction")
         want = src.get("weights_sha256")
         if want and want != self.weights_sha256:
-            raise InputError(f"{self.handle}: weights fingerprint {self.weights_sha256[:16]}... differs from the one "
-                             f"{where} was embedded with ({want[:16]}..., model {src.get('model')!r}): its vectors "
-                             f"would not be comparable; load that model")
+            raise InputError(
+                f"{self.handle}: weights fingerprint {self.weights_sha256[:16]}... differs from the one "
+                f"{where} was embedded with ({want[:16]}..., model {src.get('model')!r}): its vectors "
+                f"would not be comparable; load that model"
+            )
         if src.get("seq_length") and src["seq_length"] != self.seq_length:
-            raise InputError(f"{self.handle}: seq_length {self.seq_length}, but {where} was embedded with "
-                             f"seq_length {src['seq_length']}: load(..., seq_length={src['seq_length']})")
+            raise InputError(
+                f"{self.handle}: seq_length {self.seq_length}, but {where} was embedded with "
+                f"seq_length {src['seq_length']}: load(..., seq_length={src['seq_length']})"
+            )
         spec.transform_object()  # a recorded transform must be given back, and be the same one
 
     def output_shape(self, spec: EmbedSpec) -> tuple:
@@ -200,8 +220,15 @@ class Encoder:
         return spec.shape(self.plan(spec), self.signature.hidden_size, transform)
 
     # -- public API --------------------------------------------------------
-    def encode(self, texts: Sequence, *, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
-               long: str = "window", stride: Optional[int] = None) -> EncoderOutputs:
+    def encode(
+        self,
+        texts: Sequence,
+        *,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        long: str = "window",
+        stride: Optional[int] = None,
+    ) -> EncoderOutputs:
         """Every output for ``texts``, in order, padded to the longest.
 
         With the Hub backend: what the model exports (``layers`` is None without encoder_outputs). With
@@ -243,12 +270,23 @@ class Encoder:
         all_layers = list(range(L)) if self.signature.has_encoder_outputs or use_garden else [L - 1]
         if use_garden:
             all_layers = [layer_spec.EMBEDDINGS] + all_layers
-        return LayerPlan(all_layers, layer_spec.Combine.make("none", len(all_layers)),
-                         need_pooled=self.signature.has_pooled_output, garden=use_garden,
-                         upto=L - 1 if use_garden else None)
+        return LayerPlan(
+            all_layers,
+            layer_spec.Combine.make("none", len(all_layers)),
+            need_pooled=self.signature.has_pooled_output,
+            garden=use_garden,
+            upto=L - 1 if use_garden else None,
+        )
 
-    def internals(self, texts: Sequence, *, layers: LayerSpec = "all", attention: bool = True,
-                  sublayers: bool = False, batch_size: int = 16) -> Internals:
+    def internals(
+        self,
+        texts: Sequence,
+        *,
+        layers: LayerSpec = "all",
+        attention: bool = True,
+        sublayers: bool = False,
+        batch_size: int = 16,
+    ) -> Internals:
         """Inside the encoder (Model Garden rebuild) for texts (or pairs) that fit one window (longer ones are
         truncated and reported). Only the blocks up to the highest chosen layer run.
 
@@ -277,11 +315,26 @@ class Encoder:
         info.report()
         return acc.result(chosen, info)
 
-    def embed(self, texts: Sequence, *, layers: LayerSpec = -1, combine: str = "mean", pooling: str = "mean",
-              weights=None, gamma: float = 1.0, special_tokens: bool = True, normalize: bool = False,
-              batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-              stride: Optional[int] = None, return_info: bool = False, attention_layer=None, transform=None,
-              spec: Optional[EmbedSpec] = None):
+    def embed(
+        self,
+        texts: Sequence,
+        *,
+        layers: LayerSpec = -1,
+        combine: str = "mean",
+        pooling: str = "mean",
+        weights=None,
+        gamma: float = 1.0,
+        special_tokens: bool = True,
+        normalize: bool = False,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        long: str = "window",
+        stride: Optional[int] = None,
+        return_info: bool = False,
+        attention_layer=None,
+        transform=None,
+        spec: Optional[EmbedSpec] = None,
+    ):
         """One vector per text. Results do not depend on batch_size, max_tokens or neighbours.
 
         Args:
@@ -302,9 +355,20 @@ class Encoder:
         Raises:
             InputError: bad texts or arguments, or a spec read from an extraction made with other weights.
         """
-        spec = EmbedSpec.make(spec, layers=layers, combine=combine, pooling=pooling, weights=weights, gamma=gamma,
-                              special_tokens=special_tokens, normalize=normalize, long=long, stride=stride,
-                              attention_layer=attention_layer, transform=transform)
+        spec = EmbedSpec.make(
+            spec,
+            layers=layers,
+            combine=combine,
+            pooling=pooling,
+            weights=weights,
+            gamma=gamma,
+            special_tokens=special_tokens,
+            normalize=normalize,
+            long=long,
+            stride=stride,
+            attention_layer=attention_layer,
+            transform=transform,
+        )
         self.check_spec_source(spec)
         transform = spec.transform_object()
         texts = check_texts(texts)
@@ -324,9 +388,18 @@ class Encoder:
         info.report()
         return (out, info) if return_info else out
 
-    def features(self, texts: Sequence, *, layers: LayerSpec = "all", poolings: Sequence[str] = ("cls", "mean"),
-                 special_tokens: bool = True, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS,
-                 long: str = "window", stride: Optional[int] = None) -> Dict[str, np.ndarray]:
+    def features(
+        self,
+        texts: Sequence,
+        *,
+        layers: LayerSpec = "all",
+        poolings: Sequence[str] = ("cls", "mean"),
+        special_tokens: bool = True,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        long: str = "window",
+        stride: Optional[int] = None,
+    ) -> Dict[str, np.ndarray]:
         """Every (layer, pooling) sentence vector in one pass: the encoder runs once, however many layers and
         poolings (for probes and layer comparisons, ``hubembed.analysis``).
 
@@ -363,14 +436,26 @@ class Encoder:
             if self._word_tokenizer is None:
                 self._word_tokenizer = tokens.word_tokenizer_for(self.preprocessor, self.signature)
             if self._word_tokenizer is None:
-                raise InputError(f"{self.handle}: word and token spans need a WordPiece vocab file, and neither "
-                                 f"the encoder nor its preprocessor exports one")
+                raise InputError(
+                    f"{self.handle}: word and token spans need a WordPiece vocab file, and neither "
+                    f"the encoder nor its preprocessor exports one"
+                )
         return self._word_tokenizer
 
-    def embed_tokens(self, texts: Sequence[str], *, layers: LayerSpec = -1, combine: str = "mean",
-                     weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
-                     max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-                     stride: Optional[int] = None, spec: Optional[EmbedSpec] = None) -> List[TokenEmbeddings]:
+    def embed_tokens(
+        self,
+        texts: Sequence[str],
+        *,
+        layers: LayerSpec = -1,
+        combine: str = "mean",
+        weights=None,
+        gamma: float = 1.0,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        long: str = "window",
+        stride: Optional[int] = None,
+        spec: Optional[EmbedSpec] = None,
+    ) -> List[TokenEmbeddings]:
         """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors.
 
         Args:
@@ -381,8 +466,9 @@ class Encoder:
         Returns:
             a ``TokenEmbeddings`` per text: tokens, ids, spans [n, 2], vectors [n, D].
         """
-        spec = EmbedSpec.make(spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long,
-                              stride=stride)
+        spec = EmbedSpec.make(
+            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
+        )
         return self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)[0]
 
     def _token_embeddings(self, texts, spec: EmbedSpec, batch_size, max_tokens):
@@ -395,17 +481,29 @@ class Encoder:
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
             w = words[t]
             n = len(tt.ids) - 2  # content tokens kept (after truncation)
-            vec = plan.combine.apply(tt.vectors)[1:1 + n]
-            out[t] = TokenEmbeddings(texts[t], wt.piece_strings(w.ids[:n]), w.ids[:n], w.piece_spans[:n], vec,
-                                     tt.n_windows, tt.truncated)
+            vec = plan.combine.apply(tt.vectors)[1 : 1 + n]
+            out[t] = TokenEmbeddings(
+                texts[t], wt.piece_strings(w.ids[:n]), w.ids[:n], w.piece_spans[:n], vec, tt.n_windows, tt.truncated
+            )
         info.spec = spec.token_record(plan, **self.context())
         info.report()
         return out, words
 
-    def embed_words(self, texts: Sequence[str], *, subword: str = "first", layers: LayerSpec = -1,
-                    combine: str = "mean", weights=None, gamma: float = 1.0, batch_size: int = BATCH_SIZE,
-                    max_tokens: Optional[int] = MAX_TOKENS, long: str = "window",
-                    stride: Optional[int] = None, spec: Optional[EmbedSpec] = None) -> List[WordEmbeddings]:
+    def embed_words(
+        self,
+        texts: Sequence[str],
+        *,
+        subword: str = "first",
+        layers: LayerSpec = -1,
+        combine: str = "mean",
+        weights=None,
+        gamma: float = 1.0,
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        long: str = "window",
+        stride: Optional[int] = None,
+        spec: Optional[EmbedSpec] = None,
+    ) -> List[WordEmbeddings]:
         """Per text: its words with character spans, each a vector made from its sub-word pieces.
 
         Args:
@@ -419,8 +517,9 @@ class Encoder:
         """
         if subword not in SUBWORD:
             raise InputError(f"subword={subword!r}; valid: {', '.join(SUBWORD)}")
-        spec = EmbedSpec.make(spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long,
-                              stride=stride)
+        spec = EmbedSpec.make(
+            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
+        )
         tok, words = self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)
         return [to_words(te, w, subword) for te, w in zip(tok, words)]
 
@@ -495,8 +594,9 @@ def _load_encoder(handle: str, trust: str = "registry"):
     return r, obj, sig
 
 
-def load(handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto",
-         trust: str = "registry") -> Encoder:
+def load(
+    handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto", trust: str = "registry"
+) -> Encoder:
     """Load an encoder by handle with its paired preprocessor.
 
     Args:
@@ -542,12 +642,18 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
     got = weights_fingerprint(obj)
     if got != pin:
         if r.entry.embedded:
-
-            raise StaleCacheError(f"{handle}: the converted model in {r.path} has weights fingerprint {got[:16]}..., "
-                                  f"the registry pins {pin[:16]}...: the cached conversion is damaged or stale. "
-                                  f"Delete it to convert again: rm -rf {os.path.dirname(r.path)}")
-        log.warning("hubembed: %s: weights fingerprint %s... differs from the registry's pin %s... (another "
-                    "version of the model?)", handle, got[:16], pin[:16])
+            raise StaleCacheError(
+                f"{handle}: the converted model in {r.path} has weights fingerprint {got[:16]}..., "
+                f"the registry pins {pin[:16]}...: the cached conversion is damaged or stale. "
+                f"Delete it to convert again: rm -rf {os.path.dirname(r.path)}"
+            )
+        log.warning(
+            "hubembed: %s: weights fingerprint %s... differs from the registry's pin %s... (another "
+            "version of the model?)",
+            handle,
+            got[:16],
+            pin[:16],
+        )
     return got
 
 

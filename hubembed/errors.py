@@ -82,6 +82,5 @@ class OutputError(HubEmbedError):
 def missing(package: str, pip: str, why: str) -> MissingDependencyError:
     """The error for an optional dependency that is not installed."""
     return MissingDependencyError(
-        f"{why} needs the package '{package}', which is not installed. Install it with:\n"
-        f"    pip install {pip}"
+        f"{why} needs the package '{package}', which is not installed. Install it with:\n    pip install {pip}"
     )

@@ -60,8 +60,11 @@ TOLERANCE = 1e-4
 
 def require():
     """Import Model Garden's NLP modeling library, or say how to install it."""
-    modeling = optional("official.nlp.modeling", "The Model Garden fallback (layers a Hub model does not export, "
-                        "the embedding output, attention, sub-layer outputs, early exit, per-layer freezing)")
+    modeling = optional(
+        "official.nlp.modeling",
+        "The Model Garden fallback (layers a Hub model does not export, "
+        "the embedding output, attention, sub-layer outputs, early exit, per-layer freezing)",
+    )
     from official.nlp.modeling import layers, networks  # noqa: F401 (modeling imported them)
 
     return modeling.layers, modeling.networks
@@ -75,12 +78,15 @@ _MG = re.compile(
     r"(?:^|/)(word_embeddings/embeddings|position_embedding/embeddings|type_embeddings/embeddings"
     r"|embeddings/layer_norm/(?:gamma|beta)|embedding_projection/(?:kernel|bias)|pooler_transform/(?:kernel|bias)"
     r"|transformer/(?:layer_\d+/)?(?:self_attention/(?:query|key|value|attention_output)/(?:kernel|bias)"
-    r"|(?:self_attention_layer_norm|output_layer_norm)/(?:gamma|beta)|(?:intermediate|output)/(?:kernel|bias)))$")
+    r"|(?:self_attention_layer_norm|output_layer_norm)/(?:gamma|beta)|(?:intermediate|output)/(?:kernel|bias)))$"
+)
 _TF1_BERT = re.compile(r"(?:^|/)(bert/(?:embeddings/.+|encoder/layer_\d+/.+|pooler/dense/(?:kernel|bias)))$")
 _TF1_ALBERT = re.compile(r"(?:^|/)bert/encoder/(?:transformer/group_\d+|embedding_hidden_mapping_in)/")
 # Names of families Model Garden has encoders for but this fallback does not rebuild.
-_OTHER = (("talking_heads", re.compile(r"pre_softmax_weight|post_softmax_weight")),
-          ("mobilebert", re.compile(r"bottleneck|MobileBert|mobile_bert", re.I)))
+_OTHER = (
+    ("talking_heads", re.compile(r"pre_softmax_weight|post_softmax_weight")),
+    ("mobilebert", re.compile(r"bottleneck|MobileBert|mobile_bert", re.I)),
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,24 +123,30 @@ def family_of(names: Sequence[str], entry=None) -> str:
         if any(pat.search(n) for n in names):
             raise _unsupported(fam, "this encoder")
     if any(_TF1_ALBERT.search(n) for n in names):
-        raise _unsupported("albert (TF1 Hub module)", "this encoder",
-                           "ALBERT is rebuilt from the TF2 format (albert_en_*/3), not from TF1 modules")
+        raise _unsupported(
+            "albert (TF1 Hub module)",
+            "this encoder",
+            "ALBERT is rebuilt from the TF2 format (albert_en_*/3), not from TF1 modules",
+        )
     mapped = [garden_name(n) for n in names]
     if any(m and m.startswith("transformer/self_attention/") for m in mapped):
         return "albert"
     if any(m and re.match(r"transformer/layer_\d+/", m) for m in mapped):
         return "bert"
     shown = ", ".join(list(names)[:6]) or "(no variables)"
-    raise FormatError(f"the Model Garden fallback does not recognise this encoder's variables ({shown}, ...); "
-                      f"it rebuilds BERT-style and ALBERT encoders whose variables carry Model Garden export "
-                      f"names (transformer/layer_i/...) or TF1 BERT names (bert/encoder/layer_i/...)")
+    raise FormatError(
+        f"the Model Garden fallback does not recognise this encoder's variables ({shown}, ...); "
+        f"it rebuilds BERT-style and ALBERT encoders whose variables carry Model Garden export "
+        f"names (transformer/layer_i/...) or TF1 BERT names (bert/encoder/layer_i/...)"
+    )
 
 
 def _unsupported(family: str, what: str, extra: str = "") -> FormatError:
     return FormatError(
         f"the Model Garden fallback cannot rebuild {what}: its family is {family}. Supported: BERT-style encoders "
         f"(BERT, Small BERT, ELECTRA, Experts, LaBSE, MuRIL, MiniLM and hubembed convert outputs) and ALBERT "
-        f"(TF2 format){'; ' + extra if extra else ''}. Use the layers the Hub model exports")
+        f"(TF2 format){'; ' + extra if extra else ''}. Use the layers the Hub model exports"
+    )
 
 
 def hub_weights(obj) -> Dict[str, np.ndarray]:
@@ -153,6 +165,7 @@ def hub_weights(obj) -> Dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------
 # Configuration read off the shapes
 # ---------------------------------------------------------------------------
+
 
 @dataclass
 class GardenConfig:
@@ -200,17 +213,28 @@ def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: i
             raise FormatError(f"the model reports {num_layers} layers but has weights for {len(found)} blocks")
         num_layers = len(found)
     elif not num_layers:
-        raise FormatError("an ALBERT encoder shares one block across its layers; the number of layers comes from "
-                          "its encoder_outputs or the registry, and neither says")
+        raise FormatError(
+            "an ALBERT encoder shares one block across its layers; the number of layers comes from "
+            "its encoder_outputs or the registry, and neither says"
+        )
     if (E != H) != ("embedding_projection/kernel" in weights):
-        raise FormatError(f"embedding width {E} vs hidden size {H}: a projection is "
-                          f"{'missing' if E != H else 'present but unexpected'}")
-    return GardenConfig(family=family, vocab_size=int(V), hidden_size=H, embedding_width=int(E),
-                        num_layers=int(num_layers), num_heads=int(num_heads),
-                        intermediate_size=int(weights[p0 + "intermediate/kernel"].shape[1]),
-                        max_positions=int(weights["position_embedding/embeddings"].shape[0]),
-                        type_vocab_size=int(weights["type_embeddings/embeddings"].shape[0]),
-                        activation=activation, has_pooler="pooler_transform/kernel" in weights)
+        raise FormatError(
+            f"embedding width {E} vs hidden size {H}: a projection is "
+            f"{'missing' if E != H else 'present but unexpected'}"
+        )
+    return GardenConfig(
+        family=family,
+        vocab_size=int(V),
+        hidden_size=H,
+        embedding_width=int(E),
+        num_layers=int(num_layers),
+        num_heads=int(num_heads),
+        intermediate_size=int(weights[p0 + "intermediate/kernel"].shape[1]),
+        max_positions=int(weights["position_embedding/embeddings"].shape[0]),
+        type_vocab_size=int(weights["type_embeddings/embeddings"].shape[0]),
+        activation=activation,
+        has_pooler="pooler_transform/kernel" in weights,
+    )
 
 
 def activation_candidates(ops) -> List[str]:
@@ -229,6 +253,7 @@ def activation_candidates(ops) -> List[str]:
 # Building the Model Garden encoder
 # ---------------------------------------------------------------------------
 
+
 def _activation(name: str):
     import tf_keras
     from official.modeling import tf_utils
@@ -236,7 +261,7 @@ def _activation(name: str):
     if name == "gelu":  # hubembed's (and Hugging Face's) "gelu": the exact one
         return tf_keras.activations.get("gelu")  # Keras' gelu: approximate=False (erf)
     if name == "gelu_tanh":
-        return tf_utils.get_activation("gelu")   # Model Garden's gelu: the tanh approximation
+        return tf_utils.get_activation("gelu")  # Model Garden's gelu: the tanh approximation
     if name == "relu":
         return tf_keras.activations.get("relu")
     raise InputError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
@@ -281,15 +306,28 @@ def _build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]):
 
     _, networks = require()
     act = _activation(cfg.activation)
-    common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                  num_attention_heads=cfg.num_heads, max_sequence_length=cfg.max_positions,
-                  type_vocab_size=cfg.type_vocab_size, embedding_width=cfg.embedding_width)
+    common = dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        max_sequence_length=cfg.max_positions,
+        type_vocab_size=cfg.type_vocab_size,
+        embedding_width=cfg.embedding_width,
+    )
     if cfg.family == "bert":
-        model = networks.BertEncoderV2(inner_dim=cfg.intermediate_size, inner_activation=act,
-                                       output_dropout=0.1, attention_dropout=0.1, **common)
+        model = networks.BertEncoderV2(
+            inner_dim=cfg.intermediate_size, inner_activation=act, output_dropout=0.1, attention_dropout=0.1, **common
+        )
     else:
-        model = networks.AlbertEncoder(intermediate_size=cfg.intermediate_size, activation=act,
-                                       dropout_rate=0.1, attention_dropout_rate=0.1, dict_outputs=True, **common)
+        model = networks.AlbertEncoder(
+            intermediate_size=cfg.intermediate_size,
+            activation=act,
+            dropout_rate=0.1,
+            attention_dropout_rate=0.1,
+            dict_outputs=True,
+            **common,
+        )
     dummy = tf.ones((1, 2), tf.int32)
     model({"input_word_ids": dummy, "input_mask": dummy, "input_type_ids": tf.zeros((1, 2), tf.int32)})
     assigned = set()
@@ -340,8 +378,9 @@ def _block_steps(block, x, attention_mask, want_sub: bool):
     The same order of operations as ``TransformerEncoderBlock.call`` for norm_first=False
     (tests check the two agree); it exists to expose what ``call`` keeps inside.
     """
-    attn, probs = block._attention_layer(query=x, value=x, key=x, attention_mask=attention_mask,
-                                         return_attention_scores=True)
+    attn, probs = block._attention_layer(
+        query=x, value=x, key=x, attention_mask=attention_mask, return_attention_scores=True
+    )
     normed = block._attention_layer_norm(x + attn)
     inter = block._intermediate_activation_layer(block._intermediate_dense(normed))
     ffn = block._output_dense(inter)
@@ -383,8 +422,12 @@ class GardenEncoder:
         m = mask.astype(bool)
         diff = float(np.abs(a[m] - b[m]).max() / max(1.0, float(np.abs(a[m]).max())))
         cfg.checked["mixed_precision"] = diff
-        log.info("hubembed: %s rebuilt under %s: max |diff| vs float32 on the probe batch %.1e (relative)",
-                 self.handle, policy, diff)
+        log.info(
+            "hubembed: %s rebuilt under %s: max |diff| vs float32 on the probe batch %.1e (relative)",
+            self.handle,
+            policy,
+            diff,
+        )
         return mixed
 
     @property
@@ -393,8 +436,10 @@ class GardenEncoder:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"GardenEncoder({self.handle!r}, family={c.family}, layers={c.num_layers}, hidden={c.hidden_size}, "
-                f"heads={c.num_heads}, activation={c.activation}{', policy=' + self.policy if self.policy else ''})")
+        return (
+            f"GardenEncoder({self.handle!r}, family={c.family}, layers={c.num_layers}, hidden={c.hidden_size}, "
+            f"heads={c.num_heads}, activation={c.activation}{', policy=' + self.policy if self.policy else ''})"
+        )
 
     # -- inference ---------------------------------------------------------
     def _embed(self, ids, mask, types):
@@ -410,7 +455,7 @@ class GardenEncoder:
     def _forward(self, ids, mask, types, upto: int, attention: bool, sublayers: bool, pooled: bool):
         x, amask = self._embed(ids, mask, types)
         out = {"embeddings": x, "layers": [], "attention": [], "sublayers": {k: [] for k in SUBLAYERS}}
-        for block in self.parts.blocks[:upto + 1]:
+        for block in self.parts.blocks[: upto + 1]:
             if attention or sublayers:
                 x, probs, sub = _block_steps(block, x, amask, sublayers)
                 if attention:
@@ -425,8 +470,9 @@ class GardenEncoder:
             out["pooled"] = self.parts.pooler(x[:, 0, :])
         return out
 
-    def forward(self, ids, mask, types, *, upto: Optional[int] = None, attention: bool = False,
-                sublayers: bool = False) -> dict:
+    def forward(
+        self, ids, mask, types, *, upto: Optional[int] = None, attention: bool = False, sublayers: bool = False
+    ) -> dict:
         """Run blocks 0..upto (default all; -1: the embeddings only) on int32 [B, S] inputs.
 
         Returns a dict of tensors: ``embeddings`` [B,S,H]; ``layers`` (upto+1 x [B,S,H]);
@@ -449,8 +495,11 @@ class GardenEncoder:
                 return self._forward(i, m, t, upto, attention, sublayers, pooled=upto == L - 1)
 
             self._fns[key] = fn
-        return fn(tf.convert_to_tensor(ids, tf.int32), tf.convert_to_tensor(mask, tf.int32),
-                  tf.convert_to_tensor(types, tf.int32))
+        return fn(
+            tf.convert_to_tensor(ids, tf.int32),
+            tf.convert_to_tensor(mask, tf.int32),
+            tf.convert_to_tensor(types, tf.int32),
+        )
 
     def __call__(self, ids, mask, types, *, training: bool = False, plan=None):
         """The ``Backend`` call (``hubembed._pipeline.backends``): the blocks ``plan`` needs (early exit; every
@@ -471,8 +520,13 @@ class GardenEncoder:
             out = self._forward(ids, mask, types, upto, attention, False, pooled=pooled)
         else:
             out = self.forward(ids, mask, types, upto=upto, attention=attention)
-        return Activations(out["layers"][-1] if out["layers"] else None, out.get("pooled"), out["layers"],
-                           out["embeddings"], out["attention"] or None)
+        return Activations(
+            out["layers"][-1] if out["layers"] else None,
+            out.get("pooled"),
+            out["layers"],
+            out["embeddings"],
+            out["attention"] or None,
+        )
 
     # -- fine-tuning -------------------------------------------------------
     def freeze(self, n: int, *, embeddings: Optional[bool] = None) -> None:
@@ -489,8 +543,9 @@ def freeze(encoder: GardenEncoder, n: int, *, embeddings: Optional[bool] = None)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= L:
         raise InputError(f"freeze {n!r} layers; valid: 0..{L} (the first n blocks, with the embeddings)")
     if encoder.config.family == "albert" and 0 < n < L:
-        raise InputError(f"ALBERT shares one block across all its layers: it can be frozen whole (n=0 or n={L}), "
-                         f"not block by block")
+        raise InputError(
+            f"ALBERT shares one block across all its layers: it can be frozen whole (n=0 or n={L}), not block by block"
+        )
     frozen_embeddings = n > 0 if embeddings is None else bool(embeddings)
     p = encoder.parts
     for layer in (p.word, p.position, p.type, p.norm, p.projection):
@@ -500,8 +555,9 @@ def freeze(encoder: GardenEncoder, n: int, *, embeddings: Optional[bool] = None)
         block.trainable = i >= n
 
 
-def unfreezing_schedule(num_layers: int, epochs: int, *, start_frozen: Optional[int] = None,
-                        every: int = 1, floor: int = 0) -> List[int]:
+def unfreezing_schedule(
+    num_layers: int, epochs: int, *, start_frozen: Optional[int] = None, every: int = 1, floor: int = 0
+) -> List[int]:
     """Gradual unfreezing (ULMFiT): frozen block count per epoch, one more top block thawed every ``every`` epochs.
 
     start_frozen: blocks frozen at epoch 0 (default all L: only the head trains first);
@@ -509,8 +565,10 @@ def unfreezing_schedule(num_layers: int, epochs: int, *, start_frozen: Optional[
     """
     start = num_layers if start_frozen is None else start_frozen
     if not 0 <= floor <= start <= num_layers or every < 1 or epochs < 0:
-        raise InputError(f"schedule: need 0 <= floor ({floor}) <= start_frozen ({start}) <= layers ({num_layers}), "
-                         f"every >= 1 (got {every}), epochs >= 0 (got {epochs})")
+        raise InputError(
+            f"schedule: need 0 <= floor ({floor}) <= start_frozen ({start}) <= layers ({num_layers}), "
+            f"every >= 1 (got {every}), epochs >= 0 (got {epochs})"
+        )
     return [max(floor, start - e // every) for e in range(epochs)]
 
 
@@ -518,17 +576,18 @@ def unfreezing_schedule(num_layers: int, epochs: int, *, start_frozen: Optional[
 # Rebuild + probe check
 # ---------------------------------------------------------------------------
 
+
 def probe_batch(vocab_size: int, max_positions: int, seed: int = 0):
     """Two rows of ids: the second padded, with type ids 0 then 1."""
     rng = np.random.default_rng(seed)
     S = min(16, max_positions)
     ids = rng.integers(1, vocab_size, size=(2, S)).astype(np.int32)
     mask = np.ones((2, S), np.int32)
-    mask[1, S - S // 3:] = 0
-    ids[1, S - S // 3:] = 0
+    mask[1, S - S // 3 :] = 0
+    ids[1, S - S // 3 :] = 0
     types = np.zeros((2, S), np.int32)
-    types[:, S // 2:] = 1
-    types[1, S - S // 3:] = 0
+    types[:, S // 2 :] = 1
+    types[1, S - S // 3 :] = 0
     return ids, mask, types
 
 
@@ -553,7 +612,6 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     """Rebuild the loaded Hub encoder ``obj`` with Model Garden and check it on a probe batch."""
     import tensorflow as tf
 
-
     require()
     weights = hub_weights(obj)
     names = [v.name.split(":")[0] for v in getattr(obj, "variables", None) or []]
@@ -565,12 +623,14 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     if family == "albert" and not L and entry is not None:
         L = entry.layers
     hub = hub_backend or HubBackend(obj, signature.format)
-    ids, mask, types = probe_batch(int(weights["word_embeddings/embeddings"].shape[0]),
-                                   int(weights["position_embedding/embeddings"].shape[0]))
+    ids, mask, types = probe_batch(
+        int(weights["word_embeddings/embeddings"].shape[0]), int(weights["position_embedding/embeddings"].shape[0])
+    )
     expected = hub(tf.constant(ids), tf.constant(mask), tf.constant(types))
     tried = []
-    candidates = itertools.product(head_candidates(weights, family, [h for h in hints if h]),
-                                   activation_candidates(ops or ()))
+    candidates = itertools.product(
+        head_candidates(weights, family, [h for h in hints if h]), activation_candidates(ops or ())
+    )
     for heads, act in itertools.islice(candidates, 12):  # at most 12 builds
         cfg = read_config(weights, family, num_layers=L, num_heads=heads, activation=act)
         enc = GardenEncoder(build_model(cfg, weights), cfg, handle)
@@ -579,10 +639,19 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
         tried.append((heads, act, worst))
         if worst <= TOLERANCE:
             cfg.checked = diffs
-            log.info("hubembed: rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| "
-                     "%.1e", handle, family, cfg.num_layers, heads, act, worst)
+            log.info(
+                "hubembed: rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| %.1e",
+                handle,
+                family,
+                cfg.num_layers,
+                heads,
+                act,
+                worst,
+            )
             return enc
     shown = "; ".join(f"{h} heads + {a}: {d:.2e}" for h, a, d in tried)
-    raise FormatError(f"the Model Garden rebuild of {handle or 'this encoder'} does not reproduce its outputs on "
-                      f"a probe batch (max |diff| relative to the output scale, tolerance {TOLERANCE:g}: {shown}); "
-                      f"refusing to use it")
+    raise FormatError(
+        f"the Model Garden rebuild of {handle or 'this encoder'} does not reproduce its outputs on "
+        f"a probe batch (max |diff| relative to the output scale, tolerance {TOLERANCE:g}: {shown}); "
+        f"refusing to use it"
+    )

@@ -48,7 +48,7 @@ def probe_table(table, path: str, title: Optional[str] = None) -> str:
         cv = np.array([r["cv_mean"] for r in rows]) * 100
         sd = np.array([r["cv_std"] for r in rows]) * 100
         if table.n_dev:
-            line, = ax.plot(x, [r["dev"] * 100 for r in rows], marker="o", label=f"{p} (dev)")
+            (line,) = ax.plot(x, [r["dev"] * 100 for r in rows], marker="o", label=f"{p} (dev)")
             ax.plot(x, cv, ls=":", color=line.get_color(), label=f"{p} ({table.folds}-fold cv)")
         else:
             ax.errorbar(x, cv, yerr=sd, marker="o", capsize=3, label=p)
@@ -71,8 +71,15 @@ def layer_similarity(matrix: np.ndarray, layers: Sequence, path: str, title: str
     ax.set_yticks(range(len(labels)), labels)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] < 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if matrix[i, j] < 0.6 else "black",
+            )
     fig.colorbar(im, ax=ax, shrink=0.85)
     ax.set_title(title, fontsize=10, wrap=True)
     return _save(fig, path)
@@ -95,8 +102,9 @@ def layer_change(change: dict, layers: Sequence, path: str, title: str = "change
     return _save(fig, path)
 
 
-def pca(xy: np.ndarray, path: str, labels: Optional[Sequence] = None, title: str = "2-D PCA of sentence vectors") \
-        -> str:
+def pca(
+    xy: np.ndarray, path: str, labels: Optional[Sequence] = None, title: str = "2-D PCA of sentence vectors"
+) -> str:
     fig, ax = _figure((5.2, 4.4))
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6)
@@ -112,8 +120,9 @@ def pca(xy: np.ndarray, path: str, labels: Optional[Sequence] = None, title: str
     return _save(fig, path)
 
 
-def token_importance(pieces: Sequence[str], weights: np.ndarray, path: str,
-                     title: str = "attention received per token") -> str:
+def token_importance(
+    pieces: Sequence[str], weights: np.ndarray, path: str, title: str = "attention received per token"
+) -> str:
     fig, ax = _figure((max(4.0, 0.45 * len(pieces)), 3.2))
     ax.bar(range(len(pieces)), weights, color="tab:purple")
     ax.set_xticks(range(len(pieces)), pieces, rotation=60, ha="right", fontsize=8)

@@ -38,12 +38,28 @@ GARDEN_KINDS = ("garden_bert", "garden_albert")
 
 
 def tiny_config(vocab_size: int, num_layers: int = 3) -> names.BertConfig:
-    return names.BertConfig(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_heads=2,
-                                intermediate_size=32, max_positions=64, type_vocab_size=2)
+    return names.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_layers=num_layers,
+        num_heads=2,
+        intermediate_size=32,
+        max_positions=64,
+        type_vocab_size=2,
+    )
 
 
-def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_case: bool = True,
-          with_mlm: bool = True, preprocess_from: str = None, activation: str = "gelu") -> str:
+def build(
+    kind: str,
+    out_dir: str,
+    *,
+    seed: int = 0,
+    num_layers: int = 3,
+    lower_case: bool = True,
+    with_mlm: bool = True,
+    preprocess_from: str = None,
+    activation: str = "gelu",
+) -> str:
     """Write a tiny encoder of ``kind`` + its preprocessor under ``out_dir``; returns the encoder folder.
 
     activation (hubembed's own kinds): "gelu" (exact), "gelu_tanh" or "relu".
@@ -61,8 +77,7 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
         cfg = tiny_config(n, num_layers)
         cfg.activation = activation
         weights = names.random_weights(cfg, seed=seed, with_mlm=with_mlm and kind != "tf2_list")
-        writers.save_encoder(weights, cfg, encoder, vocab_file=vocab, do_lower_case=lower_case,
-                               style=KINDS[kind])
+        writers.save_encoder(weights, cfg, encoder, vocab_file=vocab, do_lower_case=lower_case, style=KINDS[kind])
     if preprocess_from:  # an identical preprocessor saved already: copying it saves seconds
         shutil.copytree(preprocess_from, os.path.join(out_dir, "preprocess"))
     else:
@@ -70,8 +85,9 @@ def build(kind: str, out_dir: str, *, seed: int = 0, num_layers: int = 3, lower_
     return encoder
 
 
-def _export_garden(kind: str, vocab_size: int, out: str, vocab: str, lower_case: bool, seed: int,
-                   num_layers: int) -> None:
+def _export_garden(
+    kind: str, vocab_size: int, out: str, vocab: str, lower_case: bool, seed: int, num_layers: int
+) -> None:
     """A tiny encoder exported by Model Garden's export_tfhub_lib from a checkpoint of random weights."""
 
     import tensorflow as tf
@@ -84,9 +100,16 @@ def _export_garden(kind: str, vocab_size: int, out: str, vocab: str, lower_case:
     from official.nlp.tools import export_tfhub_lib
 
     tf_keras.utils.set_random_seed(seed)
-    common = dict(vocab_size=vocab_size, hidden_size=16, num_layers=num_layers, num_attention_heads=2,
-                  intermediate_size=32, max_position_embeddings=64, hidden_activation="gelu",
-                  initializer_range=0.2)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        hidden_activation="gelu",
+        initializer_range=0.2,
+    )
     if kind == "garden_bert":
         cfg = encoders.EncoderConfig(type="bert", bert=encoders.BertEncoderConfig(**common))
     else:
@@ -94,8 +117,14 @@ def _export_garden(kind: str, vocab_size: int, out: str, vocab: str, lower_case:
     encoder = encoders.build_encoder(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         path = tf.train.Checkpoint(encoder=encoder).save(os.path.join(tmp, "ckpt"))
-        export_tfhub_lib.export_model(out, encoder_config=cfg, model_checkpoint_path=path, with_mlm=False,
-                                      vocab_file=vocab, do_lower_case=lower_case)
+        export_tfhub_lib.export_model(
+            out,
+            encoder_config=cfg,
+            model_checkpoint_path=path,
+            with_mlm=False,
+            vocab_file=vocab,
+            do_lower_case=lower_case,
+        )
 
 
 def build_all(root: str, **kwargs) -> dict:

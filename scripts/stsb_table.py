@@ -47,17 +47,25 @@ def main(argv=None) -> int:
     L = enc.signature.num_layers
     table = {}
     firsts, seconds = [r[0] for r in rows], [r[1] for r in rows]
-    pairs = {"cls": dict(pooling="cls"), "mean": dict(pooling="mean"), "max": dict(pooling="max"),
-             "mean_nospecial": dict(pooling="mean", special_tokens=False)}
+    pairs = {
+        "cls": dict(pooling="cls"),
+        "mean": dict(pooling="mean"),
+        "max": dict(pooling="max"),
+        "mean_nospecial": dict(pooling="mean", special_tokens=False),
+    }
     for name, kw in pairs.items():
         a = enc.embed(firsts, layers=["embeddings"] + list(range(L)), combine="none", **kw)  # [N, 1 + L, H]
         b = enc.embed(seconds, layers=["embeddings"] + list(range(L)), combine="none", **kw)
         table[name] = [spearman(a[:, i], b[:, i], gold) for i in range(L + 1)]
     for name, special in (("attention", True), ("attention_nospecial", False)):
         table[name] = [float("nan")] + [
-            spearman(enc.embed(firsts, layers=i, pooling="attention", special_tokens=special),
-                     enc.embed(seconds, layers=i, pooling="attention", special_tokens=special), gold)
-            for i in range(L)]
+            spearman(
+                enc.embed(firsts, layers=i, pooling="attention", special_tokens=special),
+                enc.embed(seconds, layers=i, pooling="attention", special_tokens=special),
+                gold,
+            )
+            for i in range(L)
+        ]
     pooled = spearman(enc.embed(firsts, pooling="pooled"), enc.embed(seconds, pooling="pooled"), gold)
     lines = [
         f"# STS-B {args.split}: Spearman x 100 of cosine similarity, per layer and pooling",
@@ -77,9 +85,14 @@ def main(argv=None) -> int:
         label = "embeddings" if i == 0 else str(i - 1)
         cells = " | ".join("-" if np.isnan(table[c][i]) else f"{table[c][i]:.2f}" for c in cols)
         lines.append(f"| {label} | {cells} |")
-    lines += ["", "`-`: not defined (the embedding output has no attention; its [CLS] vector is the same for every "
-              "text, so the correlation is undefined).", "",
-              f"pooled_output (tanh pooler over the last layer's [CLS]): {pooled:.2f}", ""]
+    lines += [
+        "",
+        "`-`: not defined (the embedding output has no attention; its [CLS] vector is the same for every "
+        "text, so the correlation is undefined).",
+        "",
+        f"pooled_output (tanh pooler over the last layer's [CLS]): {pooled:.2f}",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -49,28 +49,35 @@ def main(argv=None) -> int:
     fa = analysis.features(enc, [r[0] for r in test], poolings=("mean",))
     fb = analysis.features(enc, [r[1] for r in test], poolings=("mean",))
     ft = analysis.features(enc, fit_texts, poolings=("mean",))
-    views = {str(layer): (fa.get(layer, "mean"), fb.get(layer, "mean"), ft.get(layer, "mean"))
-             for layer in fa.layers}
+    views = {str(layer): (fa.get(layer, "mean"), fb.get(layer, "mean"), ft.get(layer, "mean")) for layer in fa.layers}
     first, last = fa.layers[1], fa.layers[-1]
     views["first+last"] = tuple((f.get(first, "mean") + f.get(last, "mean")) / 2 for f in (fa, fb, ft))
     cols = ["raw", "centred", "whitened"] + [f"whitened k={k}" for k in args.ks]
-    lines = [f"# STS-B test: whitening ({args.model}, mean pooling)", "",
-             f"Spearman x 100 of cosine similarity on the {len(test)} STS-B test pairs. Fixes fitted on the "
-             f"{len(fit_texts)} distinct STS-B train sentences (`hubembed.analysis.Whitening`); mean cosine of "
-             f"random test sentence pairs before and after whitening. Made by `python scripts/stsb_whitening.py`.",
-             "", "| layer | " + " | ".join(cols) + " | mean cosine raw | whitened |",
-             "| --- |" + " --- |" * (len(cols) + 2)]
+    lines = [
+        f"# STS-B test: whitening ({args.model}, mean pooling)",
+        "",
+        f"Spearman x 100 of cosine similarity on the {len(test)} STS-B test pairs. Fixes fitted on the "
+        f"{len(fit_texts)} distinct STS-B train sentences (`hubembed.analysis.Whitening`); mean cosine of "
+        f"random test sentence pairs before and after whitening. Made by `python scripts/stsb_whitening.py`.",
+        "",
+        "| layer | " + " | ".join(cols) + " | mean cosine raw | whitened |",
+        "| --- |" + " --- |" * (len(cols) + 2),
+    ]
     aniso = []
     for name, (a, b, fit) in views.items():
-        fixes = [None, analysis.Whitening.fit(fit, method="center"), analysis.Whitening.fit(fit)] + \
-            [analysis.Whitening.fit(fit, k=k) for k in args.ks]
+        fixes = [None, analysis.Whitening.fit(fit, method="center"), analysis.Whitening.fit(fit)] + [
+            analysis.Whitening.fit(fit, k=k) for k in args.ks
+        ]
         scores = [spearman(a if w is None else w(a), b if w is None else w(b), gold) for w in fixes]
         both = np.concatenate([a, b])
         raw, fixed = analysis.anisotropy(both), analysis.anisotropy(fixes[2](both))
         aniso.append({"layer": name, "raw": raw, "fixed": fixed})
         label = "emb" if name == "embeddings" else name
-        lines.append(f"| {label} | " + " | ".join(f"{s:.2f}" for s in scores)
-                     + f" | {raw['mean_cosine']:.3f} | {fixed['mean_cosine']:.3f} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(f"{s:.2f}" for s in scores)
+            + f" | {raw['mean_cosine']:.3f} | {fixed['mean_cosine']:.3f} |"
+        )
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:

@@ -80,6 +80,7 @@ def garden_models(tmp_path_factory, tiny_models):
     root = str(tmp_path_factory.mktemp("garden"))
     pre = os.path.join(os.path.dirname(tiny_models["tf2_dict"]), "preprocess")
     out = {kind: testing.build(kind, os.path.join(root, kind), preprocess_from=pre) for kind in testing.GARDEN_KINDS}
-    out["tf1_tanh"] = testing.build("tf1_hub", os.path.join(root, "tf1_tanh"), activation="gelu_tanh", seed=3,
-                                    preprocess_from=pre)
+    out["tf1_tanh"] = testing.build(
+        "tf1_hub", os.path.join(root, "tf1_tanh"), activation="gelu_tanh", seed=3, preprocess_from=pre
+    )
     return out

@@ -9,8 +9,16 @@ import hubembed
 from hubembed import analysis, plots
 from hubembed.errors import InputError
 
-TEXTS = ["a good movie", "an awful film", "the cat sat on the mat", "hello world", "great acting , good plot",
-         "boring and awful", "the dog ran", "what a lovely day"]
+TEXTS = [
+    "a good movie",
+    "an awful film",
+    "the cat sat on the mat",
+    "hello world",
+    "great acting , good plot",
+    "boring and awful",
+    "the dog ran",
+    "what a lovely day",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +31,9 @@ def test_features_equal_embed_for_every_layer_and_pooling_and_are_cached(tiny, m
     assert f.layers == ["embeddings", 0, 1, 2] and f.data["mean"].shape == (len(TEXTS), 4, 16)
     for layer in f.layers:
         for p in ("cls", "mean", "max"):
-            np.testing.assert_allclose(f.get(layer, p), tiny.embed(TEXTS, layers=layer, pooling=p), atol=1e-5,
-                                       err_msg=f"{layer} {p}")
+            np.testing.assert_allclose(
+                f.get(layer, p), tiny.embed(TEXTS, layers=layer, pooling=p), atol=1e-5, err_msg=f"{layer} {p}"
+            )
     np.testing.assert_array_equal(f.get(-1, "mean"), f.get(2, "mean"))
     with pytest.raises(InputError, match="valid per layer: cls, mean, max, mean_max, mean_sqrt_len"):
         tiny.features(TEXTS, poolings=("pooled",))
@@ -111,8 +120,9 @@ def test_layer_views_and_every_plot(tiny, tmp_path):
     np.testing.assert_allclose(sim, sim.T, atol=1e-9)
     ch = analysis.layer_change(f, "mean")
     assert ch["l2"].shape == (3,) and (ch["l2"] > 0).all()
-    np.testing.assert_allclose(ch["l2"][0], np.linalg.norm(f.get(0, "mean") - f.get("embeddings", "mean"),
-                                                           axis=1).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        ch["l2"][0], np.linalg.norm(f.get(0, "mean") - f.get("embeddings", "mean"), axis=1).mean(), rtol=1e-5
+    )
     xy = analysis.pca2(f.get(-1, "mean"))
     assert xy.shape == (len(TEXTS), 2) and xy[:, 0].var() >= xy[:, 1].var()
     pieces, w = analysis.token_importance(tiny, "a good movie", layer=-1)
@@ -120,13 +130,17 @@ def test_layer_views_and_every_plot(tiny, tmp_path):
     assert abs(w.sum() - 1) < 1e-6 and (w >= 0).all()
     train, y = _planted()
     table = analysis.probe(train, y, folds=3)
-    made = [plots.probe_table(table, str(tmp_path / "probe.png")),
-            plots.layer_similarity(sim, f.layers, str(tmp_path / "sim.svg")),
-            plots.layer_change(ch, f.layers, str(tmp_path / "change.png")),
-            plots.pca(xy, str(tmp_path / "pca.png"), labels=[i % 2 for i in range(len(TEXTS))]),
-            plots.token_importance(pieces, w, str(tmp_path / "tokens.png")),
-            plots.anisotropy([{"layer": layer, "raw": analysis.anisotropy(f.get(layer, "mean"))}
-                              for layer in f.layers], str(tmp_path / "aniso.png"))]
+    made = [
+        plots.probe_table(table, str(tmp_path / "probe.png")),
+        plots.layer_similarity(sim, f.layers, str(tmp_path / "sim.svg")),
+        plots.layer_change(ch, f.layers, str(tmp_path / "change.png")),
+        plots.pca(xy, str(tmp_path / "pca.png"), labels=[i % 2 for i in range(len(TEXTS))]),
+        plots.token_importance(pieces, w, str(tmp_path / "tokens.png")),
+        plots.anisotropy(
+            [{"layer": layer, "raw": analysis.anisotropy(f.get(layer, "mean"))} for layer in f.layers],
+            str(tmp_path / "aniso.png"),
+        ),
+    ]
     for p in made:
         head = open(p, "rb").read(8)
         assert head.startswith(b"\x89PNG") if p.endswith(".png") else b"<?xml" in head
@@ -141,12 +155,46 @@ def test_the_probe_command(tiny_models, tmp_path, capsys):
     rows = [(t, "pos" if any(w in t for w in ("good", "great", "lovely")) else "neg") for t in TEXTS * 4]
     (tmp_path / "d.tsv").write_text("".join(f"{t}\t{lab}\n" for t, lab in rows))
     plot = str(tmp_path / "p.png")
-    assert main(["probe", "--model", tiny_models["tf2_dict"], "--data", str(tmp_path / "d.tsv"), "--text-column",
-                 "0", "--label-column", "1", "--folds", "3", "--poolings", "mean,max", "--plot", plot]) == 0
+    assert (
+        main(
+            [
+                "probe",
+                "--model",
+                tiny_models["tf2_dict"],
+                "--data",
+                str(tmp_path / "d.tsv"),
+                "--text-column",
+                "0",
+                "--label-column",
+                "1",
+                "--folds",
+                "3",
+                "--poolings",
+                "mean,max",
+                "--plot",
+                plot,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| layer | mean | max |" in out and "| embeddings |" in out and "recommended: layer" in out
     assert os.path.getsize(plot) > 2000
     (tmp_path / "t.txt").write_text("no labels here\n")
-    assert main(["probe", "--model", tiny_models["tf2_dict"], "--data", str(tmp_path / "t.txt"), "--text-column",
-                 "0", "--label-column", "1"]) == 1
+    assert (
+        main(
+            [
+                "probe",
+                "--model",
+                tiny_models["tf2_dict"],
+                "--data",
+                str(tmp_path / "t.txt"),
+                "--text-column",
+                "0",
+                "--label-column",
+                "1",
+            ]
+        )
+        == 1
+    )
     assert "a probe needs labels" in capsys.readouterr().err

@@ -18,8 +18,9 @@ from hubembed import beam  # noqa: E402
 
 def _corpus(path, n=57):
     words = "the quick brown fox jumps over lazy dog good movie great film".split()
-    lines = ["" if i % 11 == 4 else " ".join(words[(i * 7 + j) % len(words)] for j in range(1 + i % 9))
-             for i in range(n)]
+    lines = [
+        "" if i % 11 == 4 else " ".join(words[(i * 7 + j) % len(words)] for j in range(1 + i % 9)) for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -60,10 +61,30 @@ def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
     model = tiny_models["tf2_dict"]
     src = _corpus(tmp_path / "c.txt", 30)
     out = str(tmp_path / "o")
-    r = subprocess.run([sys.executable, "-m", "hubembed", "extract", src, "-o", out, "--model", model,
-                        "--shard-size", "8", "--runner", "DirectRunner", "--direct_num_workers=2",
-                        "--direct_running_mode=multi_processing", "--format", "parquet"],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hubembed",
+            "extract",
+            src,
+            "-o",
+            out,
+            "--model",
+            model,
+            "--shard-size",
+            "8",
+            "--runner",
+            "DirectRunner",
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_processing",
+            "--format",
+            "parquet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "27 rows in 4 parquet shards (sentence level" in r.stdout
     local = str(tmp_path / "local")
@@ -72,6 +93,21 @@ def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
     np.testing.assert_array_equal(hubembed.open_extraction(out).vectors(), hubembed.open_extraction(local).vectors())
     with pytest.raises(OutputError, match="already holds an extraction; a Beam run does not resume"):
         beam.extract(src, out, model=model)
-    r = subprocess.run([sys.executable, "-m", "hubembed", "extract", src, "-o", str(tmp_path / "x"), "--model", model,
-                        "--direct_num_workers=2"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hubembed",
+            "extract",
+            src,
+            "-o",
+            str(tmp_path / "x"),
+            "--model",
+            model,
+            "--direct_num_workers=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "unrecognized arguments: --direct_num_workers=2" in r.stderr

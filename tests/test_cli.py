@@ -31,8 +31,9 @@ def test_inspect_tiny_json_is_stable(tiny_models, capsys):
 
 def test_embed_json_equals_python_api(tiny_models, tiny_encoders, capsys):
     texts = ["hello world", "the cat sat on the mat"]
-    assert main(["embed", *texts, "--model", tiny_models["tf2_dict"], "--pooling", "cls", "--layer", "1",
-                 "--json"]) == 0
+    assert (
+        main(["embed", *texts, "--model", tiny_models["tf2_dict"], "--pooling", "cls", "--layer", "1", "--json"]) == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["pooling"] == "cls" and d["layer"] == 1 and d["dim"] == 16
     ref = tiny_encoders["tf2_dict"].embed(texts, pooling="cls", layers=1)
@@ -40,8 +41,13 @@ def test_embed_json_equals_python_api(tiny_models, tiny_encoders, capsys):
 
 
 def test_embed_readable_from_stdin(tiny_models):
-    r = subprocess.run([sys.executable, "-m", "hubembed", "embed", "--model", tiny_models["tf2_list"]],
-                       input="hello world\nthe dog\n", capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "hubembed", "embed", "--model", tiny_models["tf2_list"]],
+        input="hello world\nthe dog\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith(f"# {tiny_models['tf2_list']}: layer -1, mean pooling, dim 16")
@@ -62,8 +68,22 @@ def test_embed_intermediate_layer_without_encoder_outputs(tiny_models, tiny_enco
     d = json.loads(capsys.readouterr().out)
     ref = tiny_encoders["tf2_dict"].embed(["x y"], layers=0)
     np.testing.assert_allclose(d["vectors"], ref, atol=1e-5)
-    assert main(["embed", "x y", "--model", tiny_models["tf2_dict"], "--layer", "embeddings", "--pooling",
-                 "attention", "--json"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "x y",
+                "--model",
+                tiny_models["tf2_dict"],
+                "--layer",
+                "embeddings",
+                "--pooling",
+                "attention",
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["layer"] == "embeddings" and d["pooling"] == "attention"
     ref = tiny_encoders["tf2_dict"].embed(["x y"], layers="embeddings", pooling="attention")

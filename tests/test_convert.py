@@ -25,8 +25,15 @@ def hf_mlm(tmp_path_factory):
     vocab = writers.write_tiny_vocab(str(d / "vocab.txt"), extra_words=["Hello", "World", "The"])
     n = sum(1 for _ in open(vocab, encoding="utf-8"))
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=40, hidden_act="gelu")
+    cfg = BertConfig(
+        vocab_size=n,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=40,
+        hidden_act="gelu",
+    )
     model = BertForMaskedLM(cfg)
     with torch.no_grad():  # make layer norms and biases non-trivial
         for name, p in model.named_parameters():
@@ -68,8 +75,12 @@ def test_convert_bert_for_masked_lm_matches_torch(hf_mlm, converted):
     got = enc(inputs, training=False)
     mlm = enc.mlm(dict(inputs, masked_lm_positions=tf.constant(positions)), training=False)
     with torch.no_grad():
-        ref = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
-                    token_type_ids=torch.tensor(types, dtype=torch.long), output_hidden_states=True)
+        ref = model(
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            attention_mask=torch.tensor(mask),
+            token_type_ids=torch.tensor(types, dtype=torch.long),
+            output_hidden_states=True,
+        )
     m = mask.astype(bool)
     for i, layer in enumerate(got["encoder_outputs"]):
         assert np.abs(layer.numpy()[m] - ref.hidden_states[i + 1].numpy()[m]).max() <= 1e-4
@@ -98,8 +109,11 @@ def test_convert_bert_model_with_pooler(hf_mlm, tmp_path):
     texts = ["Hello World", "the quick brown fox jumps over the lazy dog"]
     got = enc.encode(texts)
     with torch.no_grad():
-        ref = model(input_ids=torch.tensor(got.token_ids, dtype=torch.long),
-                    attention_mask=torch.tensor(got.mask), output_hidden_states=True)
+        ref = model(
+            input_ids=torch.tensor(got.token_ids, dtype=torch.long),
+            attention_mask=torch.tensor(got.mask),
+            output_hidden_states=True,
+        )
     assert np.abs(got.pooled - ref.pooler_output.numpy()).max() <= 1e-4
     m = got.mask.astype(bool)
     assert np.abs(got.sequence[m] - ref.last_hidden_state.numpy()[m]).max() <= 1e-4

@@ -14,8 +14,15 @@ PKG = pathlib.Path(__file__).resolve().parent.parent / "hubembed"
 MAX_LINES = 80  # per function (mccabe complexity <= 20 is ruff's C901, in pyproject.toml)
 
 CORE = ("_util", "errors", "registry", "_formats", "_hub", "_pipeline", "encoder", "garden")
-OUTER = ("hubembed._corpus", "hubembed.keras", "hubembed.beam", "hubembed.analysis", "hubembed.plots",
-         "hubembed.cli", "hubembed.testing")
+OUTER = (
+    "hubembed._corpus",
+    "hubembed.keras",
+    "hubembed.beam",
+    "hubembed.analysis",
+    "hubembed.plots",
+    "hubembed.cli",
+    "hubembed.testing",
+)
 RULES = {  # stage -> what it must not import, besides OUTER
     "_formats": ("hubembed._hub", "hubembed._pipeline", "hubembed.encoder", "hubembed.garden"),
     "_hub": ("hubembed._pipeline", "hubembed.encoder", "hubembed.garden"),
@@ -48,12 +55,12 @@ def _under(name, prefix):
 def test_the_design_checks_see_the_package():
     names = dict(_modules())
     assert {"hubembed._pipeline.spec", "hubembed._hub.resolve", "hubembed._corpus.store", "hubembed.keras"} <= set(
-        n if "keras" not in n else "hubembed.keras" for n in names)
+        n if "keras" not in n else "hubembed.keras" for n in names
+    )
     assert "hubembed._pipeline.spec" in _imports(names["hubembed.encoder"])
 
 
-@pytest.mark.parametrize("name,path", [(n, p) for n, p in _modules()
-                                       if any(_under(n, f"hubembed.{c}") for c in CORE)])
+@pytest.mark.parametrize("name,path", [(n, p) for n, p in _modules() if any(_under(n, f"hubembed.{c}") for c in CORE)])
 def test_core_stages_import_neither_the_corpus_keras_beam_nor_analysis_layers(name, path):
     stage = name.split(".")[1]
     forbidden = OUTER + RULES.get(stage, ())

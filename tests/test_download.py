@@ -128,8 +128,12 @@ def test_broken_archives_fail_clearly_after_retries_and_leave_no_trace(hub, mode
     with pytest.raises(DownloadError) as e:
         hubembed.load(handle)
     msg = str(e.value)
-    assert handle in msg and resolve.cache_folder(handle) in msg and "3 attempts" in msg or \
-        (mode == "nomodel" and "holds no saved_model.pb" in msg), msg
+    assert (
+        handle in msg
+        and resolve.cache_folder(handle) in msg
+        and "3 attempts" in msg
+        or (mode == "nomodel" and "holds no saved_model.pb" in msg)
+    ), msg
     assert hub.count(mode) == 3
     _no_trace(handle)
 
@@ -157,10 +161,15 @@ def test_a_stalled_server_times_out(hub, monkeypatch):
 def test_two_processes_loading_the_same_handle_at_once_both_succeed(hub):
     hub.delay = 1.0  # both processes are waiting on the download at the same time
     handle = f"{hub.url}/slow/tiny"
-    code = ("import sys, hubembed; v = hubembed.load(sys.argv[1]).embed(['hello world']); "
-            "print(round(float(v.sum()), 5))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, handle], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    code = (
+        "import sys, hubembed; v = hubembed.load(sys.argv[1]).embed(['hello world']); print(round(float(v.sum()), 5))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, handle], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert outs[0][0] == outs[1][0]

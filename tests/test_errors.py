@@ -26,9 +26,18 @@ from hubembed.errors import (
 
 
 def test_hierarchy():
-    for cls in (ConversionError, DownloadError, FormatError, MissingDependencyError, ModelNotFoundError,
-                NotASavedModelError, PreprocessorMismatchError, StaleCacheError, UnknownModelError,
-                hubembed.InputError):
+    for cls in (
+        ConversionError,
+        DownloadError,
+        FormatError,
+        MissingDependencyError,
+        ModelNotFoundError,
+        NotASavedModelError,
+        PreprocessorMismatchError,
+        StaleCacheError,
+        UnknownModelError,
+        hubembed.InputError,
+    ):
         assert issubclass(cls, HubEmbedError)
 
 
@@ -45,8 +54,11 @@ def test_missing_folder(tmp_path):
 
 def test_folder_that_is_not_a_saved_model(tmp_path):
     (tmp_path / "README.txt").write_text("hi")
-    with pytest.raises(NotASavedModelError, match=r"is not a SavedModel: it has no saved_model.pb "
-                                                  r"\(contents: \['README.txt'\]\)"):
+    with pytest.raises(
+        NotASavedModelError,
+        match=r"is not a SavedModel: it has no saved_model.pb "
+        r"\(contents: \['README.txt'\]\)",
+    ):
         hubembed.load(str(tmp_path))
 
 
@@ -125,10 +137,12 @@ def _run(code: str):
 
 
 def test_missing_tensorflow_text_package(tiny_models):
-    code = ("import sys; sys.modules['tensorflow_text'] = None\n"
-            "import hubembed\n"
-            f"try:\n    hubembed.load({tiny_models['tf2_dict']!r})\n"
-            "except hubembed.MissingDependencyError as e:\n    print('MSG', e)\n")
+    code = (
+        "import sys; sys.modules['tensorflow_text'] = None\n"
+        "import hubembed\n"
+        f"try:\n    hubembed.load({tiny_models['tf2_dict']!r})\n"
+        "except hubembed.MissingDependencyError as e:\n    print('MSG', e)\n"
+    )
     r = _run(code)
     assert "MSG" in r.stdout, r.stderr[-2000:]
     assert "needs the package 'tensorflow-text'" in r.stdout
@@ -139,11 +153,13 @@ def test_unregistered_text_op_is_explained(tiny_models):
     # Load a preprocessor without tensorflow_text's ops registered: TF says
     # "Op type not registered"; hubembed says which op and what to install.
     pre = os.path.join(os.path.dirname(tiny_models["tf2_dict"]), "preprocess")
-    code = ("import sys; sys.modules['tensorflow_text'] = None\n"
-            "from hubembed import _util\nfrom hubembed._hub import resolve\n"
-            "_util.require_text = lambda: None\n"
-            f"try:\n    resolve.load({pre!r}, 'tiny-preprocess')\n"
-            "except Exception as e:\n    print('TYPE', type(e).__name__); print('MSG', e)\n")
+    code = (
+        "import sys; sys.modules['tensorflow_text'] = None\n"
+        "from hubembed import _util\nfrom hubembed._hub import resolve\n"
+        "_util.require_text = lambda: None\n"
+        f"try:\n    resolve.load({pre!r}, 'tiny-preprocess')\n"
+        "except Exception as e:\n    print('TYPE', type(e).__name__); print('MSG', e)\n"
+    )
     r = _run(code)
     assert "TYPE MissingDependencyError" in r.stdout, r.stdout + r.stderr[-2000:]
     assert "tiny-preprocess uses the op '" in r.stdout
@@ -153,8 +169,16 @@ def test_unregistered_text_op_is_explained(tiny_models):
 def _hf_dir(tmp_path, **overrides):
     d = tmp_path / "hf"
     d.mkdir()
-    cfg = {"model_type": "bert", "architectures": ["BertModel"], "hidden_size": 8, "num_hidden_layers": 1,
-           "num_attention_heads": 2, "intermediate_size": 16, "vocab_size": 10, "hidden_act": "gelu"}
+    cfg = {
+        "model_type": "bert",
+        "architectures": ["BertModel"],
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 16,
+        "vocab_size": 10,
+        "hidden_act": "gelu",
+    }
     cfg.update(overrides)
     (d / "config.json").write_text(json.dumps(cfg))
     return d
@@ -162,8 +186,11 @@ def _hf_dir(tmp_path, **overrides):
 
 def test_convert_refuses_other_architectures(tmp_path):
     d = _hf_dir(tmp_path, model_type="roberta", architectures=["RobertaModel"])
-    with pytest.raises(ConversionError, match=r"model_type 'roberta' \(architectures: RobertaModel\) is not "
-                                              r"supported: `hubembed convert` converts BERT checkpoints"):
+    with pytest.raises(
+        ConversionError,
+        match=r"model_type 'roberta' \(architectures: RobertaModel\) is not "
+        r"supported: `hubembed convert` converts BERT checkpoints",
+    ):
         convert.convert(str(d), str(tmp_path / "out"))
 
 
@@ -171,9 +198,19 @@ def test_convert_refuses_unknown_activation_and_relative_positions(tmp_path):
     d = _hf_dir(tmp_path, hidden_act="swish")
     with pytest.raises(ConversionError, match="hidden_act 'swish' is not supported"):
         convert.convert(str(d), str(tmp_path / "out"))
-    (d / "config.json").write_text(json.dumps({
-        "model_type": "bert", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "intermediate_size": 16, "vocab_size": 10, "position_embedding_type": "relative_key"}))
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "bert",
+                "hidden_size": 8,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 16,
+                "vocab_size": 10,
+                "position_embedding_type": "relative_key",
+            }
+        )
+    )
     with pytest.raises(ConversionError, match="position_embedding_type 'relative_key'"):
         convert.convert(str(d), str(tmp_path / "out"))
 
@@ -201,14 +238,22 @@ def test_missing_weights_package_gives_pip_command(monkeypatch):
         embedded.source_dir(registry.get("minilm"))
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["inspect", "minilmm"], "Did you mean: minilm"),
-    (["inspect", "/no/such/folder"], "no such folder: /no/such/folder"),
-    (["convert", "/no/such/hf", "/tmp/x"], "/no/such/hf is not a folder"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["inspect", "minilmm"], "Did you mean: minilm"),
+        (["inspect", "/no/such/folder"], "no such folder: /no/such/folder"),
+        (["convert", "/no/such/hf", "/tmp/x"], "/no/such/hf is not a folder"),
+    ],
+)
 def test_cli_exits_1_with_message_and_no_traceback(argv, expected):
-    r = subprocess.run([sys.executable, "-m", "hubembed", *argv], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    r = subprocess.run(
+        [sys.executable, "-m", "hubembed", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("hubembed: error:")
     assert expected in r.stderr

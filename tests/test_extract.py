@@ -36,8 +36,9 @@ def tiny(tiny_encoders):
 def test_extract_txt_equals_embed_with_ids_skips_and_manifest(tiny, tmp_path):
     lines = corpus(tmp_path / "c.txt", 230)
     out = str(tmp_path / "out")
-    m = hubembed.extract(str(tmp_path / "c.txt"), out, encoder=tiny, shard_size=50, quiet=True, pooling="max",
-                         layers="-2:")
+    m = hubembed.extract(
+        str(tmp_path / "c.txt"), out, encoder=tiny, shard_size=50, quiet=True, pooling="max", layers="-2:"
+    )
     kept = [(i + 1, t) for i, t in enumerate(lines) if t.strip()]
     ex = hubembed.open_extraction(out, verify=True)
     assert len(ex) == len(kept) == m["rows"] and ex.complete and len(ex.shards) == -(-len(kept) // 50)
@@ -68,8 +69,9 @@ def test_float16_and_other_formats(tiny, tmp_path):
     ref = tiny.embed(texts)
     for name in ("a.jsonl", "a.csv", "a.tsv", "a.parquet"):
         out = str(tmp_path / ("out-" + name))
-        hubembed.extract(str(tmp_path / name), out, encoder=tiny, column="body", id_column="key", quiet=True,
-                         dtype="float16")
+        hubembed.extract(
+            str(tmp_path / name), out, encoder=tiny, column="body", id_column="key", quiet=True, dtype="float16"
+        )
         ex = hubembed.open_extraction(out)
         assert ex.shard(0).dtype == np.float16 and ex.ids() == ["id0", "id1", "id2"]
         np.testing.assert_allclose(ex.vectors().astype(np.float32), ref, atol=2e-3, err_msg=name)
@@ -77,9 +79,13 @@ def test_float16_and_other_formats(tiny, tmp_path):
 
 def test_stdin_through_the_cli(tiny_models, tmp_path):
     out = str(tmp_path / "out")
-    r = subprocess.run([sys.executable, "-m", "hubembed", "extract", "-", "-o", out, "--model",
-                        tiny_models["tf2_dict"], "-q"], input="hello world\n\nthe cat\n", capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "hubembed", "extract", "-", "-o", out, "--model", tiny_models["tf2_dict"], "-q"],
+        input="hello world\n\nthe cat\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 rows in 1 npy shards (sentence level" in r.stdout and "1 input rows skipped" in r.stdout
     assert hubembed.open_extraction(out).ids() == ["1", "3"]
@@ -105,8 +111,11 @@ def test_bad_input_is_named_and_nothing_written_is_lost(tiny, tmp_path):
     with pytest.raises(InputError, match="line 2: not valid UTF-8.*on_bad='skip'"):
         hubembed.extract(str(tmp_path / "bad.txt"), str(tmp_path / "o2"), encoder=tiny, quiet=True)
     m = hubembed.extract(str(tmp_path / "bad.txt"), str(tmp_path / "o3"), encoder=tiny, quiet=True, on_bad="skip")
-    assert [s[0] for s in m["skipped"]] == [2, 4] and hubembed.open_extraction(str(tmp_path / "o3")).ids() == \
-        ["1", "3", "5"]
+    assert [s[0] for s in m["skipped"]] == [2, 4] and hubembed.open_extraction(str(tmp_path / "o3")).ids() == [
+        "1",
+        "3",
+        "5",
+    ]
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.md").write_text("mine")
@@ -116,8 +125,15 @@ def test_bad_input_is_named_and_nothing_written_is_lost(tiny, tmp_path):
     with pytest.raises(OutputError, match="already holds an extraction \\(3 rows\\); resume it with --resume"):
         hubembed.extract(str(tmp_path / "bad.txt"), str(tmp_path / "o3"), encoder=tiny, on_bad="skip", quiet=True)
     with pytest.raises(OutputError, match="different spec.pooling \\('mean' there, 'cls' now\\)"):
-        hubembed.extract(str(tmp_path / "bad.txt"), str(tmp_path / "o3"), encoder=tiny, on_bad="skip", quiet=True,
-                         resume=True, pooling="cls")
+        hubembed.extract(
+            str(tmp_path / "bad.txt"),
+            str(tmp_path / "o3"),
+            encoder=tiny,
+            on_bad="skip",
+            quiet=True,
+            resume=True,
+            pooling="cls",
+        )
     assert len(hubembed.open_extraction(str(tmp_path / "o3"), verify=True)) == 3  # untouched
     with pytest.raises(InputError, match="dtype='int8'; valid: float32, float16"):
         hubembed.extract(str(tmp_path / "bad.txt"), str(tmp_path / "o4"), encoder=tiny, dtype="int8")
@@ -133,8 +149,26 @@ def test_a_reader_streams_line_by_line(tmp_path):
 
 
 def _cli(model, src, out, *extra):
-    return [sys.executable, "-m", "hubembed", "extract", src, "-o", out, "--model", model, "--shard-size", "40",
-            "--batch-size", "8", "--max-tokens", "0", "-q", "--no-cache", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "hubembed",
+        "extract",
+        src,
+        "-o",
+        out,
+        "--model",
+        model,
+        "--shard-size",
+        "40",
+        "--batch-size",
+        "8",
+        "--max-tokens",
+        "0",
+        "-q",
+        "--no-cache",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
@@ -185,8 +219,9 @@ def test_killed_at_random_moments_and_resumed_equals_a_clean_run(tiny_models, tm
 def test_headerless_tables_by_column_position(tiny, tmp_path):
     (tmp_path / "s.tsv").write_text("a fine film\t1\nawful\t0\n")
     m = hubembed.extract(str(tmp_path / "s.tsv"), str(tmp_path / "o"), encoder=tiny, column="0", quiet=True)
-    np.testing.assert_allclose(hubembed.open_extraction(str(tmp_path / "o")).vectors(),
-                               tiny.embed(["a fine film", "awful"]), atol=1e-5)
+    np.testing.assert_allclose(
+        hubembed.open_extraction(str(tmp_path / "o")).vectors(), tiny.embed(["a fine film", "awful"]), atol=1e-5
+    )
     assert m["header"]["input"]["column"] == "0"
 
 
@@ -196,10 +231,26 @@ def test_cli_input_format_overrides_the_extension(tiny_models, tmp_path, capsys)
     (tmp_path / "noext").write_text("a fine film\nawful\n")
     model = tiny_models["tf2_dict"]
     assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o1"), "--model", model, "-q"]) == 1
-    assert "unknown format ''; valid: txt, jsonl, csv, tsv, parquet (by extension, or --input-format)" in \
-        capsys.readouterr().err
-    assert main(["extract", str(tmp_path / "noext"), "-o", str(tmp_path / "o2"), "--model", model, "-q",
-                 "--input-format", "txt"]) == 0
+    assert (
+        "unknown format ''; valid: txt, jsonl, csv, tsv, parquet (by extension, or --input-format)"
+        in capsys.readouterr().err
+    )
+    assert (
+        main(
+            [
+                "extract",
+                str(tmp_path / "noext"),
+                "-o",
+                str(tmp_path / "o2"),
+                "--model",
+                model,
+                "-q",
+                "--input-format",
+                "txt",
+            ]
+        )
+        == 0
+    )
     assert "2 rows in 1 npy shards" in capsys.readouterr().out
 
 
@@ -220,8 +271,10 @@ def test_a_full_disk_stops_with_a_clear_error_and_resume_loses_nothing(tiny, tmp
         return real(fd)
 
     monkeypatch.setattr(store.os, "fsync", fsync)
-    with pytest.raises(OutputError, match="part-00001.ids.json failed: No space left on device; the extraction can "
-                                          "be resumed with --resume"):
+    with pytest.raises(
+        OutputError,
+        match="part-00001.ids.json failed: No space left on device; the extraction can be resumed with --resume",
+    ):
         hubembed.extract(src, out, encoder=tiny, shard_size=25, quiet=True, cache=False)
     monkeypatch.setattr(store.os, "fsync", real)
     m = json.load(open(os.path.join(out, "manifest.json")))

@@ -10,8 +10,15 @@ import pytest
 import hubembed
 from hubembed.errors import InputError, OutputError
 
-TEXTS = ["hello world", "the cat sat on the mat", "good movie , great film !", "Unbelievable naïveté — déjà vu",
-         "hello world", "a", "the quick brown fox jumps over the lazy dog " * 3]
+TEXTS = [
+    "hello world",
+    "the cat sat on the mat",
+    "good movie , great film !",
+    "Unbelievable naïveté — déjà vu",
+    "hello world",
+    "a",
+    "the quick brown fox jumps over the lazy dog " * 3,
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +37,14 @@ def test_sentence_vectors_in_every_format_are_the_same(tiny, tmp_path):
     got = {}
     for fmt in ("npy", "parquet", "tfrecord"):
         out = str(tmp_path / fmt)
-        m = hubembed.extract(src, out, encoder=tiny, format=fmt, layers="-2:", pooling="max", shard_size=3,
-                             quiet=True, cache=False)
+        m = hubembed.extract(
+            src, out, encoder=tiny, format=fmt, layers="-2:", pooling="max", shard_size=3, quiet=True, cache=False
+        )
         ex = hubembed.open_extraction(out, verify=True)
         assert m["header"]["spec"]["format"] == fmt and ex.format == fmt and ex.level == "sentence"
         assert sorted(os.listdir(out)) == ["manifest.json"] + sorted(
-            f for s in m["shards"] for k, f in s.items() if k in ("file", "ids_file"))
+            f for s in m["shards"] for k, f in s.items() if k in ("file", "ids_file")
+        )
         assert ex.ids() == [str(i) for i in range(1, len(TEXTS) + 1)] and len(ex.shards) == 3
         got[fmt] = ex.vectors()
         np.testing.assert_allclose(got[fmt], ref, atol=1e-5, err_msg=fmt)
@@ -51,8 +60,9 @@ def test_sentence_vectors_in_every_format_are_the_same(tiny, tmp_path):
     vt = t.schema.field("vector").type
     assert t.column_names == ["id", "vector"] and pa.types.is_fixed_size_list(vt) and vt.list_size == 16
     assert vt.value_type == pa.float32()
-    m = hubembed.extract(src, str(tmp_path / "pq16"), encoder=tiny, format="parquet", dtype="float16", quiet=True,
-                         cache=False)
+    m = hubembed.extract(
+        src, str(tmp_path / "pq16"), encoder=tiny, format="parquet", dtype="float16", quiet=True, cache=False
+    )
     assert m["header"]["spec"]["dtype"] == "float16"
     v16 = hubembed.open_extraction(str(tmp_path / "pq16")).vectors()
     assert v16.dtype == np.float16
@@ -91,15 +101,24 @@ def test_token_and_word_level_output_with_offsets(tiny, tmp_path):
     vt = t.schema.field("vectors").type
     assert pa.types.is_list(vt) and pa.types.is_fixed_size_list(vt.value_type) and vt.value_type.list_size == 16
     row = t.slice(1, 1).to_pylist()[0]
-    assert [row["text"][s:e].lower() for s, e in zip(row["start"], row["end"])] == \
-        [p.replace("##", "") for p in row["tokens"]]
-    spec = {"id": tf.io.FixedLenFeature([], tf.string), "tokens": tf.io.VarLenFeature(tf.string),
-            "vectors": tf.io.VarLenFeature(tf.float32), "dim": tf.io.FixedLenFeature([], tf.int64)}
-    first = next(iter(tf.data.TFRecordDataset(os.path.join(tmp_path, "tok-tfrecord", "part-00000.tfrecord"))
-                      .map(lambda r: tf.io.parse_single_example(r, spec))))
+    assert [row["text"][s:e].lower() for s, e in zip(row["start"], row["end"])] == [
+        p.replace("##", "") for p in row["tokens"]
+    ]
+    spec = {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "tokens": tf.io.VarLenFeature(tf.string),
+        "vectors": tf.io.VarLenFeature(tf.float32),
+        "dim": tf.io.FixedLenFeature([], tf.int64),
+    }
+    first = next(
+        iter(
+            tf.data.TFRecordDataset(os.path.join(tmp_path, "tok-tfrecord", "part-00000.tfrecord")).map(
+                lambda r: tf.io.parse_single_example(r, spec)
+            )
+        )
+    )
     assert first["id"].numpy() == b"1" and int(first["dim"]) == 16
-    np.testing.assert_allclose(tf.sparse.to_dense(first["vectors"]).numpy().reshape(-1, 16), toks[0].vectors,
-                               atol=1e-5)
+    np.testing.assert_allclose(tf.sparse.to_dense(first["vectors"]).numpy().reshape(-1, 16), toks[0].vectors, atol=1e-5)
 
 
 def test_format_combinations_that_cannot_be_written_are_refused(tiny, tmp_path):
@@ -129,12 +148,10 @@ def test_the_feature_cache_skips_texts_seen_before(tiny, tmp_path, monkeypatch):
         return real(self, texts, **kw)
 
     monkeypatch.setattr(type(tiny), "embed", counting)
-    m1 = hubembed.extract(_txt(tmp_path / "a.txt", first), str(tmp_path / "a"), encoder=tiny, cache=cache,
-                          quiet=True)
+    m1 = hubembed.extract(_txt(tmp_path / "a.txt", first), str(tmp_path / "a"), encoder=tiny, cache=cache, quiet=True)
     assert sorted(encoded) == sorted(set(first)) and m1["summary"]["texts_from_cache_this_run"] == 0
     encoded.clear()
-    m2 = hubembed.extract(_txt(tmp_path / "b.txt", second), str(tmp_path / "b"), encoder=tiny, cache=cache,
-                          quiet=True)
+    m2 = hubembed.extract(_txt(tmp_path / "b.txt", second), str(tmp_path / "b"), encoder=tiny, cache=cache, quiet=True)
     new = sorted(set(second) - set(first))
     assert sorted(encoded) == new  # only texts never seen: cached ones and repeats are not encoded again
     s = m2["summary"]
@@ -143,8 +160,7 @@ def test_the_feature_cache_skips_texts_seen_before(tiny, tmp_path, monkeypatch):
     ref = tiny.embed(second)
     np.testing.assert_allclose(hubembed.open_extraction(str(tmp_path / "b")).vectors(), ref, atol=1e-5)
     encoded.clear()  # another spec is another cache: everything is encoded
-    hubembed.extract(str(tmp_path / "b.txt"), str(tmp_path / "c"), encoder=tiny, cache=cache, pooling="cls",
-                     quiet=True)
+    hubembed.extract(str(tmp_path / "b.txt"), str(tmp_path / "c"), encoder=tiny, cache=cache, pooling="cls", quiet=True)
     assert sorted(encoded) == sorted(set(second))
     assert len([f for f in os.listdir(cache) if f.endswith(".sqlite")]) == 2
     encoded.clear()
@@ -172,6 +188,8 @@ def test_resume_refuses_an_input_that_changed_under_finished_shards(tiny, tmp_pa
     _txt(tmp_path / "c.txt", lines)
     m = hubembed.extract(src, out, encoder=tiny, shard_size=10, quiet=True, resume=True, cache=False)
     assert m["summary"]["rows_this_run"] == 10 and m["rows"] == 30
-    np.testing.assert_array_equal(hubembed.open_extraction(out).vectors()[:20],
-                                  np.concatenate([np.load(os.path.join(out, f"part-0000{i}.npy")) for i in (0, 1)]))
+    np.testing.assert_array_equal(
+        hubembed.open_extraction(out).vectors()[:20],
+        np.concatenate([np.load(os.path.join(out, f"part-0000{i}.npy")) for i in (0, 1)]),
+    )
     np.testing.assert_allclose(hubembed.open_extraction(out, verify=True).vectors(), tiny.embed(lines), atol=1e-5)

@@ -9,10 +9,18 @@ import hubembed
 from hubembed._pipeline import batching, layers, pooling
 from hubembed.errors import InputError
 
-WORDS = ("the a an is was be to of and in on at it this that with for as by from hello world good bad movie film "
-         "great terrible love hate cat dog sat mat quick brown fox jumps over lazy day night sun moon").split()
-TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "a", "good movie , great film !",
-         "the cat sat on the mat with the dog", "night"]
+WORDS = (
+    "the a an is was be to of and in on at it this that with for as by from hello world good bad movie film "
+    "great terrible love hate cat dog sat mat quick brown fox jumps over lazy day night sun moon"
+).split()
+TEXTS = [
+    "hello world",
+    "the quick brown fox jumps over the lazy dog",
+    "a",
+    "good movie , great film !",
+    "the cat sat on the mat with the dog",
+    "night",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +29,42 @@ def enc(tiny_encoders):
 
 
 # -- layer specs -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec,expected", [
-    (-1, [5]), (0, [0]), (-6, [0]), ([0, 4, -1], [0, 4, 5]), ("-4:", [2, 3, 4, 5]), ("2:4", [2, 3]),
-    (":2", [0, 1]), ("all", [0, 1, 2, 3, 4, 5]), ("3", [3]), (" ALL ", [0, 1, 2, 3, 4, 5]),
-    ("embeddings", ["embeddings"]), (["embeddings", 0], ["embeddings", 0]), (range(2), [0, 1])])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        (-1, [5]),
+        (0, [0]),
+        (-6, [0]),
+        ([0, 4, -1], [0, 4, 5]),
+        ("-4:", [2, 3, 4, 5]),
+        ("2:4", [2, 3]),
+        (":2", [0, 1]),
+        ("all", [0, 1, 2, 3, 4, 5]),
+        ("3", [3]),
+        (" ALL ", [0, 1, 2, 3, 4, 5]),
+        ("embeddings", ["embeddings"]),
+        (["embeddings", 0], ["embeddings", 0]),
+        (range(2), [0, 1]),
+    ],
+)
 def test_layer_specs(spec, expected):
     assert layers.resolve(spec, 6) == expected
 
 
-@pytest.mark.parametrize("spec,msg", [
-    (6, r"layer 6 requested; this encoder has 6 layers \(valid: -6..5"), (-7, "layer -7 requested"),
-    ([0, 9], "layer 9 requested"), ("5:2", "selects no layer"), ("first", "is not a layer spec"),
-    ([], "selects nothing"), (True, "valid: -6..5"), (1.5, "is not a layer spec"), (["x"], "contains 'x'")])
+@pytest.mark.parametrize(
+    "spec,msg",
+    [
+        (6, r"layer 6 requested; this encoder has 6 layers \(valid: -6..5"),
+        (-7, "layer -7 requested"),
+        ([0, 9], "layer 9 requested"),
+        ("5:2", "selects no layer"),
+        ("first", "is not a layer spec"),
+        ([], "selects nothing"),
+        (True, "valid: -6..5"),
+        (1.5, "is not a layer spec"),
+        (["x"], "contains 'x'"),
+    ],
+)
 def test_bad_layer_specs(spec, msg):
     with pytest.raises(InputError, match=msg):
         layers.resolve(spec, 6)
@@ -46,11 +78,16 @@ def test_combinations():
     np.testing.assert_allclose(layers.Combine.make("sum", 3).apply(x), x.sum(0), rtol=1e-6)
     assert layers.Combine.make("none", 3).apply(x).shape == (2, 5, 3, 4)
     w = [0.5, -1.0, 2.0]
-    np.testing.assert_allclose(layers.Combine.make("weighted", 3, w).apply(x),
-                               0.5 * x[0] - x[1] + 2 * x[2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layers.Combine.make("weighted", 3, w).apply(x), 0.5 * x[0] - x[1] + 2 * x[2], rtol=1e-5, atol=1e-6
+    )
     sm = np.exp(w) / np.exp(w).sum()
-    np.testing.assert_allclose(layers.Combine.make("scalar_mix", 3, w, gamma=2.0).apply(x),
-                               2.0 * np.tensordot(sm, x, axes=(0, 0)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        layers.Combine.make("scalar_mix", 3, w, gamma=2.0).apply(x),
+        2.0 * np.tensordot(sm, x, axes=(0, 0)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     with pytest.raises(InputError, match="needs weights="):
         layers.Combine.make("weighted", 3)
     with pytest.raises(InputError, match="2 weights for 3 selected layers"):
@@ -181,7 +218,7 @@ def test_long_text_windows_stitch_exactly_without_overlap(tiny_models):
     words = [WORDS[i % len(WORDS)] for i in range(30)]  # one token each
     tt = enc.embed_tokens([" ".join(words)], stride=0)[0]
     assert tt.n_windows == 3 and len(tt.tokens) == 30
-    chunks = enc.embed_tokens([" ".join(words[i:i + 10]) for i in (0, 10, 20)])
+    chunks = enc.embed_tokens([" ".join(words[i : i + 10]) for i in (0, 10, 20)])
     np.testing.assert_allclose(tt.vectors, np.concatenate([c.vectors for c in chunks]), atol=1e-5)
 
 
@@ -217,8 +254,13 @@ def test_encode_stitches_long_texts(tiny_models):
 def test_pairs_pack_like_the_preprocessor(tiny_models):
     """[CLS] a [SEP] b [SEP], type ids, round-robin truncation: equal to bert_pack_inputs (tensorflow_text)."""
     enc = hubembed.load(tiny_models["tf2_dict"], seq_length=12)
-    pairs = [("hello world", "the cat sat"), (" ".join(WORDS[:9]), "good"), ("a", " ".join(WORDS[:12])),
-             (" ".join(WORDS[:8]), " ".join(WORDS[10:20])), ("", "")]
+    pairs = [
+        ("hello world", "the cat sat"),
+        (" ".join(WORDS[:9]), "good"),
+        ("a", " ".join(WORDS[:12])),
+        (" ".join(WORDS[:8]), " ".join(WORDS[10:20])),
+        ("", ""),
+    ]
     out = enc.encode(pairs)
     pre = enc.preprocessor
     for t, (a, b) in enumerate(pairs):
@@ -243,19 +285,36 @@ def test_empty_list_gives_empty_array_of_the_right_width(enc):
     assert out.sequence.shape[0] == 0 and out.pooled.shape == (0, 16)
 
 
-@pytest.mark.parametrize("texts,msg", [
-    (["ok", None], "row 1: expected a string, got NoneType"), (["ok", 3], "row 1: expected a string, got int"),
-    ([b"\xff\xfe"], "row 0: bytes that are not valid UTF-8"), ("a string", "not one string"),
-    ([("a", "b"), "c"], "row 1: mix of single texts and"), ([("a", None)], "row 0 \\(second of pair\\)"),
-    ([("a", "b", "c")], "a pair must have 2 texts")])
+@pytest.mark.parametrize(
+    "texts,msg",
+    [
+        (["ok", None], "row 1: expected a string, got NoneType"),
+        (["ok", 3], "row 1: expected a string, got int"),
+        ([b"\xff\xfe"], "row 0: bytes that are not valid UTF-8"),
+        ("a string", "not one string"),
+        ([("a", "b"), "c"], "row 1: mix of single texts and"),
+        ([("a", None)], "row 0 \\(second of pair\\)"),
+        ([("a", "b", "c")], "a pair must have 2 texts"),
+    ],
+)
 def test_bad_rows_are_named(enc, texts, msg):
     with pytest.raises(InputError, match=msg):
         enc.embed(texts)
 
 
 def test_unusual_text_works(enc):
-    texts = ["", "   ", "\t\n", "Café naïve ÉCOLE", "日本語 😀 🎉", "ctrl\x00\x07\x1b chars",
-             "\u200b\u202eRTL \u05e9\u05dc", "e\u0301\u0301", "\ufffd", b"bytes ok"]
+    texts = [
+        "",
+        "   ",
+        "\t\n",
+        "Café naïve ÉCOLE",
+        "日本語 😀 🎉",
+        "ctrl\x00\x07\x1b chars",
+        "\u200b\u202eRTL \u05e9\u05dc",
+        "e\u0301\u0301",
+        "\ufffd",
+        b"bytes ok",
+    ]
     v, info = enc.embed(texts, return_info=True)
     assert v.shape == (len(texts), 16) and np.isfinite(v).all()
     assert info.empty_rows[:3] == [0, 1, 2]
@@ -270,7 +329,7 @@ def test_embed_tokens_gives_pieces_spans_and_vectors(enc):
     out = enc.encode([text])
     n = len(te.tokens)
     assert te.tokens[:2] == ["un", "##believ"] and n == int(out.mask.sum()) - 2
-    np.testing.assert_allclose(te.vectors, out.sequence[0, 1:n + 1], atol=1e-5)
+    np.testing.assert_allclose(te.vectors, out.sequence[0, 1 : n + 1], atol=1e-5)
     assert [text[s:e] for s, e in te.spans][:4] == ["Un", "believ", "able", "emb"]
 
 
@@ -282,8 +341,13 @@ def test_embed_words_from_subwords(enc, subword):
     assert we.words == ["Unbelievable", "embeddings", ",", "CAFÉ", "日", "本", "x"]
     assert [text[s:e] for s, e in we.spans] == we.words
     pieces = te.vectors[:3]  # un ##believ ##able
-    expected = {"first": pieces[0], "last": pieces[-1], "mean": pieces.mean(0), "max": pieces.max(0),
-                "first_last": np.concatenate([pieces[0], pieces[-1]])}[subword]
+    expected = {
+        "first": pieces[0],
+        "last": pieces[-1],
+        "mean": pieces.mean(0),
+        "max": pieces.max(0),
+        "first_last": np.concatenate([pieces[0], pieces[-1]]),
+    }[subword]
     np.testing.assert_allclose(we.vectors[0], expected, atol=1e-6)
     assert we.vectors.shape == (7, 32 if subword == "first_last" else 16)
 

@@ -13,9 +13,15 @@ from hubembed import testing
 TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "a", "Café 日本語 😀 unbelievable"]
 
 
-@pytest.mark.parametrize("kind,fmt,has_layers", [
-    ("tf2_dict", "tf2_dict", True), ("tf2_dict_no_layers", "tf2_dict", False),
-    ("tf2_list", "tf2_list", False), ("tf1_hub", "tf1_hub", False)])
+@pytest.mark.parametrize(
+    "kind,fmt,has_layers",
+    [
+        ("tf2_dict", "tf2_dict", True),
+        ("tf2_dict_no_layers", "tf2_dict", False),
+        ("tf2_list", "tf2_list", False),
+        ("tf1_hub", "tf1_hub", False),
+    ],
+)
 def test_inspect_each_builder(tiny_encoders, kind, fmt, has_layers):
     sig = tiny_encoders[kind].signature
     assert sig.format == fmt
@@ -66,8 +72,7 @@ def test_all_formats_give_the_same_last_layer(tiny_encoders):
         out = enc.encode(TEXTS)
         if ref is None:
             ref = out
-        np.testing.assert_allclose(out.sequence * out.mask[..., None], ref.sequence * ref.mask[..., None],
-                                   atol=2e-5)
+        np.testing.assert_allclose(out.sequence * out.mask[..., None], ref.sequence * ref.mask[..., None], atol=2e-5)
         np.testing.assert_allclose(out.pooled, ref.pooled, atol=2e-5)
         np.testing.assert_array_equal(out.token_ids, ref.token_ids)
 
@@ -81,13 +86,21 @@ def test_encoder_outputs_last_equals_sequence_output(tiny_encoders):
 
 def test_mlm_subobject_gives_logits_over_the_vocabulary(tiny_models):
     obj = hub.load(tiny_models["tf2_dict"])
-    inputs = {"input_word_ids": tf.constant([[2, 30, 31, 3]]), "input_mask": tf.ones([1, 4], tf.int32),
-              "input_type_ids": tf.zeros([1, 4], tf.int32), "masked_lm_positions": tf.constant([[1, 2]])}
+    inputs = {
+        "input_word_ids": tf.constant([[2, 30, 31, 3]]),
+        "input_mask": tf.ones([1, 4], tf.int32),
+        "input_type_ids": tf.zeros([1, 4], tf.int32),
+        "masked_lm_positions": tf.constant([[1, 2]]),
+    }
     out = obj.mlm(inputs, training=False)
     assert out["mlm_logits"].shape == (1, 2, 129)
     tf1 = hub.load(tiny_models["tf1_hub"])
-    logits = tf1.signatures["mlm"](input_ids=inputs["input_word_ids"], input_mask=inputs["input_mask"],
-                                   segment_ids=inputs["input_type_ids"], mlm_positions=inputs["masked_lm_positions"])
+    logits = tf1.signatures["mlm"](
+        input_ids=inputs["input_word_ids"],
+        input_mask=inputs["input_mask"],
+        segment_ids=inputs["input_type_ids"],
+        mlm_positions=inputs["masked_lm_positions"],
+    )
     np.testing.assert_allclose(logits["mlm_logits"].numpy(), out["mlm_logits"].numpy(), atol=1e-4)
 
 

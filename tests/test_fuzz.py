@@ -10,14 +10,43 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Every code point class, surrogates included (Python str allows lone surrogates; UTF-8 does not).
 chars = st.characters(exclude_categories=())
-special = st.sampled_from(["\u0301", "\u0308", "\u202e", "\u202c", "\u200f", "\u05d0\u05d1", "\u0627\u0644",
-                           "\x00", "\x1f", "\t", "\n", "\r", "\ud800", "\udfff", "\ufeff", "\u3000", "漢字",
-                           "\U0001F600", "naïve", " ", "##", "[CLS]", "[SEP]", "[UNK]"])
+special = st.sampled_from(
+    [
+        "\u0301",
+        "\u0308",
+        "\u202e",
+        "\u202c",
+        "\u200f",
+        "\u05d0\u05d1",
+        "\u0627\u0644",
+        "\x00",
+        "\x1f",
+        "\t",
+        "\n",
+        "\r",
+        "\ud800",
+        "\udfff",
+        "\ufeff",
+        "\u3000",
+        "漢字",
+        "\U0001f600",
+        "naïve",
+        " ",
+        "##",
+        "[CLS]",
+        "[SEP]",
+        "[UNK]",
+    ]
+)
 pieces = st.one_of(st.text(chars, max_size=40), special, st.sampled_from(["the cat", "good movie", "Hello World"]))
 short = st.lists(pieces, max_size=8).map("".join)
 long = st.builds(lambda s, n: (s * n)[:20000], st.text(chars, min_size=1, max_size=24), st.integers(1, 2000))
@@ -57,15 +86,20 @@ POOLINGS = ["cls", "mean", "max", "mean_max", "mean_sqrt_len", "attention", "poo
 
 
 @SETTINGS
-@given(batch=st.lists(short, min_size=1, max_size=4), layers=st.sampled_from(LAYERS),
-       combine=st.sampled_from(["mean", "sum", "concat"]), pooling=st.sampled_from(POOLINGS),
-       special=st.booleans())
+@given(
+    batch=st.lists(short, min_size=1, max_size=4),
+    layers=st.sampled_from(LAYERS),
+    combine=st.sampled_from(["mean", "sum", "concat"]),
+    pooling=st.sampled_from(POOLINGS),
+    special=st.booleans(),
+)
 def test_every_layer_and_pooling_spec_gives_the_announced_shape(tiny, batch, layers, combine, pooling, special):
     n_layers = len(layers) if isinstance(layers, list) else {"all": 3, "-2:": 2}.get(layers, 1)
     if pooling == "attention" and layers in ("embeddings", ["embeddings", -1]):
         layers = -1  # attention comes from a block; the embedding output has none
         n_layers = 1
     v = tiny.embed(batch, layers=layers, combine=combine, pooling=pooling, special_tokens=special)
-    width = 16 if pooling == "pooled" else (32 if pooling == "mean_max" else 16) * (n_layers if combine == "concat"
-                                                                                   else 1)
+    width = (
+        16 if pooling == "pooled" else (32 if pooling == "mean_max" else 16) * (n_layers if combine == "concat" else 1)
+    )
     assert v.shape == (len(batch), width) and np.isfinite(v).all()

@@ -10,8 +10,14 @@ import hubembed
 from hubembed import garden
 from hubembed.errors import FormatError, InputError, MissingDependencyError
 
-TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "a", "good movie , great film !",
-         "the cat sat on the mat with the dog", "night"]
+TEXTS = [
+    "hello world",
+    "the quick brown fox jumps over the lazy dog",
+    "a",
+    "good movie , great film !",
+    "the cat sat on the mat with the dog",
+    "night",
+]
 PAIRS = [("the cat", "a dog sat on the mat"), ("good movie", "great")]
 SINGLE = TEXTS
 
@@ -52,14 +58,21 @@ def test_rebuild_reproduces_every_hub_output(garden_encoders, kind):
 def test_configuration_is_read_off_the_weights(garden_encoders):
     cfg = {k: garden_encoders[k][0].garden().config for k in ALL_KINDS}
     assert {k: c.activation for k, c in cfg.items()} == {
-        "tf2_dict": "gelu", "tf2_dict_no_layers": "gelu", "tf2_list": "gelu",
-        "tf1_hub": "gelu", "garden_bert": "gelu_tanh", "garden_albert": "gelu_tanh", "tf1_tanh": "gelu_tanh"}
+        "tf2_dict": "gelu",
+        "tf2_dict_no_layers": "gelu",
+        "tf2_list": "gelu",
+        "tf1_hub": "gelu",
+        "garden_bert": "gelu_tanh",
+        "garden_albert": "gelu_tanh",
+        "tf1_tanh": "gelu_tanh",
+    }
     assert {c.family for k, c in cfg.items() if k != "garden_albert"} == {"bert"}
     albert = cfg["garden_albert"]
     assert (albert.family, albert.embedding_width, albert.hidden_size, albert.num_layers) == ("albert", 8, 16, 3)
     # TF1 kernels are 2-D: the 2 heads were found by the probe, not read off a shape.
     assert cfg["tf1_hub"].num_heads == 2 and garden.head_candidates(
-        {"transformer/layer_0/self_attention/query/kernel": np.zeros((16, 16))}, "bert")[:2] == [1, 2]
+        {"transformer/layer_0/self_attention/query/kernel": np.zeros((16, 16))}, "bert"
+    )[:2] == [1, 2]
 
 
 @pytest.mark.parametrize("kind", ["tf2_list", "tf1_hub", "tf2_dict_no_layers"])
@@ -71,8 +84,14 @@ def test_list_style_and_tf1_give_all_their_layers(garden_encoders, tiny_models, 
     got = auto.embed(SINGLE, layers="all", combine="none")
     assert got.shape == (len(SINGLE), 3, 16)
     assert np.abs(got - ref).max() <= 1e-5
-    assert np.abs(auto.embed(SINGLE, layers=0, pooling="cls") - ref[:, 0] * 0 -
-                  garden_encoders["tf2_dict"][0].embed(SINGLE, layers=0, pooling="cls")).max() <= 1e-5
+    assert (
+        np.abs(
+            auto.embed(SINGLE, layers=0, pooling="cls")
+            - ref[:, 0] * 0
+            - garden_encoders["tf2_dict"][0].embed(SINGLE, layers=0, pooling="cls")
+        ).max()
+        <= 1e-5
+    )
 
 
 def test_auto_uses_the_hub_model_when_it_can_and_logs_the_fallback_once(tiny_models, caplog):
@@ -92,6 +111,7 @@ def _spy(fn, calls, name):
     def wrapped(*a, **k):
         calls.append(name)
         return fn(*a, **k)
+
     return wrapped
 
 
@@ -122,8 +142,11 @@ def test_early_exit_runs_only_the_blocks_needed(garden_encoders):
     w = garden.hub_weights(hub.obj)
     out = gar.encode(["hello world"])
     ids = out.token_ids[0]
-    x = w["word_embeddings/embeddings"][ids] + w["position_embedding/embeddings"][:len(ids)] + \
-        w["type_embeddings/embeddings"][0]
+    x = (
+        w["word_embeddings/embeddings"][ids]
+        + w["position_embedding/embeddings"][: len(ids)]
+        + w["type_embeddings/embeddings"][0]
+    )
     x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12)
     x = x * w["embeddings/layer_norm/gamma"] + w["embeddings/layer_norm/beta"]
     np.testing.assert_allclose(out.embeddings[0], x, atol=1e-5)
@@ -151,8 +174,9 @@ def test_attention_rows_sum_to_one_and_padded_keys_get_none(garden_encoders, kin
     again = block._output_layer_norm(out.sublayers["ffn_output"][1] + out.sublayers["attention_normed"][1]).numpy()
     np.testing.assert_allclose(again[mask], out.layers[1][mask], atol=1e-5)
     # The step-by-step path equals Model Garden's own encoder call (training=False).
-    res = g.model({"input_word_ids": out.token_ids, "input_mask": out.mask, "input_type_ids": out.type_ids},
-                  training=False)
+    res = g.model(
+        {"input_word_ids": out.token_ids, "input_mask": out.mask, "input_type_ids": out.type_ids}, training=False
+    )
     for i in range(3):
         np.testing.assert_allclose(out.layers[i][mask], res["encoder_outputs"][i].numpy()[mask], atol=1e-5)
 
@@ -165,8 +189,8 @@ def test_attention_pooling_weights_tokens_by_the_attention_they_receive(garden_e
         j = inside.layer_indices.index(layer)
         for n in range(len(SINGLE)):
             m = inside.mask[n].astype(bool)
-            probs = inside.attention[j, n][:, m][:, :, m]             # [heads, T, T]
-            w = probs.mean(axis=0).mean(axis=0)                     # received, over heads and queries
+            probs = inside.attention[j, n][:, m][:, :, m]  # [heads, T, T]
+            w = probs.mean(axis=0).mean(axis=0)  # received, over heads and queries
             if not special:
                 w[[0, -1]] = 0.0
             w = w / w.sum()
@@ -240,14 +264,19 @@ def test_a_rebuild_that_disagrees_is_refused_with_the_measured_difference(garden
 
 
 def test_names_from_every_source_map_to_model_garden():
-    assert garden.garden_name("bert/encoder/layer_11/attention/self/query/kernel:0") == \
-        "transformer/layer_11/self_attention/query/kernel"
-    assert garden.garden_name("bert/encoder/layer_3/output/LayerNorm/beta") == \
-        "transformer/layer_3/output_layer_norm/beta"
+    assert (
+        garden.garden_name("bert/encoder/layer_11/attention/self/query/kernel:0")
+        == "transformer/layer_11/self_attention/query/kernel"
+    )
+    assert (
+        garden.garden_name("bert/encoder/layer_3/output/LayerNorm/beta") == "transformer/layer_3/output_layer_norm/beta"
+    )
     assert garden.garden_name("bert/embeddings/token_type_embeddings") == "type_embeddings/embeddings"
     assert garden.garden_name("bert/pooler/dense/kernel") == "pooler_transform/kernel"
-    assert garden.garden_name("keras_layer/bert_encoder/transformer/layer_0/intermediate/bias:0") == \
-        "transformer/layer_0/intermediate/bias"
+    assert (
+        garden.garden_name("keras_layer/bert_encoder/transformer/layer_0/intermediate/bias:0")
+        == "transformer/layer_0/intermediate/bias"
+    )
     assert garden.garden_name("transformer/self_attention/key/bias:0") == "transformer/self_attention/key/bias"
     assert garden.garden_name("cls/predictions/output_bias") is None
     assert garden.garden_name("Variable:0") is None
@@ -277,8 +306,11 @@ def test_without_model_garden_the_error_says_what_to_install(monkeypatch, tiny_m
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_official)
-    with pytest.raises(MissingDependencyError, match=r"(?s)needs the package 'tf-models-official'.*pip install "
-                                                     r"'hubembed\[garden\]'"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"(?s)needs the package 'tf-models-official'.*pip install "
+        r"'hubembed\[garden\]'",
+    ):
         garden.require()
     with pytest.raises(MissingDependencyError, match="The Model Garden fallback"):
         enc.embed(["hello"], layers=0)

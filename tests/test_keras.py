@@ -11,8 +11,14 @@ import hubembed
 from hubembed import keras as hk
 from hubembed.errors import InputError
 
-TEXTS = ["hello world", "the quick brown fox jumps over the lazy dog", "a", "good movie , great film !",
-         "the cat sat on the mat with the dog", "night"]
+TEXTS = [
+    "hello world",
+    "the quick brown fox jumps over the lazy dog",
+    "a",
+    "good movie , great film !",
+    "the cat sat on the mat with the dog",
+    "night",
+]
 LABELS = np.array([0, 1, 0, 1, 1, 0])
 FLAVOURS = ["keras3", "legacy"]
 
@@ -46,8 +52,10 @@ def test_outputs_equal_the_encoder_in_sequential_and_functional_models(flavour, 
         (dict(pooling="cls", layers=1), dict(pooling="cls", layers=1)),
         (dict(pooling="max", layers="-2:", combine="concat"), dict(pooling="max", layers="-2:", combine="concat")),
         (dict(pooling="mean", special_tokens=False, normalize=True), dict(special_tokens=False, normalize=True)),
-        (dict(pooling="mean_max", layers=[0, 2], combine="weighted", weights=[0.3, 0.7]),
-         dict(pooling="mean_max", layers=[0, 2], combine="weighted", weights=[0.3, 0.7])),
+        (
+            dict(pooling="mean_max", layers=[0, 2], combine="weighted", weights=[0.3, 0.7]),
+            dict(pooling="mean_max", layers=[0, 2], combine="weighted", weights=[0.3, 0.7]),
+        ),
         (dict(pooling="attention", layers=1), dict(pooling="attention", layers=1)),
         (dict(pooling="first_last_avg"), dict(pooling="first_last_avg")),
     ]
@@ -79,8 +87,11 @@ def test_sequence_and_layers_outputs_with_their_mask(flavour, path, enc):
     mean = ns.MaskedMeanPooling()([x, mask]).numpy()
     np.testing.assert_allclose(mean, enc.embed(TEXTS, layers="all", combine="mean"), atol=1e-5)
     noisy = tf.where(tf.cast(mask, tf.bool)[:, :, None], x, 1e3 * tf.ones_like(x))
-    np.testing.assert_allclose(ns.MaskedMaxPooling()([noisy, mask]).numpy(),
-                               enc.embed(TEXTS, layers="all", combine="mean", pooling="max"), atol=1e-5)
+    np.testing.assert_allclose(
+        ns.MaskedMaxPooling()([noisy, mask]).numpy(),
+        enc.embed(TEXTS, layers="all", combine="mean", pooling="max"),
+        atol=1e-5,
+    )
     att = ns.AttentionPooling(units=8)
     a = att([x, mask]).numpy()
     np.testing.assert_allclose(att([noisy, mask]).numpy(), a, atol=1e-5)
@@ -147,15 +158,16 @@ def test_gradual_unfreezing_thaws_from_the_top(flavour, path):
     assert cb.history == [3, 2, 1] and layer.frozen_layers == 1
 
 
-@pytest.mark.parametrize("flavour,fmt", [("keras3", "model.keras"), ("legacy", "model.keras"), ("legacy", "model.h5"),
-                                         ("legacy", "savedmodel")])
+@pytest.mark.parametrize(
+    "flavour,fmt",
+    [("keras3", "model.keras"), ("legacy", "model.keras"), ("legacy", "model.h5"), ("legacy", "savedmodel")],
+)
 def test_models_save_and_reload_with_the_same_outputs(flavour, fmt, path, tmp_path, enc):
     ns = hk.flavour(flavour)
     K = ns.keras
     long = " ".join(["the quick brown fox"] * 5)
     texts = TEXTS + [long]
-    layer = ns.HubFeatureLayer(path, trainable=True, frozen_layers=1, seq_length=8, layers="-2:",
-                               combine="scalar_mix")
+    layer = ns.HubFeatureLayer(path, trainable=True, frozen_layers=1, seq_length=8, layers="-2:", combine="scalar_mix")
     inp = K.Input(shape=(), dtype="string")
     model = K.Model(inp, K.layers.Dense(2)(layer(inp)))
     model.compile(optimizer=K.optimizers.Adam(0.01), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -176,8 +188,9 @@ def test_models_save_and_reload_with_the_same_outputs(flavour, fmt, path, tmp_pa
     assert np.abs(fresh(strings(texts)).numpy() - trained(strings(texts)).numpy()).max() > 1e-4
     # seq_length=8 is kept: the long text is cut to 8 tokens, as Encoder.embed(long="truncate") does.
     short = hubembed.load(path, seq_length=8)
-    np.testing.assert_allclose(fresh(strings([long])).numpy(),
-                               short.embed([long], layers="-2:", combine="mean", long="truncate"), atol=1e-5)
+    np.testing.assert_allclose(
+        fresh(strings([long])).numpy(), short.embed([long], layers="-2:", combine="mean", long="truncate"), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -279,9 +292,12 @@ def test_get_config_mirrors_init_and_round_trips_through_json(flavour, path):
     ns = hk.flavour(flavour)
     cls = ns.HubFeatureLayer
     names = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
-    for kw in (dict(), dict(layers="-2:", combine="scalar_mix", weights=[1, 2], gamma=0.5, pooling="max"),
-               dict(output="sequence", layers=[0, 2], combine="concat", return_mask=True, seq_length=24),
-               dict(pooling="cls", special_tokens=False, normalize=True, trainable=True, frozen_layers=1)):
+    for kw in (
+        dict(),
+        dict(layers="-2:", combine="scalar_mix", weights=[1, 2], gamma=0.5, pooling="max"),
+        dict(output="sequence", layers=[0, 2], combine="concat", return_mask=True, seq_length=24),
+        dict(pooling="cls", special_tokens=False, normalize=True, trainable=True, frozen_layers=1),
+    ):
         layer = cls(path, **kw)
         cfg = layer.get_config()
         assert set(names) <= set(cfg), set(names) - set(cfg)

@@ -94,9 +94,14 @@ def test_converted_encoder_through_tensorflow_hub_matches_pytorch(minilm, hf_tok
 
     enc = hub.load(minilm.signature.path)
     batch = hf_tokenizer(TEXTS, padding=True, return_tensors="np")
-    out = enc({"input_word_ids": tf.constant(batch["input_ids"], tf.int32),
-               "input_mask": tf.constant(batch["attention_mask"], tf.int32),
-               "input_type_ids": tf.constant(batch["token_type_ids"], tf.int32)}, training=False)
+    out = enc(
+        {
+            "input_word_ids": tf.constant(batch["input_ids"], tf.int32),
+            "input_mask": tf.constant(batch["attention_mask"], tf.int32),
+            "input_type_ids": tf.constant(batch["token_type_ids"], tf.int32),
+        },
+        training=False,
+    )
     with torch.no_grad():
         ref = torch_model(**{k: torch.tensor(v) for k, v in batch.items()}, output_hidden_states=True)
     mask = batch["attention_mask"].astype(bool)
@@ -138,11 +143,14 @@ def test_embedded_cache_is_reused(minilm, hubembed_cache):
 
 
 def _convert_in_subprocess(cache, n):
-    code = ("import hubembed, sys; e = hubembed.load('minilm'); "
-            "print(e.embed(['a test sentence'])[0, :3].tolist())")
+    code = "import hubembed, sys; e = hubembed.load('minilm'); print(e.embed(['a test sentence'])[0, :3].tolist())"
     env = dict(os.environ, HUBEMBED_CACHE=cache, TF_CPP_MIN_LOG_LEVEL="3")
-    return [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(n)
+    ]
 
 
 def test_two_processes_converting_at_once_and_corrupt_cache_rebuilt(tmp_path):
@@ -178,8 +186,18 @@ def test_converted_preprocessor_rebuilt_in_memory_tokenizes_like_its_savedmodel(
     pre = minilm.preprocessor
     assert pre.paired_by == "registry" and hasattr(pre.module, "tokenize_eagerly")
     saved = tf.saved_model.load(os.path.join(os.path.dirname(minilm.signature.path), "preprocess"))
-    odd = ["Hello \u2029 my \ufe0f name is \u200c Chris", "\uf8f9", "привет" * 9 + " мир", "ÀÉÎÕÜ çà et là",
-           "東京 😀 \t\n x\u0301", "", "   ", "a" * 300, "x" * 99 + "é", "\x00\x07 control"]
+    odd = [
+        "Hello \u2029 my \ufe0f name is \u200c Chris",
+        "\uf8f9",
+        "привет" * 9 + " мир",
+        "ÀÉÎÕÜ çà et là",
+        "東京 😀 \t\n x\u0301",
+        "",
+        "   ",
+        "a" * 300,
+        "x" * 99 + "é",
+        "\x00\x07 control",
+    ]
     texts = stsb_sentences[:500] + TEXTS + odd
     ours = pre.token_ids(texts)
     theirs = [r.tolist() for r in ragged_rows(saved.tokenize(tf.constant(texts)))]
@@ -192,8 +210,10 @@ def test_converted_preprocessor_rebuilt_in_memory_tokenizes_like_its_savedmodel(
 def test_loading_minilm_imports_only_what_the_job_needs(hubembed_cache):
     """Process start to the first vector: no tensorflow_hub import (a local TF2 SavedModel is what hub.load
     would hand to tf.saved_model.load), no SavedModel restore for the converted preprocessor."""
-    code = ("import sys, hubembed; enc = hubembed.load('minilm'); v = enc.embed(['a text']); "
-            "print(v.shape, 'tensorflow_hub' in sys.modules, type(enc.preprocessor.module).__name__)")
+    code = (
+        "import sys, hubembed; enc = hubembed.load('minilm'); v = enc.embed(['a text']); "
+        "print(v.shape, 'tensorflow_hub' in sys.modules, type(enc.preprocessor.module).__name__)"
+    )
     env = dict(os.environ, HUBEMBED_CACHE=hubembed_cache, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

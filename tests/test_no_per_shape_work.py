@@ -25,8 +25,7 @@ def texts_of_many_lengths(n=120, seed=0):
 
 def _calls(enc, texts):
     """Every extraction entry point, with batchings that give many [batch, length] shapes."""
-    for kw in (dict(), dict(batch_size=3, max_tokens=None), dict(batch_size=7, max_tokens=None),
-               dict(max_tokens=97)):
+    for kw in (dict(), dict(batch_size=3, max_tokens=None), dict(batch_size=7, max_tokens=None), dict(max_tokens=97)):
         enc.embed(texts, **kw)
     enc.embed([(a, b) for a, b in zip(texts[::2], texts[1::2])], batch_size=5)
     enc.encode(texts[:40], batch_size=6, max_tokens=None)
@@ -100,8 +99,9 @@ def test_the_eager_call_counter_counts(tiny_encoders):
 def test_keras_predict_stops_retracing_over_new_batch_sizes_and_lengths(flavour, tiny_models):
     ns = hk.flavour(flavour)
     K = ns.keras
-    model = K.Sequential([K.Input(shape=(), dtype="string"), ns.HubFeatureLayer(tiny_models["tf2_dict"]),
-                          K.layers.Dense(2)])
+    model = K.Sequential(
+        [K.Input(shape=(), dtype="string"), ns.HubFeatureLayer(tiny_models["tf2_dict"]), K.layers.Dense(2)]
+    )
     texts = texts_of_many_lengths(150, seed=5)
     for bs in (7, 16):
         model.predict(tf.constant(np.array(texts, dtype=object)), batch_size=bs, verbose=0)

@@ -32,8 +32,13 @@ def reference(minilm_source):
     with torch.no_grad():
         out = model(**batch, output_hidden_states=True, output_attentions=True)
     mask = batch["attention_mask"].numpy().astype(bool)
-    return {"hidden": [h.numpy() for h in out.hidden_states], "pooled": out.pooler_output.numpy(), "mask": mask,
-            "ids": batch["input_ids"].numpy(), "attention": [a.numpy() for a in out.attentions]}
+    return {
+        "hidden": [h.numpy() for h in out.hidden_states],
+        "pooled": out.pooler_output.numpy(),
+        "mask": mask,
+        "ids": batch["input_ids"].numpy(),
+        "attention": [a.numpy() for a in out.attentions],
+    }
 
 
 def _ref_pool(h, mask, how):
@@ -61,11 +66,11 @@ def test_token_vectors_match_transformers(minilm, reference):
     tokens = minilm.embed_tokens(TEXTS, layers=-1)
     for t, te in enumerate(tokens):
         n = len(te.ids)
-        np.testing.assert_array_equal(te.ids, reference["ids"][t, 1:n + 1])
+        np.testing.assert_array_equal(te.ids, reference["ids"][t, 1 : n + 1])
         if n == 0:
             assert TEXTS[t] == "" and te.vectors.shape == (0, 384)
             continue
-        assert np.abs(te.vectors - reference["hidden"][-1][t, 1:n + 1]).max() <= 1e-4
+        assert np.abs(te.vectors - reference["hidden"][-1][t, 1 : n + 1]).max() <= 1e-4
     out = minilm.encode(TEXTS)
     m = reference["mask"]
     for layer in range(6):
@@ -82,8 +87,9 @@ def test_layer_combinations_match_transformers(minilm, reference):
     assert np.abs(minilm.embed(TEXTS, pooling="first_last_avg") - fla).max() <= 1e-4
 
 
-@pytest.mark.parametrize("mode,ours", [("mean", "mean"), ("max", "max"), ("cls", "cls"),
-                                       ("mean_sqrt_len_tokens", "mean_sqrt_len")])
+@pytest.mark.parametrize(
+    "mode,ours", [("mean", "mean"), ("max", "max"), ("cls", "cls"), ("mean_sqrt_len_tokens", "mean_sqrt_len")]
+)
 def test_sentence_transformers_pooling_modes(minilm, minilm_source, mode, ours):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Pooling

@@ -21,8 +21,9 @@ from hubembed._pipeline.run import STREAMABLE, _stitch, _WindowPool, pool_text
 from hubembed.keras import masked_pool
 from hubembed.keras import received_attention as tf_received_attention
 
-SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=20, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 SPECIAL = {"padding_id": 0, "start_of_sequence_id": 101, "end_of_segment_id": 102}
 # Every pooling of POOLINGS but "pooled" (the model's pooled_output, handled by the callers).
 TOKEN_POOLINGS = tuple(p for p in pooling.POOLINGS if p != "pooled")
@@ -44,7 +45,7 @@ def _softmax_attention(rng, mask, heads):
 def padded_batches(draw):
     """(rng, x [B, S, k, H], mask [B, S] int32, special [B, S] bool, probs [B, N, S, S]), packed by the library:
     texts of random lengths (or pairs), one with no content token, rows in random order."""
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     seq_length = draw(st.integers(4, 10))
     n = draw(st.integers(1, 5))
     H, k, heads = draw(st.integers(1, 6)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -74,8 +75,9 @@ def _inputs_hold(mask, special):
 
 def _tf_pool(x, mask, special, p, special_tokens, weights):
     """masked_pool as the Keras layer calls it: special= only when the special tokens do not count."""
-    out = masked_pool(tf.constant(x), tf.constant(mask), p, special=None if special_tokens else tf.constant(special),
-                      weights=weights)
+    out = masked_pool(
+        tf.constant(x), tf.constant(mask), p, special=None if special_tokens else tf.constant(special), weights=weights
+    )
     return out.numpy()
 
 
@@ -92,8 +94,19 @@ def test_numpy_pool_matches_tf_masked_pool(p, special_tokens, layers_apart, batc
     weights_tf = tf_received_attention(tf.constant(probs), tf.constant(mask)) if p == "attention" else None
     xs = x if layers_apart else x[:, :, 0]
     # numpy, one text at a time (as pool_text calls it), padding kept
-    ref = np.stack([pooling.pool(xs[b:b + 1], mask[b:b + 1], special[b:b + 1], p, special_tokens,
-                                 weights=None if weights_np is None else weights_np[b:b + 1])[0] for b in range(B)])
+    ref = np.stack(
+        [
+            pooling.pool(
+                xs[b : b + 1],
+                mask[b : b + 1],
+                special[b : b + 1],
+                p,
+                special_tokens,
+                weights=None if weights_np is None else weights_np[b : b + 1],
+            )[0]
+            for b in range(B)
+        ]
+    )
     width = 2 * H if p == "mean_max" else H
     assert ref.shape == ((B, k, width) if layers_apart else (B, width))
     # TensorFlow: masked_pool takes [B, S, D]; the layer axis is pooled layer by layer
@@ -103,8 +116,9 @@ def test_numpy_pool_matches_tf_masked_pool(p, special_tokens, layers_apart, batc
         got = _tf_pool(xs, mask, special, p, special_tokens, weights_tf)
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-5)
     # the whole batch at once
-    np.testing.assert_allclose(pooling.pool(xs, mask, special, p, special_tokens, weights=weights_np), ref,
-                               atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(
+        pooling.pool(xs, mask, special, p, special_tokens, weights=weights_np), ref, atol=1e-6, rtol=1e-6
+    )
     if p != "cls":  # a text with no token left pools to zeros; padding never leaks
         counted = pooling.token_weights(mask, special, special_tokens).sum(1)
         assert (np.abs(ref[counted == 0]) == 0).all()
@@ -127,15 +141,17 @@ def test_received_attention_numpy_matches_tf(batch):
 
 @pytest.mark.parametrize("special_tokens", [True, False])
 @pytest.mark.parametrize("p", COUNTED)
-@pytest.mark.parametrize("B,k,H", [(3, None, 5), (4, None, 4), (3, 2, 4), (2, 2, 4)],
-                         ids=["BSH", "BSH-B=H", "BSkH", "BSkH-B=k"])
+@pytest.mark.parametrize(
+    "B,k,H", [(3, None, 5), (4, None, 4), (3, 2, 4), (2, 2, 4)], ids=["BSH", "BSH-B=H", "BSkH", "BSkH-B=k"]
+)
 def test_numpy_pool_on_a_batch_of_texts(p, special_tokens, B, k, H):
     rng = np.random.default_rng(0)
     ids = [rng.integers(1000, 2000, n).astype(np.int32) for n in ([0, 6, 2, 4, 1][:B])]
     _, mask, _, special = batching.pack(batching.make_rows(ids, 10)[0], SPECIAL, 10)
     x = rng.standard_normal(mask.shape + ((H,) if k is None else (k, H))).astype(np.float32)
-    one_by_one = np.stack([pooling.pool(x[b:b + 1], mask[b:b + 1], special[b:b + 1], p, special_tokens)[0]
-                           for b in range(B)])
+    one_by_one = np.stack(
+        [pooling.pool(x[b : b + 1], mask[b : b + 1], special[b : b + 1], p, special_tokens)[0] for b in range(B)]
+    )
     if k is None:
         np.testing.assert_allclose(_tf_pool(x, mask, special, p, special_tokens, None), one_by_one, atol=1e-5)
     np.testing.assert_allclose(pooling.pool(x, mask, special, p, special_tokens), one_by_one, atol=1e-5)
@@ -143,34 +159,48 @@ def test_numpy_pool_on_a_batch_of_texts(p, special_tokens, B, k, H):
 
 # -- streaming ------------------------------------------------------------------------------------------------
 
-COMBINES = {"mean-1": ("mean", 1), "mean-3": ("mean", 3), "none-2": ("none", 2), "concat-2": ("concat", 2),
-            "scalar_mix-3": ("scalar_mix", 3)}
+COMBINES = {
+    "mean-1": ("mean", 1),
+    "mean-3": ("mean", 3),
+    "none-2": ("none", 2),
+    "concat-2": ("concat", 2),
+    "scalar_mix-3": ("scalar_mix", 3),
+}
 
 
 def _plan(rng, combine, p):
     """What _WindowPool and pool_text read of a LayerPlan (its combine), plus what this test feeds them."""
     how, k = COMBINES[combine]
     weights = rng.normal(size=k) if how == "scalar_mix" else None
-    return SimpleNamespace(indices=list(range(k)), combine=Combine.make(how, k, weights, gamma=1.5),
-                           need_pooled=p == "pooled", attention_layer=k - 1 if p == "attention" else None)
+    return SimpleNamespace(
+        indices=list(range(k)),
+        combine=Combine.make(how, k, weights, gamma=1.5),
+        need_pooled=p == "pooled",
+        attention_layer=k - 1 if p == "attention" else None,
+    )
 
 
 @SETTINGS
 @pytest.mark.parametrize("special_tokens", [True, False])
 @pytest.mark.parametrize("p", STREAMABLE)
-@given(seed=st.integers(0, 2 ** 32 - 1), seq_length=st.integers(5, 12), windows_per_size=st.integers(1, 6),
-       stride=st.one_of(st.none(), st.floats(0, 0.99)), combine=st.sampled_from(sorted(COMBINES)),
-       H=st.integers(1, 4))
-def test_window_stream_matches_stitched_pooling(p, special_tokens, seed, seq_length, windows_per_size, stride,
-                                                combine, H):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    seq_length=st.integers(5, 12),
+    windows_per_size=st.integers(1, 6),
+    stride=st.one_of(st.none(), st.floats(0, 0.99)),
+    combine=st.sampled_from(sorted(COMBINES)),
+    H=st.integers(1, 4),
+)
+def test_window_stream_matches_stitched_pooling(
+    p, special_tokens, seed, seq_length, windows_per_size, stride, combine, H
+):
     """_WindowPool over a text's windows (in any order) == pool_text of the same windows stitched by _stitch:
     each window has its own random activations, so only pooling exactly the tokens the stitcher keeps agrees."""
     rng = np.random.default_rng(seed)
     size = seq_length - 2
     n = int(rng.integers(size + 1, size * windows_per_size + 2))
     text = rng.integers(1000, 2000, n).astype(np.int32)
-    rows, n_windows, _ = batching.make_rows([text], seq_length, stride=None if stride is None else
-                                            int(stride * size))
+    rows, n_windows, _ = batching.make_rows([text], seq_length, stride=None if stride is None else int(stride * size))
     assert len(rows) == n_windows[0] > 1
     plan = _plan(rng, combine, p)
     k = len(plan.indices)

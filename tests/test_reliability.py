@@ -21,8 +21,8 @@ def _jobs():
     return [
         ("embed", dict(layers=-1, pooling="mean")),
         ("embed", dict(layers="-2:", combine="concat", pooling="max")),
-        ("embed", dict(layers=0, pooling="attention")),          # the Model Garden rebuild, attention path
-        ("embed", dict(layers="embeddings", pooling="mean")),    # the rebuild, embedding output
+        ("embed", dict(layers=0, pooling="attention")),  # the Model Garden rebuild, attention path
+        ("embed", dict(layers="embeddings", pooling="mean")),  # the rebuild, embedding output
         ("embed_words", dict(subword="mean")),
         ("embed_tokens", dict(layers=1)),
         ("embed", dict(pooling="cls", normalize=True)),
@@ -90,8 +90,7 @@ def _evil_models(root, target):
     return paths
 
 
-def test_the_audit_refuses_a_model_that_writes_a_file_and_passes_real_encoders(tiny_models, minilm, tmp_path,
-                                                                             capsys):
+def test_the_audit_refuses_a_model_that_writes_a_file_and_passes_real_encoders(tiny_models, minilm, tmp_path, capsys):
     from hubembed._hub import audit as inspection
     from hubembed.cli import main
     from hubembed.errors import UntrustedModelError
@@ -145,8 +144,9 @@ def test_the_embedded_model_is_pinned_by_its_weights_fingerprint(minilm, monkeyp
     import dataclasses
 
     real = registry.find
-    monkeypatch.setattr(registry, "find", lambda h: dataclasses.replace(entry, weights_sha256="0" * 64)
-                        if h == "minilm" else real(h))
+    monkeypatch.setattr(
+        registry, "find", lambda h: dataclasses.replace(entry, weights_sha256="0" * 64) if h == "minilm" else real(h)
+    )
     with pytest.raises(StaleCacheError, match="(?s)weights fingerprint .* the registry pins 0000.*rm -rf"):
         hubembed.load("minilm")
 
@@ -172,7 +172,7 @@ def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encod
             kw = dict(pooling=pooling, special_tokens=special, layers=layers, combine=combine)
             streamed, info = enc.embed(texts, return_info=True, **kw)
             assert info.n_windows[0] > extraction.STREAM_WINDOWS
-            monkeypatch.setattr(extraction, "STREAM_WINDOWS", 10 ** 9)
+            monkeypatch.setattr(extraction, "STREAM_WINDOWS", 10**9)
             stitched = enc.embed(texts, **kw)
             monkeypatch.undo()
             np.testing.assert_allclose(streamed, stitched, atol=2e-5, rtol=1e-5, err_msg=str(kw))

@@ -19,15 +19,32 @@ PRE_SPEC = os.path.join(HERE, "data", "pre_spec")  # written by hubembed 0.1.0 b
 
 
 def _grid():
-    layer_choices = [(-1, "mean", None), (3, "mean", None), ((0, 2, -1), "concat", None), ("-2:", "sum", None),
-                     ("all", "none", None), ("embeddings", "mean", None), (["embeddings", 0], "weighted", [0.5, 2]),
-                     ("2:5", "scalar_mix", [1, 2, 3])]
+    layer_choices = [
+        (-1, "mean", None),
+        (3, "mean", None),
+        ((0, 2, -1), "concat", None),
+        ("-2:", "sum", None),
+        ("all", "none", None),
+        ("embeddings", "mean", None),
+        (["embeddings", 0], "weighted", [0.5, 2]),
+        ("2:5", "scalar_mix", [1, 2, 3]),
+    ]
     poolings = ["mean", "cls", "max", "mean_max", "mean_sqrt_len", "pooled"]
     longs = (("window", None), ("window", 7), ("truncate", None))
     for (layers, combine, weights), pooling, special, normalize, (long, stride) in itertools.product(
-            layer_choices, poolings, (True, False), (True, False), longs):
-        yield EmbedSpec(layers=layers, combine=combine, weights=weights, gamma=0.5 if weights else 1.0,
-                        pooling=pooling, special_tokens=special, normalize=normalize, long=long, stride=stride)
+        layer_choices, poolings, (True, False), (True, False), longs
+    ):
+        yield EmbedSpec(
+            layers=layers,
+            combine=combine,
+            weights=weights,
+            gamma=0.5 if weights else 1.0,
+            pooling=pooling,
+            special_tokens=special,
+            normalize=normalize,
+            long=long,
+            stride=stride,
+        )
     yield EmbedSpec(pooling="first_last_avg")
     yield EmbedSpec(layers="-4:", pooling="attention", attention_layer=-2)
     yield EmbedSpec(transform="some/whitening.npz", normalize=True)
@@ -53,16 +70,19 @@ def test_a_spec_is_frozen_and_replace_validates_again():
         spec.replace(pooling="nope")
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(pooling="avg"), r"pooling='avg'; valid: cls, pooled, mean"),
-    (dict(combine="avg"), r"combine='avg'; valid: none, concat"),
-    (dict(weights=[1, 2]), r"weights= only applies to combine='weighted' or 'scalar_mix', not 'mean'"),
-    (dict(pooling="first_last_avg", layers=3), r"pooling='first_last_avg' chooses its layers itself"),
-    (dict(attention_layer=2), r"attention_layer is used by pooling='attention' only"),
-    (dict(long="split"), r"long='split'; valid: window, truncate"),
-    (dict(stride=-1), r"stride=-1: the overlap of windows"),
-    (dict(normalize="yes"), r"normalize='yes'; valid: True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(pooling="avg"), r"pooling='avg'; valid: cls, pooled, mean"),
+        (dict(combine="avg"), r"combine='avg'; valid: none, concat"),
+        (dict(weights=[1, 2]), r"weights= only applies to combine='weighted' or 'scalar_mix', not 'mean'"),
+        (dict(pooling="first_last_avg", layers=3), r"pooling='first_last_avg' chooses its layers itself"),
+        (dict(attention_layer=2), r"attention_layer is used by pooling='attention' only"),
+        (dict(long="split"), r"long='split'; valid: window, truncate"),
+        (dict(stride=-1), r"stride=-1: the overlap of windows"),
+        (dict(normalize="yes"), r"normalize='yes'; valid: True or False"),
+    ],
+)
 def test_invalid_specs_say_what_is_valid_before_any_model_is_loaded(kwargs, message):
     with pytest.raises(InputError, match=message):
         EmbedSpec(**kwargs)
@@ -78,8 +98,10 @@ def test_spec_and_its_keywords_are_not_mixed(tiny_encoders):
         EmbedSpec.from_dict({"pooling_mode": "mean"})
 
 
-@pytest.mark.parametrize("layers,combine,weights,pooling", [(-1, "mean", None, "mean"), ("-2:", "concat", None, "cls"),
-                                                            ([0, 2], "scalar_mix", [1, 2], "mean_max")])
+@pytest.mark.parametrize(
+    "layers,combine,weights,pooling",
+    [(-1, "mean", None, "mean"), ("-2:", "concat", None, "cls"), ([0, 2], "scalar_mix", [1, 2], "mean_max")],
+)
 def test_output_shape_comes_from_the_spec_without_running_the_model(tiny_encoders, layers, combine, weights, pooling):
     enc = tiny_encoders["tf2_dict"]
     spec = EmbedSpec(layers=layers, combine=combine, weights=weights, pooling=pooling)
@@ -110,8 +132,9 @@ def corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_queries_embedded_with_a_stored_spec_equal_the_stored_vectors(tiny_models, tiny_encoders, corpus, tmp_path,
-                                                                      name):
+def test_queries_embedded_with_a_stored_spec_equal_the_stored_vectors(
+    tiny_models, tiny_encoders, corpus, tmp_path, name
+):
     enc = tiny_encoders["tf2_dict"]
     out = str(tmp_path / "out")
     hubembed.extract(corpus, out, encoder=enc, cache=False, quiet=True, shard_size=7, **SPECS[name])
@@ -126,7 +149,8 @@ def test_queries_embedded_with_a_stored_spec_equal_the_stored_vectors(tiny_model
 
 
 def test_a_stored_spec_refuses_other_weights_another_sequence_length_and_a_missing_transform(
-        tiny_encoders, corpus, tmp_path):
+    tiny_encoders, corpus, tmp_path
+):
     enc = tiny_encoders["tf2_dict"]
     white = Whitening.fit(enc.embed(["a b", "c d e", "f", "g h i j", "k l"] * 4 + ["m n o p q"]), k=4)
     white_path = white.save(str(tmp_path / "white.npz"))
@@ -152,8 +176,9 @@ def test_a_stored_spec_refuses_another_sequence_length(tiny_models, corpus, tmp_
     ex = hubembed.open_extraction(out)
     with pytest.raises(InputError, match=r"seq_length 64, but .* was embedded with seq_length 24"):
         hubembed.load(tiny_models["tf2_dict"]).embed(["a query"], spec=ex.spec)
-    np.testing.assert_allclose(ex.embed(["a query"]),
-                               hubembed.load(tiny_models["tf2_dict"], seq_length=24).embed(["a query"]), atol=1e-6)
+    np.testing.assert_allclose(
+        ex.embed(["a query"]), hubembed.load(tiny_models["tf2_dict"], seq_length=24).embed(["a query"]), atol=1e-6
+    )
 
 
 def _sha256(path):
@@ -171,13 +196,13 @@ def test_an_extraction_written_before_embedspec_opens_and_resumes(tiny_models, t
         shutil.copy(os.path.join(PRE_SPEC, f), (tmp_path if f == "input.txt" else out) / f)
     inp = str(tmp_path / "input.txt")
     text = (out / "manifest.json").read_text(encoding="utf-8")
-    (out / "manifest.json").write_text(text.replace("{MODEL}", tiny_models["tf2_dict"]).replace("{INPUT}", inp),
-                                       encoding="utf-8")
+    (out / "manifest.json").write_text(
+        text.replace("{MODEL}", tiny_models["tf2_dict"]).replace("{INPUT}", inp), encoding="utf-8"
+    )
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
     ex = hubembed.open_extraction(str(out), verify=True)
-    assert ex.spec == EmbedSpec(layers=[1, 2], combine="scalar_mix", weights=[1, 2], pooling="mean_max",
-                                normalize=True)
+    assert ex.spec == EmbedSpec(layers=[1, 2], combine="scalar_mix", weights=[1, 2], pooling="mean_max", normalize=True)
     enc = hubembed.load(tiny_models["tf2_dict"])
     texts = [t for t in (tmp_path / "input.txt").read_text(encoding="utf-8").splitlines() if t]
     np.testing.assert_allclose(enc.embed(texts, spec=ex.spec), ex.vectors(), atol=1e-5)
@@ -187,8 +212,19 @@ def test_an_extraction_written_before_embedspec_opens_and_resumes(tiny_models, t
     (out / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     for f in ("part-00002.npy", "part-00002.ids.json"):
         os.remove(out / f)
-    again = hubembed.extract(inp, str(out), model=tiny_models["tf2_dict"], layers="-2:", combine="scalar_mix",
-                             weights=[1, 2], pooling="mean_max", normalize=True, shard_size=16, cache=False,
-                             quiet=True, resume=True)
+    again = hubembed.extract(
+        inp,
+        str(out),
+        model=tiny_models["tf2_dict"],
+        layers="-2:",
+        combine="scalar_mix",
+        weights=[1, 2],
+        pooling="mean_max",
+        normalize=True,
+        shard_size=16,
+        cache=False,
+        quiet=True,
+        resume=True,
+    )
     assert again["complete"] and len(again["shards"]) == 3 and again["summary"]["rows_this_run"] == 7
     assert {f: _sha256(out / f) for f in os.listdir(out) if f.startswith("part-")} == done

@@ -51,12 +51,15 @@ class FeatureCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (text_sha256 BLOB PRIMARY KEY, vector BLOB)")
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('about', ?)",
-                             (json.dumps({"weights_sha256": weights_sha256, "spec": spec}, default=str),))
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('about', ?)",
+                (json.dumps({"weights_sha256": weights_sha256, "spec": spec}, default=str),),
+            )
             self._db.commit()
         except sqlite3.Error as e:
-            raise OutputError(f"feature cache {self.path} cannot be opened ({e}); run with --no-cache or "
-                              f"--cache DIR") from None
+            raise OutputError(
+                f"feature cache {self.path} cannot be opened ({e}); run with --no-cache or --cache DIR"
+            ) from None
         row = self._db.execute("SELECT value FROM meta WHERE key='shape'").fetchone()
         self.shape: Optional[tuple] = tuple(json.loads(row[0])) if row else None
 
@@ -66,7 +69,7 @@ class FeatureCache:
         if self.shape is None:
             return out
         for i in range(0, len(keys), 500):
-            part = keys[i:i + 500]
+            part = keys[i : i + 500]
             q = f"SELECT text_sha256, vector FROM vectors WHERE text_sha256 IN ({','.join('?' * len(part))})"
             with self._lock:
                 found = self._db.execute(q, part).fetchall()
@@ -87,8 +90,9 @@ class FeatureCache:
                 self._db.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)", rows)
                 self._db.commit()
             except sqlite3.Error as e:
-                raise OutputError(f"feature cache {self.path}: write failed ({e}); run with --no-cache, or free "
-                                  f"space") from None
+                raise OutputError(
+                    f"feature cache {self.path}: write failed ({e}); run with --no-cache, or free space"
+                ) from None
 
     def __len__(self) -> int:
         with self._lock:

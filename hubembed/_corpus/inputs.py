@@ -31,10 +31,10 @@ ON_EMPTY = ("skip", "keep", "fail")
 
 @dataclass
 class Record:
-    row: int      # 0-based position among the records kept
-    id: str       # the id carried to the output (line number by default)
+    row: int  # 0-based position among the records kept
+    id: str  # the id carried to the output (line number by default)
     text: str
-    line: int     # 1-based line (or row) of the input it came from
+    line: int  # 1-based line (or row) of the input it came from
 
 
 @dataclass
@@ -60,12 +60,19 @@ class Reader:
             raise InputError(f"on_empty={self.on_empty!r}; valid: {', '.join(ON_EMPTY)}")
         if self.format in ("jsonl", "csv", "tsv", "parquet") and not self.column:
             what = "field" if self.format == "jsonl" else "column"
-            raise InputError(f"{self.path}: a .{self.format} input needs the {what} that holds the text "
-                             f"(--{what} NAME)")
+            raise InputError(
+                f"{self.path}: a .{self.format} input needs the {what} that holds the text (--{what} NAME)"
+            )
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "format": self.format, "column": self.column, "id_column": self.id_column,
-                "on_bad": self.on_bad, "on_empty": self.on_empty}
+        return {
+            "path": self.path,
+            "format": self.format,
+            "column": self.column,
+            "id_column": self.id_column,
+            "on_bad": self.on_bad,
+            "on_empty": self.on_empty,
+        }
 
     # -- the stream ----------------------------------------------------------
     def records(self) -> Iterator[Record]:
@@ -98,7 +105,7 @@ class Reader:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                self._bad(line, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})")
+                self._bad(line, f"not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})")
                 yield line, None, None
                 continue
             text = text.rstrip("\r\n")
@@ -157,8 +164,9 @@ class Reader:
             self._header = next(csv.reader(io.StringIO(text), delimiter=delim))
             for name in filter(None, (self.column, self.id_column)):
                 if name not in self._header:
-                    raise InputError(f"{self.path}: no column {name!r} in the header "
-                                     f"(columns: {', '.join(self._header)})")
+                    raise InputError(
+                        f"{self.path}: no column {name!r} in the header (columns: {', '.join(self._header)})"
+                    )
             return
         values = next(csv.reader(io.StringIO(text), delimiter=delim), [])
         if not values:
@@ -174,6 +182,7 @@ class Reader:
     def _parquet(self):
         optional("pyarrow", "Reading Parquet input")
         import pyarrow.parquet as pq
+
         f = pq.ParquetFile(self._open() if self.opener else self.path)
         names = f.schema_arrow.names
         for name in filter(None, (self.column, self.id_column)):
@@ -193,8 +202,16 @@ class Reader:
                 yield line, i, t or ""
 
 
-def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[str] = None, fmt: Optional[str] = None,
-               on_bad: str = "fail", on_empty: str = "skip", opener: Optional[Callable] = None) -> Reader:
+def open_input(
+    path: str,
+    *,
+    column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    fmt: Optional[str] = None,
+    on_bad: str = "fail",
+    on_empty: str = "skip",
+    opener: Optional[Callable] = None,
+) -> Reader:
     """A Reader for ``path`` ("-": standard input); the format comes from the extension unless ``fmt``.
 
     ``opener``: how to open ``path`` (binary) when it is not a local file, e.g. Beam's
@@ -211,6 +228,8 @@ def open_input(path: str, *, column: Optional[str] = None, id_column: Optional[s
         ext = "txt" if path == "-" else os.path.splitext(path)[1].lower().lstrip(".")
         fmt = {"text": "txt", "json": "jsonl", "ndjson": "jsonl"}.get(ext, ext)
     if fmt not in INPUT_FORMATS:
-        raise InputError(f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(INPUT_FORMATS)} "
-                         f"(by extension, or --input-format)")
+        raise InputError(
+            f"input {path!r}: unknown format {fmt!r}; valid: {', '.join(INPUT_FORMATS)} "
+            f"(by extension, or --input-format)"
+        )
     return Reader(path, fmt, column, id_column, on_bad, on_empty, opener=opener)

@@ -45,13 +45,17 @@ def check(level: str, fmt: str, dtype: str, combine: str) -> None:
     if fmt not in SHARD_FORMATS:
         raise InputError(f"format={fmt!r}; valid: {', '.join(SHARD_FORMATS)}")
     if fmt == "npy" and level != "sentence":
-        raise InputError(f"{level}-level output has a different number of vectors per text; npy holds one array "
-                         f"per shard: use --format parquet or tfrecord")
+        raise InputError(
+            f"{level}-level output has a different number of vectors per text; npy holds one array "
+            f"per shard: use --format parquet or tfrecord"
+        )
     if fmt == "tfrecord" and dtype != "float32":
         raise InputError("TFRecord float lists are float32; for float16 use --format npy or parquet")
     if combine == "none" and fmt != "npy":
-        raise InputError(f"combine='none' gives [k, H] per vector; {fmt} stores flat vectors: use combine='concat' "
-                         f"(the same numbers, k*H wide) or --format npy")
+        raise InputError(
+            f"combine='none' gives [k, H] per vector; {fmt} stores flat vectors: use combine='concat' "
+            f"(the same numbers, k*H wide) or --format npy"
+        )
 
 
 @dataclass
@@ -59,8 +63,8 @@ class Chunk:
     """What one shard holds: ids and sentence vectors [N, D], or per-text token/word embeddings."""
 
     ids: List[str]
-    vectors: Optional[np.ndarray] = None          # sentence level
-    items: List = field(default_factory=list)     # TokenEmbeddings / WordEmbeddings
+    vectors: Optional[np.ndarray] = None  # sentence level
+    items: List = field(default_factory=list)  # TokenEmbeddings / WordEmbeddings
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,12 +105,21 @@ def _parquet(level: str, chunk: Chunk, dtype: str) -> bytes:
         counts = np.array([len(p) for p in pieces], np.int32)
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
         dim = chunk.items[0].vectors.shape[-1] if chunk.items else 0
-        flat = np.concatenate([np.asarray(it.vectors, dtype).reshape(-1, dim) for it in chunk.items]) \
-            if chunk.items else np.zeros((0, 0), dtype)
-        spans = np.concatenate([np.asarray(it.spans, np.int32).reshape(-1, 2) for it in chunk.items]) \
-            if chunk.items else np.zeros((0, 2), np.int32)
-        cols = {"id": ids, "text": pa.array([it.text for it in chunk.items], pa.string()),
-                name: pa.ListArray.from_arrays(offsets, pa.array([p for ps in pieces for p in ps], pa.string()))}
+        flat = (
+            np.concatenate([np.asarray(it.vectors, dtype).reshape(-1, dim) for it in chunk.items])
+            if chunk.items
+            else np.zeros((0, 0), dtype)
+        )
+        spans = (
+            np.concatenate([np.asarray(it.spans, np.int32).reshape(-1, 2) for it in chunk.items])
+            if chunk.items
+            else np.zeros((0, 2), np.int32)
+        )
+        cols = {
+            "id": ids,
+            "text": pa.array([it.text for it in chunk.items], pa.string()),
+            name: pa.ListArray.from_arrays(offsets, pa.array([p for ps in pieces for p in ps], pa.string())),
+        }
         if level == "tokens":
             tid = np.concatenate([np.asarray(it.ids, np.int32) for it in chunk.items]) if chunk.items else []
             cols["token_ids"] = pa.ListArray.from_arrays(offsets, pa.array(tid, pa.int32()))
@@ -141,13 +154,20 @@ def _tfrecord(level: str, chunk: Chunk) -> bytes:
                 else:
                     it = chunk.items[n]
                     spans = np.asarray(it.spans).reshape(-1, 2)
-                    feats = {"id": b([str(rid)]), "text": b([it.text]),
-                             level: b(it.tokens if level == "tokens" else it.words),
-                             "start": i(spans[:, 0]), "end": i(spans[:, 1]),
-                             "vectors": f(it.vectors), "dim": i([np.asarray(it.vectors).shape[-1]])}
+                    feats = {
+                        "id": b([str(rid)]),
+                        "text": b([it.text]),
+                        level: b(it.tokens if level == "tokens" else it.words),
+                        "start": i(spans[:, 0]),
+                        "end": i(spans[:, 1]),
+                        "vectors": f(it.vectors),
+                        "dim": i([np.asarray(it.vectors).shape[-1]]),
+                    }
                     if level == "tokens":
                         feats["token_ids"] = i(it.ids)
-                w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(deterministic=True))
+                w.write(
+                    tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(deterministic=True)
+                )
         with open(tmp, "rb") as fh:
             return fh.read()
     finally:
@@ -161,9 +181,9 @@ class Pieces:
 
     id: str
     text: str
-    pieces: List[str]          # word pieces (tokens level) or words
-    spans: np.ndarray          # [n, 2] character [start, end) into text
-    vectors: np.ndarray        # [n, D]
+    pieces: List[str]  # word pieces (tokens level) or words
+    spans: np.ndarray  # [n, 2] character [start, end) into text
+    vectors: np.ndarray  # [n, D]
     token_ids: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
@@ -194,8 +214,16 @@ def read(fmt: str, level: str, path: str):
         for r in range(table.num_rows):
             row = {k: table.column(k)[r].as_py() for k in table.column_names if k != "vectors"}
             vec = flat[r].values.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-            out.append(Pieces(row["id"], row["text"], row[name], np.array([row["start"], row["end"]]).T.reshape(-1, 2),
-                              vec, np.array(row["token_ids"], np.int32) if "token_ids" in row else None))
+            out.append(
+                Pieces(
+                    row["id"],
+                    row["text"],
+                    row[name],
+                    np.array([row["start"], row["end"]]).T.reshape(-1, 2),
+                    vec,
+                    np.array(row["token_ids"], np.int32) if "token_ids" in row else None,
+                )
+            )
         return out
     return _read_tfrecord(level, path)
 
@@ -212,9 +240,16 @@ def _read_tfrecord(level: str, path: str):
         dim = ex["dim"].int64_list.value[0]
         text = lambda k: [v.decode("utf-8") for v in ex[k].bytes_list.value]  # noqa: E731
         spans = np.array([ex["start"].int64_list.value, ex["end"].int64_list.value]).T.reshape(-1, 2)
-        out.append(Pieces(text("id")[0], text("text")[0], text(level), spans,
-                          np.array(ex["vectors"].float_list.value, np.float32).reshape(-1, dim),
-                          np.array(ex["token_ids"].int64_list.value, np.int32) if level == "tokens" else None))
+        out.append(
+            Pieces(
+                text("id")[0],
+                text("text")[0],
+                text(level),
+                spans,
+                np.array(ex["vectors"].float_list.value, np.float32).reshape(-1, dim),
+                np.array(ex["token_ids"].int64_list.value, np.int32) if level == "tokens" else None,
+            )
+        )
     if level == "sentence":
         return np.stack(vecs) if vecs else np.zeros((0, 0), np.float32)
     return out
@@ -230,5 +265,7 @@ def read_ids(fmt: str, path: str) -> List[str]:
         return pq.read_table(path, columns=["id"]).column("id").to_pylist()
     import tensorflow as tf
 
-    return [tf.train.Example.FromString(raw).features.feature["id"].bytes_list.value[0].decode("utf-8")
-            for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    return [
+        tf.train.Example.FromString(raw).features.feature["id"].bytes_list.value[0].decode("utf-8")
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]

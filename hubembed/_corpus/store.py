@@ -63,18 +63,24 @@ class ShardStore:
         if not os.path.exists(path):
             stray = [e for e in entries if not _ours(e)]
             if stray:
-                raise OutputError(f"output folder {self.out} holds other files ({', '.join(sorted(stray)[:5])}); "
-                                  f"give an empty or new folder")
+                raise OutputError(
+                    f"output folder {self.out} holds other files ({', '.join(sorted(stray)[:5])}); "
+                    f"give an empty or new folder"
+                )
             self._clean(keep=set())
             return
         old = read_manifest(self.out)
         if not resume:
-            raise OutputError(f"output folder {self.out} already holds an extraction ({old.get('rows', 0)} rows); "
-                              f"resume it with --resume, or give another folder")
+            raise OutputError(
+                f"output folder {self.out} already holds an extraction ({old.get('rows', 0)} rows); "
+                f"resume it with --resume, or give another folder"
+            )
         diff = _differences(old.get("header", {}), self.header)
         if diff:
-            raise OutputError(f"cannot resume {self.out}: it was made with a different "
-                              + "; ".join(f"{k} ({a!r} there, {b!r} now)" for k, a, b in diff))
+            raise OutputError(
+                f"cannot resume {self.out}: it was made with a different "
+                + "; ".join(f"{k} ({a!r} there, {b!r} now)" for k, a, b in diff)
+            )
         for shard in old.get("shards", []):
             if not self._intact(shard):
                 break
@@ -105,8 +111,9 @@ class ShardStore:
     def lines_done(self) -> int:
         return self.shards[-1]["last_line"] if self.shards else 0
 
-    def write_shard(self, blobs: Dict[str, bytes], rows: int, last_line: int, skipped=(),
-                    input_sha256: Optional[str] = None) -> dict:
+    def write_shard(
+        self, blobs: Dict[str, bytes], rows: int, last_line: int, skipped=(), input_sha256: Optional[str] = None
+    ) -> dict:
         """Write one shard's files ({suffix: bytes}, from ``shards.render``) atomically, then the manifest."""
         shard, files = shard_entry(len(self.shards), self.rows_done, rows, last_line, blobs, input_sha256)
         for name, data in files.items():
@@ -125,23 +132,37 @@ class ShardStore:
         return m
 
 
-def shard_entry(index: int, first_row: int, rows: int, last_line: int, blobs: Dict[str, bytes],
-                input_sha256: Optional[str] = None):
+def shard_entry(
+    index: int, first_row: int, rows: int, last_line: int, blobs: Dict[str, bytes], input_sha256: Optional[str] = None
+):
     """The manifest entry of a shard and its files {name: bytes} (shared with the Beam pipeline)."""
     name = shard_name(index)
     keys = {suffix: ("ids_file" if suffix == ".ids.json" else "file") for suffix in blobs}
-    entry = {**{keys[sf]: name + sf for sf in blobs}, "index": index, "first_row": int(first_row),
-             "rows": int(rows), "last_line": int(last_line),
-             "sha256": {keys[sf]: hashlib.sha256(b).hexdigest() for sf, b in blobs.items()}}
+    entry = {
+        **{keys[sf]: name + sf for sf in blobs},
+        "index": index,
+        "first_row": int(first_row),
+        "rows": int(rows),
+        "last_line": int(last_line),
+        "sha256": {keys[sf]: hashlib.sha256(b).hexdigest() for sf, b in blobs.items()},
+    }
     if input_sha256:
         entry["input_sha256"] = input_sha256
     return entry, {name + sf: b for sf, b in blobs.items()}
 
 
-def manifest(header: dict, shards: List[dict], skipped: List[list], complete: bool,
-             summary: Optional[dict] = None) -> dict:
-    m = {"format": "hubembed-extraction", "format_version": FORMAT_VERSION, "header": header, "complete": complete,
-         "rows": sum(s["rows"] for s in shards), "shards": shards, "skipped": skipped}
+def manifest(
+    header: dict, shards: List[dict], skipped: List[list], complete: bool, summary: Optional[dict] = None
+) -> dict:
+    m = {
+        "format": "hubembed-extraction",
+        "format_version": FORMAT_VERSION,
+        "header": header,
+        "complete": complete,
+        "rows": sum(s["rows"] for s in shards),
+        "shards": shards,
+        "skipped": skipped,
+    }
     if summary:
         m["summary"] = summary
     return m
@@ -222,9 +243,17 @@ class Extraction:
 
         rec = self.record
         spec = EmbedSpec.from_dict(rec)
-        object.__setattr__(spec, "_source", {"out": self.out, "model": self.header.get("model"),
-                                             "weights_sha256": self.header.get("weights_sha256"),
-                                             "seq_length": rec.get("seq_length"), "transform": rec.get("transform")})
+        object.__setattr__(
+            spec,
+            "_source",
+            {
+                "out": self.out,
+                "model": self.header.get("model"),
+                "weights_sha256": self.header.get("weights_sha256"),
+                "seq_length": rec.get("seq_length"),
+                "transform": rec.get("transform"),
+            },
+        )
         return spec
 
     @property
@@ -235,8 +264,9 @@ class Extraction:
     def format(self) -> str:
         return self.record.get("format", "npy")
 
-    def embed(self, texts, *, encoder=None, transform=None, batch_size: Optional[int] = None,
-              max_tokens: Optional[int] = -1) -> np.ndarray:
+    def embed(
+        self, texts, *, encoder=None, transform=None, batch_size: Optional[int] = None, max_tokens: Optional[int] = -1
+    ) -> np.ndarray:
         """Embed ``texts`` (queries) exactly as this corpus was embedded, to compare them with its vectors.
 
         Args:
@@ -254,15 +284,19 @@ class Extraction:
                 missing or different transform.
         """
         if self.level != "sentence":
-            raise InputError(f"{self.out} holds {self.level}-level output; embedding queries like it applies to "
-                             f"sentence vectors")
+            raise InputError(
+                f"{self.out} holds {self.level}-level output; embedding queries like it applies to sentence vectors"
+            )
         spec = self.spec if transform is None else self.spec.replace(transform=transform)
         if encoder is None:
             import hubembed
 
             rec = self.record
-            encoder = hubembed.load(self.header["model"], seq_length=rec.get("seq_length"),
-                                    backend="garden" if rec.get("backend") == "garden" else "auto")
+            encoder = hubembed.load(
+                self.header["model"],
+                seq_length=rec.get("seq_length"),
+                backend="garden" if rec.get("backend") == "garden" else "auto",
+            )
         kw = {} if batch_size is None else {"batch_size": batch_size}
         if max_tokens != -1:
             kw["max_tokens"] = max_tokens
@@ -318,15 +352,22 @@ class Extraction:
     def vectors(self) -> np.ndarray:
         """Every sentence vector in one array (loads them all)."""
         if self.level != "sentence":
-            raise InputError(f"{self.out} holds {self.level}-level output (a variable number of vectors per text); "
-                             f"iterate over it, or read a row: ex[i].vectors")
-        return np.concatenate([np.asarray(self.shard(i)) for i in range(len(self.shards))]) if self.shards \
+            raise InputError(
+                f"{self.out} holds {self.level}-level output (a variable number of vectors per text); "
+                f"iterate over it, or read a row: ex[i].vectors"
+            )
+        return (
+            np.concatenate([np.asarray(self.shard(i)) for i in range(len(self.shards))])
+            if self.shards
             else np.zeros((0, 0), np.float32)
+        )
 
     def __repr__(self) -> str:
         h = self.header
-        return (f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, level={self.level!r}, "
-                f"format={self.format!r}, model={h.get('model')!r}, complete={self.complete})")
+        return (
+            f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, level={self.level!r}, "
+            f"format={self.format!r}, model={h.get('model')!r}, complete={self.complete})"
+        )
 
 
 def open_extraction(out: str, verify: bool = False) -> Extraction:

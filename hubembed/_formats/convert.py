@@ -32,10 +32,13 @@ from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
 FORMAT = "hubembed-converted/1"
-_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
-                "gelu_fast": "gelu_tanh", "relu": "relu"}
-
-
+_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "relu": "relu",
+}
 
 
 def read_hf_config(src: str) -> Tuple[dict, "object"]:
@@ -43,8 +46,10 @@ def read_hf_config(src: str) -> Tuple[dict, "object"]:
 
     path = os.path.join(src, "config.json")
     if not os.path.isfile(path):
-        raise ConversionError(f"{src} has no config.json: `hubembed convert` needs a Hugging Face BERT "
-                              f"folder with config.json, model.safetensors and vocab.txt")
+        raise ConversionError(
+            f"{src} has no config.json: `hubembed convert` needs a Hugging Face BERT "
+            f"folder with config.json, model.safetensors and vocab.txt"
+        )
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
     model_type = raw.get("model_type", "?")
@@ -53,7 +58,8 @@ def read_hf_config(src: str) -> Tuple[dict, "object"]:
         raise ConversionError(
             f"model_type '{model_type}' (architectures: {arch}) is not supported: `hubembed convert` "
             f"converts BERT checkpoints (model_type 'bert': BERT, MiniLM, BioBERT, ...). "
-            f"RoBERTa, DistilBERT, ALBERT, ELECTRA and others have different weights or tokenizers.")
+            f"RoBERTa, DistilBERT, ALBERT, ELECTRA and others have different weights or tokenizers."
+        )
     act = raw.get("hidden_act", "gelu")
     if act not in _ACTIVATIONS:
         raise ConversionError(f"hidden_act '{act}' is not supported (valid: {', '.join(_ACTIVATIONS)})")
@@ -63,10 +69,16 @@ def read_hf_config(src: str) -> Tuple[dict, "object"]:
     if raw.get("embedding_size", raw["hidden_size"]) != raw["hidden_size"]:
         raise ConversionError("an embedding size different from hidden_size is not supported")
     cfg = BertConfig(
-        vocab_size=raw["vocab_size"], hidden_size=raw["hidden_size"], num_layers=raw["num_hidden_layers"],
-        num_heads=raw["num_attention_heads"], intermediate_size=raw["intermediate_size"],
-        max_positions=raw.get("max_position_embeddings", 512), type_vocab_size=raw.get("type_vocab_size", 2),
-        activation=_ACTIVATIONS[act], layer_norm_eps=raw.get("layer_norm_eps", 1e-12))
+        vocab_size=raw["vocab_size"],
+        hidden_size=raw["hidden_size"],
+        num_layers=raw["num_hidden_layers"],
+        num_heads=raw["num_attention_heads"],
+        intermediate_size=raw["intermediate_size"],
+        max_positions=raw.get("max_position_embeddings", 512),
+        type_vocab_size=raw.get("type_vocab_size", 2),
+        activation=_ACTIVATIONS[act],
+        layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+    )
     return raw, cfg
 
 
@@ -80,7 +92,7 @@ def _ln(hf: dict, prefix: str) -> Tuple[np.ndarray, np.ndarray]:
 def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
     """Hugging Face BERT names -> Model Garden export names (TF Hub BERT formats, section 8)."""
     # BertModel keys have no prefix; BertForMaskedLM/PreTraining/... put the encoder under "bert.".
-    enc = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in hf.items()}
+    enc = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in hf.items()}
     H, N = cfg.hidden_size, cfg.num_heads
     D = H // N
     w = {
@@ -97,7 +109,8 @@ def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
         w[p + "self_attention/attention_output/kernel"] = enc[s + "attention.output.dense.weight"].T.reshape(N, D, H)
         w[p + "self_attention/attention_output/bias"] = enc[s + "attention.output.dense.bias"]
         w[p + "self_attention_layer_norm/gamma"], w[p + "self_attention_layer_norm/beta"] = _ln(
-            enc, s + "attention.output.LayerNorm")
+            enc, s + "attention.output.LayerNorm"
+        )
         w[p + "intermediate/kernel"] = enc[s + "intermediate.dense.weight"].T
         w[p + "intermediate/bias"] = enc[s + "intermediate.dense.bias"]
         w[p + "output/kernel"] = enc[s + "output.dense.weight"].T
@@ -139,16 +152,20 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     raw, cfg = read_hf_config(src)
     weights_path = os.path.join(src, "model.safetensors")
     vocab_file = os.path.join(src, "vocab.txt")
-    for path, what in ((weights_path, "model.safetensors (pytorch_model.bin is not read: it needs torch)"),
-                       (vocab_file, "vocab.txt")):
+    for path, what in (
+        (weights_path, "model.safetensors (pytorch_model.bin is not read: it needs torch)"),
+        (vocab_file, "vocab.txt"),
+    ):
         if not os.path.isfile(path):
             raise ConversionError(f"{src} has no {what}")
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise ConversionError(f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
     digest = sha256_file(weights_path)
     if expected_sha256 and digest != expected_sha256:
-        raise ConversionError(f"{weights_path} has sha256 {digest}, expected {expected_sha256}: "
-                              f"the file is corrupt or not the expected model; reinstall its package")
+        raise ConversionError(
+            f"{weights_path} has sha256 {digest}, expected {expected_sha256}: "
+            f"the file is corrupt or not the expected model; reinstall its package"
+        )
     from safetensors.numpy import load_file
 
     try:
@@ -160,8 +177,9 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
     try:
-        writers.save_encoder(weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file,
-                               do_lower_case=lower, style="dict")
+        writers.save_encoder(
+            weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
+        )
         preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
         manifest = {
             "format": FORMAT,

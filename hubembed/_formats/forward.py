@@ -52,9 +52,11 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
     H, N = cfg.hidden_size, cfg.num_heads
     D = H // N
     batch, seq_len = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
-    x = (tf.gather(w["word_embeddings/embeddings"], word_ids)
-         + tf.gather(w["type_embeddings/embeddings"], type_ids)
-         + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :])
+    x = (
+        tf.gather(w["word_embeddings/embeddings"], word_ids)
+        + tf.gather(w["type_embeddings/embeddings"], type_ids)
+        + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :]
+    )
     x = _layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps)
     x2 = tf.reshape(x, [-1, H])  # [B*S, H]: every dense layer works on rows
     # Additive mask over keys: 0 where attended, a large negative where padded.
@@ -73,10 +75,12 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
         scores = tf.matmul(q * scale, k, transpose_b=True) + adder  # [B, N, S, S]
         probs = tf.nn.softmax(scores, axis=-1)
         ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, H])
-        attn = _dense(ctx, w[p + "self_attention/attention_output/kernel"],
-                      w[p + "self_attention/attention_output/bias"])
-        x2 = _layer_norm(x2 + attn, w[p + "self_attention_layer_norm/gamma"],
-                         w[p + "self_attention_layer_norm/beta"], eps)
+        attn = _dense(
+            ctx, w[p + "self_attention/attention_output/kernel"], w[p + "self_attention/attention_output/bias"]
+        )
+        x2 = _layer_norm(
+            x2 + attn, w[p + "self_attention_layer_norm/gamma"], w[p + "self_attention_layer_norm/beta"], eps
+        )
         inter = act(_dense(x2, w[p + "intermediate/kernel"], w[p + "intermediate/bias"]))
         out = _dense(inter, w[p + "output/kernel"], w[p + "output/bias"])
         x2 = _layer_norm(x2 + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)

@@ -75,7 +75,8 @@ def _pack_class(tf):
             if seq_length is None:
                 seq_length = self._default_seq_length
             return pack_inputs(
-                inputs, seq_length,
+                inputs,
+                seq_length,
                 start_of_sequence_id=self._special["start_of_sequence_id"],
                 end_of_segment_id=self._special["end_of_segment_id"],
                 padding_id=self._special["padding_id"],
@@ -101,8 +102,12 @@ def _preprocessor_class(tf, _Tokenize, _PackInputs):
             self.vocab_file = tf.saved_model.Asset(vocab_file)
             self.do_lower_case = tf.Variable(bool(lower_case), trainable=False, name="do_lower_case")
             init = tf.lookup.TextFileInitializer(
-                self.vocab_file, key_dtype=tf.string, key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-                value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER)
+                self.vocab_file,
+                key_dtype=tf.string,
+                key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                value_dtype=tf.int64,
+                value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+            )
             self._table = tf.lookup.StaticHashTable(init, default_value=-1)
             self._tokenizer = wordpiece_tokenizer(self._table, lower_case)
             self.tokenize = _Tokenize(self._tokenizer, special)
@@ -120,8 +125,7 @@ def _preprocessor_class(tf, _Tokenize, _PackInputs):
             for ragged_rank in (1, 2):
                 for n in (1, 2):
                     specs = [tf.RaggedTensorSpec([None] * (ragged_rank + 1), tf.int32) for _ in range(n)]
-                    self.bert_pack_inputs.__call__.get_concrete_function(
-                        specs, seq_length=tf.TensorSpec([], tf.int32))
+                    self.bert_pack_inputs.__call__.get_concrete_function(specs, seq_length=tf.TensorSpec([], tf.int32))
                     self.bert_pack_inputs.__call__.get_concrete_function(specs)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
@@ -136,10 +140,10 @@ def special_ids(vocab: Sequence[str]) -> dict:
     index = {tok: i for i, tok in enumerate(vocab)}
     missing_tokens = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in index]
     if missing_tokens:
-
         raise FormatError(
             f"the vocabulary has no {', '.join(missing_tokens)} token(s); a BERT WordPiece vocabulary "
-            f"needs [PAD], [UNK], [CLS] and [SEP] (and usually [MASK])")
+            f"needs [PAD], [UNK], [CLS] and [SEP] (and usually [MASK])"
+        )
     return {
         "vocab_size": len(vocab),
         "start_of_sequence_id": index["[CLS]"],
@@ -163,7 +167,8 @@ def pack_inputs(inputs, seq_length, *, start_of_sequence_id, end_of_segment_id, 
     budget = seq_length - (len(segments) + 1)
     trimmed = text.RoundRobinTrimmer(max_seq_length=budget).trim(segments)
     combined, type_ids = text.combine_segments(
-        trimmed, start_of_sequence_id=start_of_sequence_id, end_of_segment_id=end_of_segment_id)
+        trimmed, start_of_sequence_id=start_of_sequence_id, end_of_segment_id=end_of_segment_id
+    )
     word_ids, mask = text.pad_model_inputs(combined, seq_length, pad_value=padding_id)
     type_ids, _ = text.pad_model_inputs(type_ids, seq_length, pad_value=0)
     return {
@@ -173,8 +178,7 @@ def pack_inputs(inputs, seq_length, *, start_of_sequence_id, end_of_segment_id, 
     }
 
 
-def save_preprocessor(vocab_file: str, lower_case: bool, out_dir: str,
-                      seq_length: int = DEFAULT_SEQ_LENGTH) -> str:
+def save_preprocessor(vocab_file: str, lower_case: bool, out_dir: str, seq_length: int = DEFAULT_SEQ_LENGTH) -> str:
     """Write a tfhub.dev-style preprocessing SavedModel; returns ``out_dir``."""
     tf = _tf()
     module = build_preprocessor(vocab_file, lower_case, seq_length)

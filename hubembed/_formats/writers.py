@@ -32,15 +32,15 @@ STYLES = ("dict", "dict_no_layers", "list", "tf1")
 
 
 def _expected(weights, cfg) -> Dict[str, tuple]:
-    return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights,
-                         with_pooler="pooler_transform/kernel" in weights)
+    return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights, with_pooler="pooler_transform/kernel" in weights)
 
 
 def _input_specs():
     import tensorflow as tf
 
-    return {n: tf.TensorSpec([None, None], tf.int32, name=n)
-            for n in ("input_word_ids", "input_mask", "input_type_ids")}
+    return {
+        n: tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "input_type_ids")
+    }
 
 
 def _vocab_attrs(obj, vocab_file: str, do_lower_case: bool):
@@ -50,8 +50,15 @@ def _vocab_attrs(obj, vocab_file: str, do_lower_case: bool):
     obj.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="do_lower_case")
 
 
-def save_encoder(weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, *, vocab_file: str,
-                 do_lower_case: bool, style: str = "dict") -> str:
+def save_encoder(
+    weights: Dict[str, np.ndarray],
+    cfg: BertConfig,
+    out_dir: str,
+    *,
+    vocab_file: str,
+    do_lower_case: bool,
+    style: str = "dict",
+) -> str:
     """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist)."""
     if style not in STYLES:
         raise ValueError(f"style {style!r}; valid: {', '.join(STYLES)}")
@@ -77,8 +84,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     has_mlm = "mlm/output_bias" in w
 
     def outputs(inputs):
-        pooled, layers = bert_forward(w, cfg, inputs["input_word_ids"], inputs["input_mask"],
-                                      inputs["input_type_ids"])
+        pooled, layers = bert_forward(w, cfg, inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
         out = {"sequence_output": layers[-1]}
         if pooled is not None:  # a checkpoint without a pooler exports no pooled_output
             out.update(pooled_output=pooled, default=pooled)
@@ -93,15 +99,16 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     _vocab_attrs(root, vocab_file, do_lower_case)
 
     if style == "list":
+
         @tf.function
         def call(inputs, training=False):
             ids, mask, seg = inputs
             out = outputs({"input_word_ids": ids, "input_mask": mask, "input_type_ids": seg})
             return [out["pooled_output"], out["sequence_output"]]
 
-        spec = [tf.TensorSpec([None, None], tf.int32, name=n)
-                for n in ("input_word_ids", "input_mask", "segment_ids")]
+        spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")]
     else:
+
         @tf.function
         def call(inputs, training=False):
             return outputs(inputs)
@@ -120,8 +127,9 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
             out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
             return out
 
-        mlm_spec = dict(_input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32,
-                                                                          name="masked_lm_positions"))
+        mlm_spec = dict(
+            _input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
+        )
         for training in (False, True):
             mlm_call.get_concrete_function(mlm_spec, training=training)
         mlm.__call__ = mlm_call
@@ -129,6 +137,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
         mlm.trainable_variables = list(variables)
         mlm.regularization_losses = []
         root.mlm = mlm
+
     # The serving signature must be flat: encoder_outputs become encoder_outputs_<i>, much
     # as Keras mangles them in official exports (readers use __call__'s structured outputs).
     @tf.function
@@ -155,6 +164,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
     graph = tf.Graph()
     with graph.as_default():
         H = cfg.hidden_size
+
         # TF1 BERT checkpoints keep q/k/v and attention-output kernels 2-D (biases 1-D): store
         # them so. bert_forward's dense layers take a kernel of any shape (reshaped to [in, -1]).
         def tf1_value(n):
@@ -173,12 +183,14 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
         vocab_const = tf.constant(vocab_file, name="vocab_file")
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_const)
         lower = tf.constant(bool(do_lower_case), name="do_lower_case")
+
         def sig(inputs, outputs):
             info = v1.saved_model.utils.build_tensor_info
             return v1.saved_model.signature_def_utils.build_signature_def(
                 inputs={k: info(t) for k, t in inputs.items()},
                 outputs={k: info(t) for k, t in outputs.items()},
-                method_name="tensorflow/serving/predict")
+                method_name="tensorflow/serving/predict",
+            )
 
         token_inputs = {"input_ids": ids, "input_mask": mask, "segment_ids": seg}
         signatures = {
@@ -194,8 +206,12 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
             sess.run(v1.global_variables_initializer())
             builder = v1.saved_model.Builder(out_dir)
             builder.add_meta_graph_and_variables(
-                sess, tags=[], signature_def_map=signatures,
-                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS), strip_default_attrs=True)
+                sess,
+                tags=[],
+                signature_def_map=signatures,
+                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS),
+                strip_default_attrs=True,
+            )
             builder.save()
     # ModuleDef format 3: what tensorflow_hub checks to treat the folder as a TF1 Hub module.
     with open(os.path.join(out_dir, "tfhub_module.pb"), "wb") as f:
@@ -213,13 +229,19 @@ def replace_dir(tmp_dir: str, out_dir: str) -> None:
 def write_tiny_vocab(path: str, extra_words=()) -> str:
     """A small WordPiece vocabulary for test models."""
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    base = ("the a an is was be to of and in on at it this that with for as by from hello world "
-            "good bad movie film great terrible love hate cat dog sat mat quick brown fox jumps over "
-            "lazy day night sun moon ! , . ? ' \" - ( ) : ; caf ##e ##s ##ing ##ed ##ly 1 2 3 "
-            "un ##believ ##able emb ##ed ##ding ##ings é 日 本 語 😀").split()
+    base = (
+        "the a an is was be to of and in on at it this that with for as by from hello world "
+        "good bad movie film great terrible love hate cat dog sat mat quick brown fox jumps over "
+        "lazy day night sun moon ! , . ? ' \" - ( ) : ; caf ##e ##s ##ing ##ed ##ly 1 2 3 "
+        "un ##believ ##able emb ##ed ##ding ##ings é 日 本 語 😀"
+    ).split()
     seen = set(words)
-    for t in list(base) + list(extra_words) + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
-            ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]:
+    for t in (
+        list(base)
+        + list(extra_words)
+        + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+        + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    ):
         if t not in seen:
             seen.add(t)
             words.append(t)

@@ -41,27 +41,59 @@ def op_types(path: str) -> dict:
 
 # Ops that reach outside the graph: the file system, Python, the network. A SavedModel runs them when called.
 RISKY_OPS = {
-    "ReadFile": "reads a file", "WriteFile": "writes a file", "MatchingFiles": "lists files",
-    "ImmutableConst": "memory-maps a file", "LoadAndRemapMatrix": "reads a checkpoint file",
-    "PyFunc": "runs Python code", "PyFuncStateless": "runs Python code", "EagerPyFunc": "runs Python code",
-    "TFRecordDataset": "reads files", "TFRecordDatasetV2": "reads files", "TextLineDataset": "reads files",
-    "FixedLengthRecordDataset": "reads files", "FixedLengthRecordDatasetV2": "reads files",
-    "WholeFileReader": "reads files", "WholeFileReaderV2": "reads files", "TextLineReaderV2": "reads files",
-    "TFRecordReaderV2": "reads files", "FixedLengthRecordReaderV2": "reads files", "SaveDataset": "writes files",
-    "SaveDatasetV2": "writes files", "LoadDataset": "reads files", "SnapshotDatasetV2": "writes files",
-    "CreateSummaryFileWriter": "writes files", "WriteSummary": "writes files", "WriteScalarSummary": "writes files",
-    "WriteRawProtoSummary": "writes files", "DebugIdentityV2": "writes debug files",
-    "DataServiceDataset": "talks to a network service", "DataServiceDatasetV2": "talks to a network service",
-    "DataServiceDatasetV3": "talks to a network service", "DataServiceDatasetV4": "talks to a network service",
-    "RpcCall": "talks to the network", "RpcClient": "talks to the network", "RpcServer": "opens a network server",
-    "RpcServerStart": "opens a network server", "Rpc": "talks to the network", "TryRpc": "talks to the network",
+    "ReadFile": "reads a file",
+    "WriteFile": "writes a file",
+    "MatchingFiles": "lists files",
+    "ImmutableConst": "memory-maps a file",
+    "LoadAndRemapMatrix": "reads a checkpoint file",
+    "PyFunc": "runs Python code",
+    "PyFuncStateless": "runs Python code",
+    "EagerPyFunc": "runs Python code",
+    "TFRecordDataset": "reads files",
+    "TFRecordDatasetV2": "reads files",
+    "TextLineDataset": "reads files",
+    "FixedLengthRecordDataset": "reads files",
+    "FixedLengthRecordDatasetV2": "reads files",
+    "WholeFileReader": "reads files",
+    "WholeFileReaderV2": "reads files",
+    "TextLineReaderV2": "reads files",
+    "TFRecordReaderV2": "reads files",
+    "FixedLengthRecordReaderV2": "reads files",
+    "SaveDataset": "writes files",
+    "SaveDatasetV2": "writes files",
+    "LoadDataset": "reads files",
+    "SnapshotDatasetV2": "writes files",
+    "CreateSummaryFileWriter": "writes files",
+    "WriteSummary": "writes files",
+    "WriteScalarSummary": "writes files",
+    "WriteRawProtoSummary": "writes files",
+    "DebugIdentityV2": "writes debug files",
+    "DataServiceDataset": "talks to a network service",
+    "DataServiceDatasetV2": "talks to a network service",
+    "DataServiceDatasetV3": "talks to a network service",
+    "DataServiceDatasetV4": "talks to a network service",
+    "RpcCall": "talks to the network",
+    "RpcClient": "talks to the network",
+    "RpcServer": "opens a network server",
+    "RpcServerStart": "opens a network server",
+    "Rpc": "talks to the network",
+    "TryRpc": "talks to the network",
 }
 
 
 # Legitimate where SavedModels put them: checkpoint ops in the saver/restore functions (TF1: the save/
 # scope), vocabulary tables initialised from their asset file in initializer functions.
-CHECKPOINT_OPS = {"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec", "Save",
-                  "Restore", "RestoreSlice", "SaveSlices"}
+CHECKPOINT_OPS = {
+    "SaveV2",
+    "RestoreV2",
+    "MergeV2Checkpoints",
+    "ShardedFilename",
+    "ShardedFilespec",
+    "Save",
+    "Restore",
+    "RestoreSlice",
+    "SaveSlices",
+}
 
 
 TABLE_FILE_OPS = {"InitializeTableFromTextFile", "InitializeTableFromTextFileV2"}
@@ -70,7 +102,7 @@ TABLE_FILE_OPS = {"InitializeTableFromTextFile", "InitializeTableFromTextFileV2"
 @dataclass
 class Finding:
     op: str
-    where: str     # the function (or TF1 graph node) it occurs in
+    where: str  # the function (or TF1 graph node) it occurs in
     why: str
 
 
@@ -79,7 +111,7 @@ class Audit:
     """What a SavedModel's graph would do when run, read without running it."""
 
     path: str
-    functions: Dict[str, List[str]]   # function (or "graph") -> its op types
+    functions: Dict[str, List[str]]  # function (or "graph") -> its op types
     findings: List[Finding]
 
     @property
@@ -92,8 +124,10 @@ class Audit:
         for name, ops in sorted(self.functions.items()):
             lines.append(f"  {name}: {', '.join(ops)}")
         if self.ok:
-            lines.append("  nothing flagged: no op touches files (beyond variable restore and vocabulary "
-                         "assets), the network or Python")
+            lines.append(
+                "  nothing flagged: no op touches files (beyond variable restore and vocabulary "
+                "assets), the network or Python"
+            )
         for f in self.findings:
             lines.append(f"  FLAGGED {f.op} in {f.where}: {f.why}")
         return "\n".join(lines)
@@ -127,8 +161,13 @@ def audit(path: str) -> Audit:
         for n in mg.graph_def.node:
             functions.setdefault("graph", set()).add(n.op)
             scope = n.name.split("/")[0]
-            kind = "saver" if re.fullmatch(r"save(_\d+)?", scope) else \
-                "initializer" if "init" in scope or "table" in scope.lower() else "call"
+            kind = (
+                "saver"
+                if re.fullmatch(r"save(_\d+)?", scope)
+                else "initializer"
+                if "init" in scope or "table" in scope.lower()
+                else "call"
+            )
             why = _judge(n.op, n.name, kind)
             if why:
                 findings.append(Finding(n.op, f"graph node {n.name}", why))

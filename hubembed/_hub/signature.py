@@ -64,8 +64,10 @@ class Signature:
         """A readable multi-line summary (what `hubembed inspect` prints)."""
         lines = [f"{self.handle}", f"  path:            {self.path}", f"  format:          {self.format}"]
         if self.registry:
-            lines.append(f"  registry:        {self.registry.get('name')} (family {self.registry.get('family')}, "
-                         f"version {self.registry.get('version')})")
+            lines.append(
+                f"  registry:        {self.registry.get('name')} (family {self.registry.get('family')}, "
+                f"version {self.registry.get('version')})"
+            )
         lines.append(f"  layers:          {_na(self.num_layers)} (from {self.layers_from})")
         lines.append(f"  hidden size:     {_na(self.hidden_size)}")
         lines.append(f"  vocab size:      {_na(self.vocab_size)}")
@@ -81,8 +83,10 @@ class Signature:
             lines.append(f"  signatures:      {', '.join(self.signatures)}")
         if self.preprocessor:
             p = self.preprocessor
-            lines.append(f"  preprocessor:    {p.get('source')} (paired by {p.get('paired_by')}; "
-                         f"seq_length {p.get('seq_length')}, vocab {p.get('vocab_size')})")
+            lines.append(
+                f"  preprocessor:    {p.get('source')} (paired by {p.get('paired_by')}; "
+                f"seq_length {p.get('seq_length')}, vocab {p.get('vocab_size')})"
+            )
         lines.append("  extraction:")
         lines += [f"    {k:<13} {v}" for k, v in self.extraction.items()]
         return "\n".join(lines)
@@ -116,30 +120,40 @@ def _concrete(fn):
 def detect_format(obj, path: str) -> str:
     """One of MODEL_FORMATS; FormatError if ``obj`` is not a BERT-family encoder."""
     if hasattr(obj, "tokenize") and hasattr(obj, "bert_pack_inputs"):
-        raise FormatError(f"{path} is a preprocessing model, not an encoder: pass it as "
-                          f"preprocess=... (CLI: --preprocess) next to an encoder handle")
+        raise FormatError(
+            f"{path} is a preprocessing model, not an encoder: pass it as "
+            f"preprocess=... (CLI: --preprocess) next to an encoder handle"
+        )
     sigs = getattr(obj, "signatures", {}) or {}
     if os.path.isfile(os.path.join(path, "tfhub_module.pb")) or (not callable(obj) and "tokens" in sigs):
         if "tokens" not in sigs:
-            raise FormatError(f"{path} is a TF1 Hub module without a 'tokens' signature "
-                              f"(signatures: {sorted(sigs)}): not a BERT encoder")
+            raise FormatError(
+                f"{path} is a TF1 Hub module without a 'tokens' signature "
+                f"(signatures: {sorted(sigs)}): not a BERT encoder"
+            )
         return "tf1_hub"
     if not callable(obj) or not hasattr(obj, "__call__"):
-        raise FormatError(f"{path} is a SavedModel that cannot be called and has no 'tokens' signature "
-                          f"(signatures: {sorted(sigs)}): not a BERT-family encoder")
+        raise FormatError(
+            f"{path} is a SavedModel that cannot be called and has no 'tokens' signature "
+            f"(signatures: {sorted(sigs)}): not a BERT-family encoder"
+        )
     cf = _concrete(obj.__call__)
     first = cf.structured_input_signature[0][0] if cf.structured_input_signature[0] else None
     outs = cf.structured_outputs
     if isinstance(first, dict):
         if not isinstance(outs, dict) or "sequence_output" not in outs:
             keys = sorted(outs) if isinstance(outs, dict) else type(outs).__name__
-            raise FormatError(f"{path} takes a dict but returns {keys}: not a BERT-family encoder "
-                              f"(pooled_output/sequence_output expected)")
+            raise FormatError(
+                f"{path} takes a dict but returns {keys}: not a BERT-family encoder "
+                f"(pooled_output/sequence_output expected)"
+            )
         return "tf2_dict"
     if isinstance(first, (list, tuple)) and len(first) == 3 and isinstance(outs, (list, tuple)) and len(outs) == 2:
         return "tf2_list"
-    raise FormatError(f"{path}: its __call__ takes {type(first).__name__} and returns "
-                      f"{type(outs).__name__}; not a BERT-family encoder call")
+    raise FormatError(
+        f"{path}: its __call__ takes {type(first).__name__} and returns "
+        f"{type(outs).__name__}; not a BERT-family encoder call"
+    )
 
 
 def io_specs(obj, fmt: str):
@@ -245,11 +259,23 @@ def read_signature(obj, path: str, handle: str, entry=None) -> Signature:
     has_mlm = (fmt != "tf1_hub" and hasattr(obj, "mlm")) or (fmt == "tf1_hub" and "mlm" in obj.signatures)
     sig_names = sorted(obj.signatures) if getattr(obj, "signatures", None) is not None else []
     signature = Signature(
-        handle=handle, path=path, format=fmt, inputs=ins, outputs=outs,
-        num_layers=num_layers, layers_from=layers_from, hidden_size=hidden,
-        vocab_size=word[0] if word else None, casing=casing, max_positions=pos[0] if pos else None,
-        has_pooled_output="pooled_output" in out_names, has_sequence_output="sequence_output" in out_names,
-        has_encoder_outputs=has_layers, has_mlm=bool(has_mlm), signatures=sig_names, vocab_file=vocab_file,
+        handle=handle,
+        path=path,
+        format=fmt,
+        inputs=ins,
+        outputs=outs,
+        num_layers=num_layers,
+        layers_from=layers_from,
+        hidden_size=hidden,
+        vocab_size=word[0] if word else None,
+        casing=casing,
+        max_positions=pos[0] if pos else None,
+        has_pooled_output="pooled_output" in out_names,
+        has_sequence_output="sequence_output" in out_names,
+        has_encoder_outputs=has_layers,
+        has_mlm=bool(has_mlm),
+        signatures=sig_names,
+        vocab_file=vocab_file,
         registry=entry.to_dict() if entry is not None else None,
     )
     signature.extraction = extraction_summary(signature)
@@ -266,8 +292,9 @@ def extraction_summary(sig: Signature) -> dict:
     if sig.has_encoder_outputs:
         out["layers"] = f"all {L} Transformer blocks via encoder_outputs (layers=0..{L - 1}, or -{L}..-1)"
     else:
-        out["layers"] = ("intermediate layers: not exported (only the last layer); "
-                         "the Model Garden fallback can rebuild them")
+        out["layers"] = (
+            "intermediate layers: not exported (only the last layer); the Model Garden fallback can rebuild them"
+        )
     out["attention"] = "not exported; the Model Garden fallback can rebuild it"
     out["mlm"] = "mlm_logits" if sig.has_mlm else "not exported"
     return out

@@ -30,10 +30,10 @@ from hubembed._pipeline.layers import EMBEDDINGS
 class Activations:
     """What one batch gives, as tensors (TensorFlow) or arrays."""
 
-    sequence: Any                      # [B, S, H]: the last layer
-    pooled: Any = None                 # [B, H] or None (not exported, or not computed)
+    sequence: Any  # [B, S, H]: the last layer
+    pooled: Any = None  # [B, H] or None (not exported, or not computed)
     layers: Optional[List[Any]] = None  # per block [B, S, H] (None where not kept); None: not exported
-    embeddings: Any = None             # [B, S, H]: the embedding-layer output (Model Garden backend)
+    embeddings: Any = None  # [B, S, H]: the embedding-layer output (Model Garden backend)
     attention: Optional[List[Any]] = None  # per block [B, heads, S, S] (Model Garden backend)
 
     def parts(self) -> tuple:
@@ -57,8 +57,7 @@ class Activations:
 class Backend(Protocol):
     """The call every encoder backend implements."""
 
-    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
-        ...
+    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations: ...
 
 
 class HubBackend:
@@ -68,9 +67,9 @@ class HubBackend:
         self.obj = obj
         self.format = fmt
         self._tokens = obj.signatures["tokens"] if fmt == "tf1_hub" else None
-        self._fns = {}                 # (training, layers kept) -> tf.function
+        self._fns = {}  # (training, layers kept) -> tf.function
         self._lock = threading.Lock()  # one trace, even with threads racing for it
-        self.eager_calls = 0           # calls that ran the restored model eagerly (each new shape costs)
+        self.eager_calls = 0  # calls that ran the restored model eagerly (each new shape costs)
 
     def raw(self, word_ids, mask, type_ids, training: bool = False, keep=None) -> Activations:
         """Call the restored model as it is (eagerly when called eagerly; inlined inside a graph).
@@ -83,8 +82,9 @@ class HubBackend:
         if not tf.inside_function():
             self.eager_calls += 1
         if self.format == "tf2_dict":
-            out = self.obj({"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids},
-                           training=training)
+            out = self.obj(
+                {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}, training=training
+            )
             layers = list(out["encoder_outputs"]) if "encoder_outputs" in out else None
             if layers is not None and keep is not None:
                 wanted = {i % len(layers) for i in keep}

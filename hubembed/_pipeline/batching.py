@@ -39,11 +39,11 @@ BATCH_SIZE = 256
 class Row:
     """One packed row: a whole text, a window of one, or a pair."""
 
-    text: int                 # index of the text it belongs to
-    ids: np.ndarray           # content ids of segment A in this row
-    start: int = 0            # position of ids[0] among the text's content tokens
+    text: int  # index of the text it belongs to
+    ids: np.ndarray  # content ids of segment A in this row
+    start: int = 0  # position of ids[0] among the text's content tokens
     keep: Tuple[int, int] = (0, 0)  # [lo, hi) of ids whose vectors this row contributes
-    n_windows: int = 1        # windows of the text (1 = whole)
+    n_windows: int = 1  # windows of the text (1 = whole)
     pair: Optional[np.ndarray] = None  # content ids of segment B
 
     @property
@@ -72,8 +72,14 @@ def windows(n: int, size: int, stride: int) -> List[Tuple[int, int, int, int]]:
     return [(s, min(s + size, n), bounds[k], bounds[k + 1]) for k, s in enumerate(starts)]
 
 
-def make_rows(ids: Sequence[np.ndarray], seq_length: int, *, long: str = "window",
-              stride: Optional[int] = None, pairs: Optional[Sequence[np.ndarray]] = None):
+def make_rows(
+    ids: Sequence[np.ndarray],
+    seq_length: int,
+    *,
+    long: str = "window",
+    stride: Optional[int] = None,
+    pairs: Optional[Sequence[np.ndarray]] = None,
+):
     """Rows for every text, plus per-text (n_windows, truncated tokens)."""
     if long not in LONG_MODES:
         raise InputError(f"long={long!r}; valid: {', '.join(LONG_MODES)}")
@@ -81,8 +87,10 @@ def make_rows(ids: Sequence[np.ndarray], seq_length: int, *, long: str = "window
     if stride is None:
         stride = size // 2
     if not (0 <= stride < size):
-        raise InputError(f"stride={stride}: the overlap of windows must be in 0..{size - 1} "
-                         f"(seq_length {seq_length} - 2 special tokens - 1)")
+        raise InputError(
+            f"stride={stride}: the overlap of windows must be in 0..{size - 1} "
+            f"(seq_length {seq_length} - 2 special tokens - 1)"
+        )
     rows: List[Row] = []
     n_windows = np.ones(len(ids), np.int32)
     truncated = np.zeros(len(ids), np.int64)
@@ -109,15 +117,16 @@ def trim_pair(a: np.ndarray, b: np.ndarray, budget: int):
     if len(a) + len(b) <= budget:
         return a, b
     keep_a = min(len(a), max((budget + 1) // 2, budget - len(b)))
-    return a[:keep_a], b[:budget - keep_a]
+    return a[:keep_a], b[: budget - keep_a]
 
 
 def round_up(n: int, bucket: int, cap: int) -> int:
     return min(-(-n // bucket) * bucket, cap)
 
 
-def plan(rows: Sequence[Row], *, batch_size: int, max_tokens: Optional[int], seq_length: int,
-         bucket: int = BUCKET) -> List[np.ndarray]:
+def plan(
+    rows: Sequence[Row], *, batch_size: int, max_tokens: Optional[int], seq_length: int, bucket: int = BUCKET
+) -> List[np.ndarray]:
     """Batches of row indices: length-sorted, <= batch_size rows and <= max_tokens padded tokens."""
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; it must be >= 1")
@@ -128,8 +137,9 @@ def plan(rows: Sequence[Row], *, batch_size: int, max_tokens: Optional[int], seq
     batches, current, longest = [], [], 0
     for i in order:
         padded = round_up(max(longest, int(lengths[i])), bucket, seq_length)
-        if current and (len(current) >= batch_size or
-                        (max_tokens is not None and padded * (len(current) + 1) > max_tokens)):
+        if current and (
+            len(current) >= batch_size or (max_tokens is not None and padded * (len(current) + 1) > max_tokens)
+        ):
             batches.append(np.array(current))
             current, longest = [], 0
         current.append(i)
@@ -151,15 +161,15 @@ def pack(rows: Sequence[Row], special: dict, seq_length: int, bucket: int = BUCK
     for i, r in enumerate(rows):
         n = len(r.ids)
         ids[i, 0] = cls
-        ids[i, 1:n + 1] = r.ids
+        ids[i, 1 : n + 1] = r.ids
         ids[i, n + 1] = sep
         spec[i, [0, n + 1]] = True
         end = n + 2
         if r.pair is not None:
             m = len(r.pair)
-            ids[i, end:end + m] = r.pair
+            ids[i, end : end + m] = r.pair
             ids[i, end + m] = sep
-            types[i, end:end + m + 1] = 1
+            types[i, end : end + m + 1] = 1
             spec[i, end + m] = True
             end += m + 1
         mask[i, :end] = 1

@@ -58,12 +58,18 @@ def received_attention(probs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """[B, heads, S_query, S_key] attention probabilities -> [B, S]: the attention each token receives,
     averaged over heads and over unmasked queries; 0 on padding."""
     m = mask.astype(np.float32)
-    per_query = probs.mean(axis=1) * m[:, :, None]                    # [B, Sq, Sk], masked queries dropped
+    per_query = probs.mean(axis=1) * m[:, :, None]  # [B, Sq, Sk], masked queries dropped
     return per_query.sum(axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0) * m
 
 
-def pool(x: np.ndarray, mask: np.ndarray, special: np.ndarray, pooling: str, special_tokens: bool = True,
-         weights: np.ndarray = None):
+def pool(
+    x: np.ndarray,
+    mask: np.ndarray,
+    special: np.ndarray,
+    pooling: str,
+    special_tokens: bool = True,
+    weights: np.ndarray = None,
+):
     """Pool token vectors; returns [B, H] (or [B, k, H]; [B, 2H] for mean_max).
 
     weights [B, S]: per-token weights for pooling="attention" (see ``received_attention``).

@@ -27,10 +27,10 @@ log = logging.getLogger("hubembed")
 class TextTokens:
     """One text's stitched token vectors: [CLS] content... [SEP] (pair... [SEP])."""
 
-    ids: np.ndarray        # [T]
-    special: np.ndarray    # [T] bool: [CLS]/[SEP]
-    type_ids: np.ndarray   # [T]
-    vectors: np.ndarray    # [k, T, H]: the selected layers
+    ids: np.ndarray  # [T]
+    special: np.ndarray  # [T] bool: [CLS]/[SEP]
+    type_ids: np.ndarray  # [T]
+    vectors: np.ndarray  # [k, T, H]: the selected layers
     pooled: Optional[np.ndarray]  # [H], mean over windows
     n_windows: int
     truncated: int
@@ -56,8 +56,9 @@ def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    batches = batching.plan(rows, batch_size=packing.batch_size, max_tokens=packing.max_tokens,
-                            seq_length=packing.seq_length)
+    batches = batching.plan(
+        rows, batch_size=packing.batch_size, max_tokens=packing.max_tokens, seq_length=packing.seq_length
+    )
 
     def encode(idx):
         packed = batching.pack([rows[i] for i in idx], packing.special, packing.seq_length)
@@ -115,10 +116,10 @@ class _WindowPool:
         self.closed = False  # the special tokens are added (result() can be called again)
 
     def add(self, row, vec, pooled, received) -> None:
-        x = self.plan.combine.apply(vec)             # [S, H'] (special tokens at 0 and -1)
+        x = self.plan.combine.apply(vec)  # [S, H'] (special tokens at 0 and -1)
         lo, hi = row.keep
-        body = x[1 + lo:1 + hi]
-        w = np.ones(len(body), np.float32) if received is None else received[1 + lo:1 + hi].astype(np.float32)
+        body = x[1 + lo : 1 + hi]
+        w = np.ones(len(body), np.float32) if received is None else received[1 + lo : 1 + hi].astype(np.float32)
         self._take(body, w)
         cls = (row.start, x[0], 1.0 if received is None else float(received[0]))
         sep = (row.start, x[-1], 1.0 if received is None else float(received[-1]))
@@ -157,8 +158,14 @@ class _WindowPool:
         return mean  # mean, attention (weights = attention received, as pooling.pool)
 
 
-def text_tokens(backend, rows: Sequence[batching.Row], truncated: np.ndarray, plan: LayerPlan, packing: Packing,
-                pool: Optional[Tuple[str, bool]] = None) -> Iterator[Tuple[int, TextTokens]]:
+def text_tokens(
+    backend,
+    rows: Sequence[batching.Row],
+    truncated: np.ndarray,
+    plan: LayerPlan,
+    packing: Packing,
+    pool: Optional[Tuple[str, bool]] = None,
+) -> Iterator[Tuple[int, TextTokens]]:
     """Yield (text index, TextTokens) for every text, as soon as all its rows are encoded.
 
     pool=(pooling, special_tokens): texts with more than STREAM_WINDOWS windows are pooled as their windows
@@ -173,17 +180,29 @@ def text_tokens(backend, rows: Sequence[batching.Row], truncated: np.ndarray, pl
             length = int(mask[b].sum())
             if stream and row.n_windows > STREAM_WINDOWS:
                 acc = streaming.setdefault(row.text, _WindowPool(plan, pool[0], pool[1], row.n_windows))
-                acc.add(row, acts[:, b, :length], None if pooled is None else pooled[b],
-                        None if received is None else received[b, :length])
+                acc.add(
+                    row,
+                    acts[:, b, :length],
+                    None if pooled is None else pooled[b],
+                    None if received is None else received[b, :length],
+                )
                 if acc.seen == row.n_windows:
-                    yield row.text, Pooled(streaming.pop(row.text).result(), row.n_windows,
-                                           int(truncated[row.text]))
+                    yield row.text, Pooled(streaming.pop(row.text).result(), row.n_windows, int(truncated[row.text]))
                 continue
-            part = (row, ids[b, :length], special[b, :length], types[b, :length], acts[:, b, :length],
-                    None if pooled is None else pooled[b], None if received is None else received[b, :length])
+            part = (
+                row,
+                ids[b, :length],
+                special[b, :length],
+                types[b, :length],
+                acts[:, b, :length],
+                None if pooled is None else pooled[b],
+                None if received is None else received[b, :length],
+            )
             if row.n_windows == 1:
-                yield row.text, TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]),
-                                           part[6])
+                yield (
+                    row.text,
+                    TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]), part[6]),
+                )
                 continue
             pending.setdefault(row.text, []).append(part)
             if len(pending[row.text]) == row.n_windows:
@@ -197,10 +216,10 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
     vec, ids, att = [first[4][:, :1]], [first[1][:1]], [first[6][:1]] if first[6] is not None else None
     for row, pids, _, _, pvec, _, patt in parts:
         lo, hi = row.keep
-        vec.append(pvec[:, 1 + lo:1 + hi])  # +1: skip [CLS]
-        ids.append(pids[1 + lo:1 + hi])
+        vec.append(pvec[:, 1 + lo : 1 + hi])  # +1: skip [CLS]
+        ids.append(pids[1 + lo : 1 + hi])
         if att is not None:
-            att.append(patt[1 + lo:1 + hi])
+            att.append(patt[1 + lo : 1 + hi])
     vec.append(last[4][:, -1:])
     ids.append(last[1][-1:])
     if att is not None:
@@ -209,8 +228,16 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
     special = np.zeros(len(ids), bool)
     special[[0, -1]] = True
     pooled = None if first[5] is None else np.mean([p[5] for p in parts], axis=0)
-    return TextTokens(ids, special, np.zeros(len(ids), np.int32), np.concatenate(vec, axis=1), pooled,
-                      len(parts), truncated, None if att is None else np.concatenate(att))
+    return TextTokens(
+        ids,
+        special,
+        np.zeros(len(ids), np.int32),
+        np.concatenate(vec, axis=1),
+        pooled,
+        len(parts),
+        truncated,
+        None if att is None else np.concatenate(att),
+    )
 
 
 def pool_text(tt: TextTokens, plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:

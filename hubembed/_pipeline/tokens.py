@@ -30,10 +30,10 @@ def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
 class Words:
     """The pieces of one text grouped into words, with character spans in the original text."""
 
-    ids: np.ndarray          # [P] content piece ids
-    piece_word: np.ndarray   # [P] word index of each piece
+    ids: np.ndarray  # [P] content piece ids
+    piece_word: np.ndarray  # [P] word index of each piece
     piece_spans: np.ndarray  # [P, 2] character [start, end) of each piece
-    word_spans: np.ndarray   # [W, 2] character [start, end) of each word
+    word_spans: np.ndarray  # [W, 2] character [start, end) of each word
 
 
 class WordTokenizer:
@@ -42,13 +42,11 @@ class WordTokenizer:
     def __init__(self, vocab_file: str, lower_case: bool):
         import tensorflow as tf
 
-
         text = require_text()
         self.lower_case = bool(lower_case)
         with open(vocab_file, encoding="utf-8") as f:
             self.vocab = [line.rstrip("\n") for line in f]
-        init = tf.lookup.KeyValueTensorInitializer(
-            tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
+        init = tf.lookup.KeyValueTensorInitializer(tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
         table = tf.lookup.StaticHashTable(init, default_value=-1)
         # Case folding etc. is done here (per character, with a map) when lower_case is on.
         self._tok = wordpiece_tokenizer(table, lower_case=False)
@@ -69,7 +67,7 @@ class WordTokenizer:
             normed = flat
         out, k = [], 0
         for cs in chars:
-            pieces = normed[k:k + len(cs)]
+            pieces = normed[k : k + len(cs)]
             k += len(cs)
             lens = np.array([len(p.encode("utf-8")) for p in pieces], dtype=np.int64)
             byte_to_char = np.repeat(np.arange(len(pieces), dtype=np.int64), lens)
@@ -85,7 +83,7 @@ class WordTokenizer:
         tokens, starts, ends = self._tok.tokenize_with_offsets(tf.constant([n for n, _ in normed]))
         # [B, (words), (pieces)] -> flat numpy once (indexing the RaggedTensor per text is ~20x slower).
         flat_ids = tokens.flat_values.numpy().astype(np.int32)
-        word_splits = tokens.row_splits.numpy()          # text -> words
+        word_splits = tokens.row_splits.numpy()  # text -> words
         piece_splits = tokens.values.row_splits.numpy()  # word -> pieces
         flat_s, flat_e = starts.flat_values.numpy(), ends.flat_values.numpy()
         out = []
@@ -94,18 +92,22 @@ class WordTokenizer:
             p0, p1 = piece_splits[w0], piece_splits[w1]
             ids = flat_ids[p0:p1]
             n_words = int(w1 - w0)
-            per_word = np.diff(piece_splits[w0:w1 + 1])
+            per_word = np.diff(piece_splits[w0 : w1 + 1])
             s, e = flat_s[p0:p1], flat_e[p0:p1]
             if len(ids):
                 piece_spans = np.stack([b2c[s], b2c[np.maximum(e - 1, 0)] + 1], axis=1)
             else:
                 piece_spans = np.zeros((0, 2), np.int64)
             piece_word = np.repeat(np.arange(n_words), per_word)
-            first = np.concatenate([[0], np.cumsum(per_word)[:-1]]).astype(np.int64) if n_words else \
-                np.zeros(0, np.int64)
+            first = (
+                np.concatenate([[0], np.cumsum(per_word)[:-1]]).astype(np.int64) if n_words else np.zeros(0, np.int64)
+            )
             last = first + per_word - 1
-            word_spans = np.stack([piece_spans[first, 0], piece_spans[last, 1]], axis=1) if n_words else \
-                np.zeros((0, 2), np.int64)
+            word_spans = (
+                np.stack([piece_spans[first, 0], piece_spans[last, 1]], axis=1)
+                if n_words
+                else np.zeros((0, 2), np.int64)
+            )
             out.append(Words(ids, piece_word, piece_spans, word_spans))
         return out
 
@@ -133,8 +135,8 @@ class TokenEmbeddings:
     text: str
     tokens: List[str]
     ids: np.ndarray
-    spans: np.ndarray      # [n, 2] character [start, end) in text
-    vectors: np.ndarray    # [n, H'] (or [n, k, H] with combine="none")
+    spans: np.ndarray  # [n, 2] character [start, end) in text
+    vectors: np.ndarray  # [n, H'] (or [n, k, H] with combine="none")
     n_windows: int = 1
     truncated: int = 0
 
@@ -145,8 +147,8 @@ class WordEmbeddings:
 
     text: str
     words: List[str]
-    spans: np.ndarray      # [n, 2] character [start, end) in text; text[s:e] == words[i]
-    vectors: np.ndarray    # [n, H'] ([n, 2H'] for subword="first_last")
+    spans: np.ndarray  # [n, 2] character [start, end) in text; text[s:e] == words[i]
+    vectors: np.ndarray  # [n, H'] ([n, 2H'] for subword="first_last")
     n_windows: int = 1
     truncated: int = 0
 
@@ -170,6 +172,11 @@ def to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
             vecs.append(np.concatenate([pieces[0], pieces[-1]], axis=-1))
     width = te.vectors.shape[1:] if subword != "first_last" else (2 * te.vectors.shape[-1],)
     spans = w.word_spans[:n_words]
-    return WordEmbeddings(te.text, [te.text[s:e] for s, e in spans], spans,
-                          np.stack(vecs) if vecs else np.zeros((0,) + tuple(width), np.float32),
-                          te.n_windows, te.truncated)
+    return WordEmbeddings(
+        te.text,
+        [te.text[s:e] for s, e in spans],
+        spans,
+        np.stack(vecs) if vecs else np.zeros((0,) + tuple(width), np.float32),
+        te.n_windows,
+        te.truncated,
+    )

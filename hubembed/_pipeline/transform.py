@@ -29,14 +29,16 @@ class Whitening:
 
     METHODS = ("center", "whiten")
 
-    def __init__(self, mean: np.ndarray, W: np.ndarray, method: str, k: Optional[int], n: int,
-                 about: Optional[dict] = None):
+    def __init__(
+        self, mean: np.ndarray, W: np.ndarray, method: str, k: Optional[int], n: int, about: Optional[dict] = None
+    ):
         self.mean, self.W, self.method, self.k, self.n = mean, W, method, k, n
         self.about = about or {}
 
     @classmethod
-    def fit(cls, X: np.ndarray, *, k: Optional[int] = None, method: str = "whiten",
-            about: Optional[dict] = None) -> "Whitening":
+    def fit(
+        cls, X: np.ndarray, *, k: Optional[int] = None, method: str = "whiten", about: Optional[dict] = None
+    ) -> "Whitening":
         if method not in cls.METHODS:
             raise InputError(f"method={method!r}; valid: {', '.join(cls.METHODS)}")
         X = np.asarray(X, np.float64)
@@ -53,15 +55,22 @@ class Whitening:
             u, s, _ = np.linalg.svd(cov)
             W = (u / np.sqrt(s + 1e-9))[:, :k] if k else u / np.sqrt(s + 1e-9)
         if method == "whiten" and len(X) < D:
-            log.warning("hubembed: whitening fitted on %d vectors of width %d: the covariance is singular; fit on "
-                        "more texts, or pass k <= %d", len(X), D, len(X) - 1)
+            log.warning(
+                "hubembed: whitening fitted on %d vectors of width %d: the covariance is singular; fit on "
+                "more texts, or pass k <= %d",
+                len(X),
+                D,
+                len(X) - 1,
+            )
         return cls(mu.astype(np.float32), W.astype(np.float32), method, k, len(X), about)
 
     def check_width(self, width: int) -> None:
         """Raises InputError unless vectors of ``width`` are what this transform was fitted on."""
         if width != self.mean.shape[0]:
-            raise InputError(f"this {self.method} transform was fitted on vectors of width {self.mean.shape[0]}; "
-                             f"these are {width} wide (another layer combination or pooling?)")
+            raise InputError(
+                f"this {self.method} transform was fitted on vectors of width {self.mean.shape[0]}; "
+                f"these are {width} wide (another layer combination or pooling?)"
+            )
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, np.float32)
@@ -82,8 +91,15 @@ class Whitening:
 
     def to_dict(self) -> dict:
         h = hashlib.sha256(self.mean.tobytes() + self.W.tobytes()).hexdigest()
-        return {"method": self.method, "k": self.k, "dim": int(self.mean.shape[0]), "out_dim": self.out_dim,
-                "fitted_on": self.n, "sha256": h, **({"about": self.about} if self.about else {})}
+        return {
+            "method": self.method,
+            "k": self.k,
+            "dim": int(self.mean.shape[0]),
+            "out_dim": self.out_dim,
+            "fitted_on": self.n,
+            "sha256": h,
+            **({"about": self.about} if self.about else {}),
+        }
 
     def save(self, path: str) -> str:
         if not path.endswith(".npz"):
