@@ -195,8 +195,8 @@ def extract(
     settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+    _check_out(out)  # before the model loads
     header, weights_sha256 = _header(input_path, reader_args, load_args, settings)
-    _check_out(out)
     start = time.perf_counter()
     with beam.Pipeline(options=_options(pipeline_args, runner)) as p:
         _build(p, input_path, out, reader_args, EmbedShard(out, load_args, settings, weights_sha256), header, runner)
@@ -246,7 +246,7 @@ def _finish(out: str, runner: str, seconds: float) -> dict:
         rows_per_second_this_run=round(m["rows"] / seconds, 1) if seconds > 0 else None,
     )
     log.info(
-        "hubembed: Beam (%s) extracted %d rows into %s (%d shards, %.1f s)",
+        "Beam (%s) extracted %d rows into %s (%d shards, %.1f s)",
         runner,
         m["rows"],
         out,

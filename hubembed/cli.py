@@ -38,7 +38,7 @@ def _quiet_tensorflow() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
     # hubembed's own progress (e.g. the one-time conversion of the embedded model) goes to stderr.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(logging.Formatter("hubembed: %(message)s"))
     log = logging.getLogger("hubembed")
     if not log.handlers:
         log.addHandler(handler)
@@ -144,6 +144,15 @@ def _layer_arg(value: str):
     if "," in value:  # a list: 0,4,-1 (or embeddings,0)
         return [_layer_arg(v) for v in value.split(",") if v.strip()]
     return value
+
+
+def _c_arg(value: str):
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: 'auto' or a number") from None
 
 
 def _floats(value: str):
@@ -490,10 +499,16 @@ def _add_probe(sub) -> None:
     s.add_argument("--label-column", "--label-field", dest="label_column", required=True)
     s.add_argument("--input-format", choices=[f for f in INPUT_FORMATS if f != "txt"])
     s.add_argument("--seq-length", type=int, default=None)
-    _spec_options(s, layers="all", pooling=False)
+    _spec_options(s, layers="embeddings,all", pooling=False)
     s.add_argument("--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len")
     s.add_argument("--folds", type=int, default=5)
-    s.add_argument("--C", type=float, default=1.0, help="inverse regularisation of the logistic regression")
+    s.add_argument(
+        "--C",
+        type=_c_arg,
+        default="auto",
+        help="inverse regularisation of the logistic regression: 'auto' (default: chosen per cell by "
+        "cross-validation among 0.001..10) or a number",
+    )
     s.add_argument("--limit", type=int, default=None, help="the first N texts of each file")
     s.add_argument("--plot", default="probe.png", help="the plot's path (.png or .svg), or 'none'")
     s.add_argument("--json", action="store_true")
@@ -509,9 +524,24 @@ def _add_convert(sub) -> None:
     s.set_defaults(func=_cmd_convert)
 
 
+# Options whose values may start with "-" ("-4:", "-1,-2"): argparse would read such a value as an option.
+NEGATIVE_VALUES = ("--layers", "--layer", "--attention-layer")
+
+
+def _attach_values(argv):
+    """``--layers -4:`` -> ``--layers=-4:``, so the layer specs the help suggests parse as written."""
+    out, args = [], list(argv)
+    while args:
+        a = args.pop(0)
+        if a in NEGATIVE_VALUES and args:
+            a = f"{a}={args.pop(0)}"
+        out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_attach_values(sys.argv[1:] if argv is None else argv))
     if extra and not getattr(args, "runner", None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pipeline_args = extra  # Beam's own options (--runner given)

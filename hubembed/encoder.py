@@ -164,7 +164,7 @@ class Encoder:
         g = self.garden()
         new = [r for r in plan.reasons if r not in self._garden_reasons]
         if new:
-            log.info("hubembed: %s: using the Model Garden rebuild for %s", self.handle, "; ".join(new))
+            log.info("%s: using the Model Garden rebuild for %s", self.handle, "; ".join(new))
             self._garden_reasons.update(new)
         return g
 
@@ -338,7 +338,7 @@ class Encoder:
         """One vector per text. Results do not depend on batch_size, max_tokens or neighbours.
 
         Args:
-            texts: strings, or (a, b) pairs.
+            texts: strings, or (a, b) pairs; one string gives one vector ([D]).
             layers, combine, weights, gamma, pooling, special_tokens, normalize, attention_layer, long, stride,
                 transform: the ``EmbedSpec`` (see there); pooling="attention" goes through the Model Garden
                 fallback, transform (a fitted ``Whitening`` or its path) applies after pooling, before normalize.
@@ -369,6 +369,9 @@ class Encoder:
             attention_layer=attention_layer,
             transform=transform,
         )
+        if isinstance(texts, (str, bytes)):  # one text -> one vector, as sentence-transformers' encode(str)
+            out = self.embed([texts], spec=spec, batch_size=batch_size, max_tokens=max_tokens, return_info=return_info)
+            return (out[0][0], out[1]) if return_info else out[0]
         self.check_spec_source(spec)
         transform = spec.transform_object()
         texts = check_texts(texts)
@@ -602,7 +605,8 @@ def load(
     Args:
         handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a local folder.
         preprocess: a preprocessor handle to use instead of the automatic pairing.
-        seq_length: the longest packed sequence (default: the model's max positions, at most 512).
+        seq_length: the longest packed sequence, [CLS]/[SEP] included (default: the length the model was trained
+            with, from the registry (minilm: 256, as sentence-transformers), else its max positions, at most 512).
         backend: "auto" (the Hub model; the Model Garden rebuild for what it does not export), "hub" (never
             rebuild) or "garden" (always the rebuild: early exit, every layer).
         trust: "registry" (default: models outside the registry are audited first, ``hubembed._hub.audit``,
@@ -625,10 +629,13 @@ def load(
     pre = pairing.pair(r, sig, preprocess, trust)
     sig.preprocessor = dict(pre.to_dict(), paired_by=pre.paired_by)
     limit = sig.max_positions or 512
+    trained = r.entry.seq_length if r.entry is not None and r.entry.kind == "encoder" else None
+    sig.seq_length_from = "given" if seq_length is not None else "registry" if trained else "max positions"
     if seq_length is None:
-        seq_length = min(limit, 512)
+        seq_length = trained or min(limit, 512)
     if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
         raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
+    sig.seq_length = seq_length
     enc = Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
     enc._weights_sha256 = fingerprint
     return enc
@@ -648,8 +655,7 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
                 f"Delete it to convert again: rm -rf {os.path.dirname(r.path)}"
             )
         log.warning(
-            "hubembed: %s: weights fingerprint %s... differs from the registry's pin %s... (another "
-            "version of the model?)",
+            "%s: weights fingerprint %s... differs from the registry's pin %s... (another version of the model?)",
             handle,
             got[:16],
             pin[:16],

@@ -423,7 +423,7 @@ class GardenEncoder:
         diff = float(np.abs(a[m] - b[m]).max() / max(1.0, float(np.abs(a[m]).max())))
         cfg.checked["mixed_precision"] = diff
         log.info(
-            "hubembed: %s rebuilt under %s: max |diff| vs float32 on the probe batch %.1e (relative)",
+            "%s rebuilt under %s: max |diff| vs float32 on the probe batch %.1e (relative)",
             self.handle,
             policy,
             diff,
@@ -640,7 +640,7 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
         if worst <= TOLERANCE:
             cfg.checked = diffs
             log.info(
-                "hubembed: rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| %.1e",
+                "rebuilt %s with Model Garden (%s, %d layers, %d heads, %s); probe max |diff| %.1e",
                 handle,
                 family,
                 cfg.num_layers,

@@ -137,7 +137,10 @@ def test_early_exit_runs_only_the_blocks_needed(garden_encoders):
     np.testing.assert_allclose(a, hub.embed(SINGLE, layers=1), atol=1e-5)
     plan = gar.plan(hubembed.EmbedSpec(layers=1, pooling="mean"))
     assert (plan.garden, plan.upto) == (True, 1)
-    assert gar.plan(hubembed.EmbedSpec(layers=1, pooling="pooled")).upto == 2  # the pooler needs the last block
+    from hubembed._pipeline.spec import layer_plan
+
+    pooled = layer_plan(gar.signature, 1, "mean", None, 1.0, "pooled", backend="garden")
+    assert pooled.upto == 2  # the pooler needs the last block
     # Embedding output = LayerNorm(word + position + type), from the Hub weights.
     w = garden.hub_weights(hub.obj)
     out = gar.encode(["hello world"])

@@ -218,3 +218,27 @@ def test_loading_minilm_imports_only_what_the_job_needs(hubembed_cache):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "(1, 384) False BertPreprocessor"
+
+
+def test_the_default_window_is_the_trained_one_so_long_texts_match_sentence_transformers(minilm, minilm_source):
+    """minilm was trained with 256 word pieces (sentence-transformers' max_seq_length): the registry says so,
+    hubembed packs windows of 256 by default, inspect shows it, and a long text (truncated by
+    sentence-transformers) embeds as sentence-transformers embeds it."""
+    from sentence_transformers import SentenceTransformer
+
+    assert minilm.seq_length == 256 and minilm.signature.seq_length == 256
+    assert minilm.signature.seq_length_from == "registry"
+    st = SentenceTransformer(minilm_source, device="cpu")
+    assert st.max_seq_length == 256
+    text = " ".join(TEXTS * 40)
+    assert len(minilm.preprocessor.token_ids([text])[0]) > 300
+    ref = st.encode([text], convert_to_numpy=True)
+    ours = minilm.embed([text], long="truncate", normalize=True)
+    assert float(ours[0] @ ref[0]) > 0.99999
+
+
+def test_readable_inspect_shows_the_window_used(minilm, capsys):
+    from hubembed.cli import main
+
+    assert main(["inspect", "minilm"]) == 0
+    assert "seq_length:      256 (the window hubembed packs; from registry)" in capsys.readouterr().out

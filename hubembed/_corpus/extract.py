@@ -240,6 +240,7 @@ def extract(
     reader = inputs.open_input(
         input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty
     )
+    store.check_folder(out, resume)  # before the model loads
     if encoder is None:
         import hubembed
 
@@ -247,7 +248,7 @@ def extract(
     embedder = Embedder(encoder, settings)
     st = store.ShardStore(out, make_header(embedder, reader, input_path), resume=resume)
     if st.shards:
-        log.info("hubembed: resuming %s after %d rows (%d shards intact)", out, st.rows_done, len(st.shards))
+        log.info("resuming %s after %d rows (%d shards intact)", out, st.rows_done, len(st.shards))
     return _run(embedder, reader, st, quiet)
 
 
@@ -348,7 +349,7 @@ def _finish(embedder: Embedder, st, n_new: int, seconds: float) -> dict:
     skipped_text = ", ".join(f"{n} {k}" for k, n in reasons.items()) or "none"
     cached = embedder.stats["from_cache"] + embedder.stats["duplicates"]
     log.info(
-        "hubembed: extracted %d rows into %s (%d shards; %d this run, %.1f rows/s, %d not encoded again: "
+        "extracted %d rows into %s (%d shards; %d this run, %.1f rows/s, %d not encoded again: "
         "cache or duplicates; skipped: %s)",
         st.rows_done,
         st.out,

@@ -41,6 +41,33 @@ def _write_atomic(path: str, data: bytes) -> None:
     write_atomic(path, data, RESUME_HINT)
 
 
+def check_folder(out: str, resume: bool) -> Optional[dict]:
+    """What an extraction refuses about its output folder, checked before any model loads: other files in it,
+    or an extraction already there without ``resume``. Returns the existing manifest (None: a new extraction).
+
+    Raises:
+        OutputError: the folder cannot be used, saying why and what to do.
+    """
+    if not os.path.isdir(out):
+        if os.path.exists(out):
+            raise OutputError(f"output folder {out} is a file; give a folder")
+        return None
+    if not os.path.exists(os.path.join(out, MANIFEST)):
+        stray = [e for e in os.listdir(out) if not e.endswith(".tmp") and not _ours(e)]
+        if stray:
+            raise OutputError(
+                f"output folder {out} holds other files ({', '.join(sorted(stray)[:5])}); give an empty or new folder"
+            )
+        return None
+    old = read_manifest(out)
+    if not resume:
+        raise OutputError(
+            f"output folder {out} already holds an extraction ({old.get('rows', 0)} rows); "
+            f"resume it with --resume, or give another folder"
+        )
+    return old
+
+
 def shard_name(index: int) -> str:
     return f"part-{index:05d}"
 
@@ -58,23 +85,10 @@ class ShardStore:
     # -- opening -------------------------------------------------------------
     def _prepare(self, resume: bool) -> None:
         os.makedirs(self.out, exist_ok=True)
-        path = os.path.join(self.out, MANIFEST)
-        entries = [e for e in os.listdir(self.out) if not e.endswith(".tmp")]
-        if not os.path.exists(path):
-            stray = [e for e in entries if not _ours(e)]
-            if stray:
-                raise OutputError(
-                    f"output folder {self.out} holds other files ({', '.join(sorted(stray)[:5])}); "
-                    f"give an empty or new folder"
-                )
+        old = check_folder(self.out, resume)
+        if old is None:
             self._clean(keep=set())
             return
-        old = read_manifest(self.out)
-        if not resume:
-            raise OutputError(
-                f"output folder {self.out} already holds an extraction ({old.get('rows', 0)} rows); "
-                f"resume it with --resume, or give another folder"
-            )
         diff = _differences(old.get("header", {}), self.header)
         if diff:
             raise OutputError(

@@ -66,15 +66,15 @@ def ensure(entry: registry.Entry) -> str:
         if problem is None:  # another process finished it while we waited
             return target
         if os.path.exists(target):
-            log.warning("hubembed: rebuilding %s (%s)", target, problem)
+            log.warning("rebuilding %s (%s)", target, problem)
             shutil.rmtree(target)
         t0 = time.time()
-        log.info("hubembed: converting %s to the Hub format in %s (once)", owner.name, target)
+        log.info("converting %s to the Hub format in %s (once)", owner.name, target)
         try:
             convert.convert(source_dir(owner), target, expected_sha256=owner.source["sha256"])
         except ConversionError as e:
             raise ConversionError(f"the embedded model '{owner.name}' could not be built: {e}") from e
-        log.info("hubembed: converted %s in %.1f s", owner.name, time.time() - t0)
+        log.info("converted %s in %.1f s", owner.name, time.time() - t0)
     return target
 
 

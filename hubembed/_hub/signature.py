@@ -53,6 +53,8 @@ class Signature:
     registry: Optional[dict] = None
     preprocessor: Optional[dict] = None
     extraction: dict = field(default_factory=dict)
+    seq_length: Optional[int] = None  # the window hubembed packs (word pieces per row, [CLS]/[SEP] included)
+    seq_length_from: Optional[str] = None  # "registry" (the trained maximum) | "max positions" | "given"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +75,10 @@ class Signature:
         lines.append(f"  vocab size:      {_na(self.vocab_size)}")
         lines.append(f"  casing:          {_na(self.casing)}")
         lines.append(f"  max positions:   {_na(self.max_positions)}")
+        if self.seq_length:
+            lines.append(
+                f"  seq_length:      {self.seq_length} (the window hubembed packs; from {self.seq_length_from})"
+            )
         lines.append("  inputs:")
         lines += [f"    {t['name']:<22} {t['dtype']:<8} {t['shape']}" for t in self.inputs]
         lines.append("  outputs:")

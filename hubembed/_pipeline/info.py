@@ -63,9 +63,9 @@ class ExtractionInfo:
     def report(self) -> None:
         """Log what was not plain (never silent)."""
         if self.truncated_rows:
-            log.warning("hubembed: %s", self.summary())
+            log.warning("%s", self.summary())
         elif self.split_rows or self.empty_rows:
-            log.info("hubembed: %s", self.summary())
+            log.info("%s", self.summary())
 
 
 def _few(rows: Sequence[int], k: int = 5) -> str:

@@ -40,7 +40,11 @@ def _index(value: int, num_layers: int) -> int:
 
 
 def resolve(spec: LayerSpec, num_layers: int) -> List[Union[int, str]]:
-    """A layer spec -> the selected layers as non-negative indices (or "embeddings"), in order."""
+    """A layer spec -> the selected layers as non-negative indices (or "embeddings"), in order.
+
+    A list (or a comma-separated string, flair's "-1,-2,-3,-4") is the concatenation of its items' layers,
+    each item any spec but a list: ``["embeddings", "all"]`` is the embedding output and every block.
+    """
     if num_layers is None or num_layers < 1:
         raise InputError("the number of layers of this encoder is unknown; only layers=-1 can be used")
     if isinstance(spec, (bool, np.bool_)):
@@ -48,35 +52,52 @@ def resolve(spec: LayerSpec, num_layers: int) -> List[Union[int, str]]:
     if isinstance(spec, (int, np.integer)):
         return [_index(int(spec), num_layers)]
     if isinstance(spec, str):
-        s = spec.strip().lower()
-        if s == "all":
-            return list(range(num_layers))
-        if s == EMBEDDINGS:
-            return [EMBEDDINGS]
-        if re.fullmatch(r"-?\d+", s):
-            return [_index(int(s), num_layers)]
-        m = re.fullmatch(r"(-?\d*):(-?\d*)", s)
-        if m:
-            start = int(m.group(1)) if m.group(1) else None
-            stop = int(m.group(2)) if m.group(2) else None
-            picked = list(range(num_layers))[slice(start, stop)]
-            if not picked:
-                raise InputError(f"layers={spec!r} selects no layer of {num_layers} ({_valid(num_layers)})")
-            return picked
-        raise InputError(f"layers={spec!r} is not a layer spec ({_valid(num_layers)})")
+        parts = [p for p in spec.split(",") if p.strip()] if "," in spec else [spec]
+        if not parts:
+            raise InputError(f"layers={spec!r} selects nothing ({_valid(num_layers)})")
+        return [i for p in parts for i in _resolve_one(p, num_layers)]
     if isinstance(spec, (list, tuple, range)):
         if len(spec) == 0:
             raise InputError(f"layers=[] selects nothing ({_valid(num_layers)})")
         out: List[Union[int, str]] = []
         for item in spec:
-            if isinstance(item, str) and item.strip().lower() == EMBEDDINGS:
-                out.append(EMBEDDINGS)
-            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-                out.append(_index(int(item), num_layers))
-            else:
+            if (
+                isinstance(item, bool)
+                or not isinstance(item, (int, np.integer, str))
+                or (isinstance(item, str) and not _ITEM.fullmatch(item.strip().lower()))
+            ):
                 raise InputError(f"layers contains {item!r} ({_valid(num_layers)})")
+            out += resolve(item, num_layers)
         return out
     raise InputError(f"layers={spec!r} ({type(spec).__name__}) is not a layer spec ({_valid(num_layers)})")
+
+
+_ITEM = re.compile(rf"all|{EMBEDDINGS}|-?\d+|-?\d*:-?\d*")  # one list item: "all", "embeddings", "3", "2:5"
+
+
+def _resolve_one(spec: str, num_layers: int) -> List[Union[int, str]]:
+    """One string item: "all", "embeddings", "3", "-1" or a slice "2:5" / "-4:"."""
+    s = spec.strip().lower()
+    if s == "all":
+        return list(range(num_layers))
+    if s == EMBEDDINGS:
+        return [EMBEDDINGS]
+    if re.fullmatch(r"-?\d+", s):
+        return [_index(int(s), num_layers)]
+    m = re.fullmatch(r"(-?\d*):(-?\d*)", s)
+    if not m:
+        raise InputError(f"layers={spec!r} is not a layer spec ({_valid(num_layers)})")
+    start, stop = (int(g) if g else None for g in m.groups())
+    for bound in (start, stop):
+        if bound is not None and not -num_layers <= bound <= num_layers:
+            raise InputError(
+                f"layers={spec!r}: {bound} is out of range for an encoder of {num_layers} layers "
+                f"(a slice's bounds: {-num_layers}..{num_layers}; {_valid(num_layers)})"
+            )
+    picked = list(range(num_layers))[slice(start, stop)]
+    if not picked:
+        raise InputError(f"layers={spec!r} selects no layer of {num_layers} ({_valid(num_layers)})")
+    return picked
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,11 @@ class EmbedSpec:
                 "pooling='first_last_avg' chooses its layers itself (the first and last blocks, "
                 "averaged); leave layers and combine at their defaults"
             )
+        if self.pooling == "pooled" and (self.layers not in (-1, None) or self.combine not in ("mean", None)):
+            raise InputError(
+                "pooling='pooled' is the model's pooled_output, made from the last layer: layers and combine do "
+                "not apply (leave them at their defaults, or pool the chosen layers with 'cls' or 'mean')"
+            )
         if self.attention_layer is not None and self.pooling != "attention":
             raise InputError("attention_layer is used by pooling='attention' only")
         if self.long not in LONG_MODES:
@@ -207,7 +212,7 @@ class EmbedSpec:
         if unknown:
             raise InputError(f"not EmbedSpec fields: {', '.join(map(repr, unknown))} (valid: {', '.join(FIELDS)})")
         kw = {k: d[k] for k in FIELDS if k in d}
-        if kw.get("pooling") == "first_last_avg":  # a record holds the layers it chose: [0, L-1], mean
+        if kw.get("pooling") in ("first_last_avg", "pooled"):  # a record holds the layers they imply
             kw.pop("layers", None), kw.pop("combine", None)
         return cls(**kw)
 

@@ -31,7 +31,7 @@ def _text(i: int, t, where: str = "") -> str:
     if _SURROGATE.search(t):
         # A lone surrogate (U+D800..U+DFFF, e.g. from a broken decode) has no UTF-8 form and TensorFlow
         # refuses the whole batch. One code point for one keeps every character offset (spans) valid.
-        log.warning("hubembed: row %d%s holds lone surrogate code points; embedded as U+FFFD", i, where)
+        log.warning("row %d%s holds lone surrogate code points; embedded as U+FFFD", i, where)
         t = _SURROGATE.sub("\ufffd", t)
     return t
 

@@ -56,7 +56,7 @@ class Whitening:
             W = (u / np.sqrt(s + 1e-9))[:, :k] if k else u / np.sqrt(s + 1e-9)
         if method == "whiten" and len(X) < D:
             log.warning(
-                "hubembed: whitening fitted on %d vectors of width %d: the covariance is singular; fit on "
+                "whitening fitted on %d vectors of width %d: the covariance is singular; fit on "
                 "more texts, or pass k <= %d",
                 len(X),
                 D,
