@@ -88,7 +88,7 @@ def _cmd_inspect(args) -> int:
 
     if args.audit:
         return _cmd_audit(args)
-    sig = hubembed.inspect(args.handle, preprocess=args.preprocess, trust=args.trust)
+    sig = hubembed.inspect(args.handle, preprocess=args.preprocess, trust=args.trust, seq_length=args.seq_length)
     print(sig.to_json() if args.json else sig.describe())
     return 0
 
@@ -387,6 +387,7 @@ def _add_inspect(sub) -> None:
     s.add_argument("handle", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
     s.add_argument("--preprocess", help="preprocessor handle to pair instead of the automatic pairing")
     s.add_argument("--json", action="store_true", help="stable JSON instead of the readable summary")
+    s.add_argument("--seq-length", type=int, default=None, help="the window to pack (default: the model's)")
     s.add_argument(
         "--audit",
         action="store_true",
@@ -524,6 +525,25 @@ def _add_convert(sub) -> None:
     s.set_defaults(func=_cmd_convert)
 
 
+# The Python argument names messages use -> the options of the command line.
+OPTION_NAMES = {
+    "layers": "--layers", "combine": "--combine", "weights": "--weights", "gamma": "--gamma",
+    "pooling": "--pooling", "special_tokens": "--no-special-tokens", "normalize": "--normalize",
+    "attention_layer": "--attention-layer", "long": "--long", "stride": "--stride", "transform": "--transform",
+    "seq_length": "--seq-length", "backend": "--backend", "trust": "--trust", "dtype": "--dtype",
+    "batch_size": "--batch-size", "max_tokens": "--max-tokens", "shard_size": "--shard-size", "format": "--format",
+    "subword": "--subword", "on_bad": "--on-bad", "on_empty": "--on-empty", "column": "--column",
+    "id_column": "--id-column", "input_format": "--input-format", "C": "--C",
+}  # fmt: skip
+
+
+def cli_terms(message: str) -> str:
+    """An error message in the command line's terms: ``weights=`` -> ``--weights=``, ``on_bad='skip'`` ->
+    ``--on-bad='skip'``; a list of layers is written 0,4,-1 there."""
+    out = re.sub(r"(?<![\w.(-])([A-Za-z_]+)=", lambda m: f"{OPTION_NAMES.get(m.group(1), m.group(1))}=", message)
+    return out.replace("a list of those", "a list of those (0,4,-1)")
+
+
 # Options whose values may start with "-" ("-4:", "-1,-2"): argparse would read such a value as an option.
 NEGATIVE_VALUES = ("--layers", "--layer", "--attention-layer")
 
@@ -558,7 +578,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except HubEmbedError as e:
-        print(f"hubembed: error: {e}", file=sys.stderr)
+        print(f"hubembed: error: {cli_terms(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hubembed: interrupted", file=sys.stderr)

@@ -663,13 +663,13 @@ def _check_fingerprint(handle: str, r, obj) -> Optional[str]:
     return got
 
 
-def inspect(handle: str, *, preprocess=None, trust: str = "registry") -> Signature:
+def inspect(handle: str, *, preprocess=None, trust: str = "registry", seq_length: Optional[int] = None) -> Signature:
     """What an encoder exports, its paired preprocessor, and what can be extracted.
 
     Args:
-        handle, preprocess, trust: as ``load``.
+        handle, preprocess, trust, seq_length: as ``load``.
 
     Returns:
         the ``Signature`` (``describe()``: text; ``to_json()``: stable JSON).
     """
-    return load(handle, preprocess=preprocess, trust=trust).signature
+    return load(handle, preprocess=preprocess, trust=trust, seq_length=seq_length).signature

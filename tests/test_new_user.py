@@ -209,3 +209,22 @@ def test_the_probe_does_not_mislead_on_1000_sst2_texts(minilm):
     chosen = table.best()
     assert chosen["dev"] >= best_dev - 0.01, table.to_markdown()
     assert chosen["C"] in analysis.PROBE_CS and "C=" in table.recommendation()
+
+
+def test_cli_errors_name_the_options_of_the_command_line(tiny_models, capsys):
+    tiny = tiny_models["tf2_dict"]
+    assert main(["embed", "x", "--model", tiny, "--layers", "0,1", "--combine", "weighted"]) == 1
+    err = capsys.readouterr().err
+    assert "--combine='weighted' needs --weights=" in err and " weights=" not in err
+    assert main(["embed", "x", "--model", tiny, "--layers", "7"]) == 1
+    assert "a list of those (0,4,-1)" in capsys.readouterr().err
+
+
+def test_every_command_takes_seq_length_and_inspect_shows_the_window_used(tiny_models, capsys):
+    tiny = tiny_models["tf2_dict"]
+    assert main(["inspect", tiny, "--seq-length", "24"]) == 0
+    assert "seq_length:      24 (the window hubembed packs; from given)" in capsys.readouterr().out
+    assert main(["inspect", tiny]) == 0
+    assert "seq_length:      64 (the window hubembed packs; from max positions)" in capsys.readouterr().out
+    assert main(["embed", "x", "--model", tiny, "--seq-length", "2"]) == 1
+    assert "--seq-length=2; valid: 3..64" in capsys.readouterr().err
