@@ -527,7 +527,7 @@ class Encoder:
         return [to_words(te, w, subword) for te, w in zip(tok, words)]
 
 
-FEATURE_POOLINGS = ("cls", "mean", "max", "mean_max", "mean_sqrt_len")
+FEATURE_POOLINGS = ("cls", "mean", "max", "mean_max", "mean_sqrt_len", "weightedmean")
 
 
 def _pad(results, k: int, H: int):

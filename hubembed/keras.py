@@ -68,6 +68,9 @@ def masked_pool(x, mask, pooling: str, special=None, weights=None):
         w = m * tf.cast(weights, x.dtype)
         w = tf.math.divide_no_nan(w, tf.reduce_sum(w, axis=1, keepdims=True))
         return tf.reduce_sum(x * w[:, :, None], axis=1)
+    if pooling == "weightedmean":  # position i (1-based) weighs i, as sentence-transformers' WeightedMean
+        w = m * tf.cast(tf.range(1, tf.shape(x)[1] + 1), x.dtype)[None, :]
+        return tf.reduce_sum(x * w[:, :, None], axis=1) / tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1e-9)
     count = tf.reduce_sum(m, axis=1, keepdims=True)
     total = tf.reduce_sum(x * m[:, :, None], axis=1)
     mean = total / tf.maximum(count, 1.0)

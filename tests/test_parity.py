@@ -88,7 +88,14 @@ def test_layer_combinations_match_transformers(minilm, reference):
 
 
 @pytest.mark.parametrize(
-    "mode,ours", [("mean", "mean"), ("max", "max"), ("cls", "cls"), ("mean_sqrt_len_tokens", "mean_sqrt_len")]
+    "mode,ours",
+    [
+        ("mean", "mean"),
+        ("max", "max"),
+        ("cls", "cls"),
+        ("mean_sqrt_len_tokens", "mean_sqrt_len"),
+        ("weightedmean", "weightedmean"),
+    ],
 )
 def test_sentence_transformers_pooling_modes(minilm, minilm_source, mode, ours):
     from sentence_transformers import SentenceTransformer

@@ -14,6 +14,7 @@ a text with no token left pools to zeros (and is flagged as empty upstream).
 | max | masked max |
 | mean_max | [mean, max] (2H wide) |
 | mean_sqrt_len | masked sum / sqrt(count), as sentence-transformers |
+| weightedmean | masked mean, the token at (1-based) position i weighted by i, as sentence-transformers' |
 | first_last_avg | masked mean of (first block + last block) / 2 (the layer choice is part of it) |
 | attention | tokens weighted by the attention they receive in one block (mean over heads and unmasked |
 |           | queries), masked, renormalised |
@@ -28,7 +29,17 @@ import numpy as np
 
 from hubembed.errors import InputError
 
-POOLINGS = ("cls", "pooled", "mean", "max", "mean_max", "mean_sqrt_len", "first_last_avg", "attention")
+POOLINGS = (
+    "cls",
+    "pooled",
+    "mean",
+    "max",
+    "mean_max",
+    "mean_sqrt_len",
+    "weightedmean",
+    "first_last_avg",
+    "attention",
+)
 
 
 def check(pooling: str) -> str:
@@ -84,6 +95,10 @@ def pool(
         total = w.sum(axis=1, keepdims=True)
         w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 0.0)
         return (x * _expand(w, x)).sum(axis=1)
+    if pooling == "weightedmean":  # sentence-transformers' WeightedMean: position i (1-based) weighs i
+        w = w * np.arange(1, x.shape[1] + 1, dtype=np.float32)[None, :]
+        total = w.sum(axis=1).reshape((-1,) + (1,) * (x.ndim - 2))
+        return (x * _expand(w, x)).sum(axis=1) / np.maximum(total, 1e-9)
     we = _expand(w, x)
     count = w.sum(axis=1).reshape((-1,) + (1,) * (x.ndim - 2))  # [B, 1...]: broadcasts over [B, (k,) H]
     if pooling in ("mean", "first_last_avg"):
