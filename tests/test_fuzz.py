@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hubembed.errors import InputError
+
 SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -98,6 +100,10 @@ def test_every_layer_and_pooling_spec_gives_the_announced_shape(tiny, batch, lay
     if pooling == "attention" and layers in ("embeddings", ["embeddings", -1]):
         layers = -1  # attention comes from a block; the embedding output has none
         n_layers = 1
+    if pooling == "pooled" and (layers != -1 or combine != "mean"):  # pooled_output takes no layer choice
+        with pytest.raises(InputError, match="pooling='pooled' is the model's pooled_output"):
+            tiny.embed(batch, layers=layers, combine=combine, pooling=pooling, special_tokens=special)
+        layers, combine = -1, "mean"
     v = tiny.embed(batch, layers=layers, combine=combine, pooling=pooling, special_tokens=special)
     width = (
         16 if pooling == "pooled" else (32 if pooling == "mean_max" else 16) * (n_layers if combine == "concat" else 1)

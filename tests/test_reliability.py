@@ -168,7 +168,7 @@ def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encod
     enc = tiny_encoders["tf2_dict"]
     texts = [_long_text(12000), "a short one", _long_text(9000, seed=1)]
     for special in (True, False):
-        for layers, combine in ((-1, "mean"), ("-2:", "concat")):
+        for layers, combine in ((-1, "mean"), ("-2:", "concat"))[: 1 if pooling == "pooled" else 2]:
             kw = dict(pooling=pooling, special_tokens=special, layers=layers, combine=combine)
             streamed, info = enc.embed(texts, return_info=True, **kw)
             assert info.n_windows[0] > extraction.STREAM_WINDOWS
