@@ -96,7 +96,7 @@ def features(
     Args:
         layers: a layer spec, as everywhere ("all" is every block); the default, ``("embeddings", "all")``, adds
             the embedding-layer output (through the Model Garden fallback; the blocks only where that cannot run).
-        poolings: per layer, any of cls, mean, max, mean_max, mean_sqrt_len.
+        poolings: per layer, any of cls, mean, max, mean_max, mean_sqrt_len, weightedmean.
         special_tokens, long, stride: as ``hubembed.EmbedSpec``; batch_size: as ``Encoder.embed``.
         cache: keep the features on disk ($HUBEMBED_CACHE/analysis) by weights, texts and spec.
     """

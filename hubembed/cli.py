@@ -501,7 +501,9 @@ def _add_probe(sub) -> None:
     s.add_argument("--input-format", choices=[f for f in INPUT_FORMATS if f != "txt"])
     s.add_argument("--seq-length", type=int, default=None)
     _spec_options(s, layers="embeddings,all", pooling=False)
-    s.add_argument("--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len")
+    s.add_argument(
+        "--poolings", default="cls,mean", help="comma-separated: cls, mean, max, mean_max, mean_sqrt_len, weightedmean"
+    )
     s.add_argument("--folds", type=int, default=5)
     s.add_argument(
         "--C",

@@ -408,7 +408,7 @@ class Encoder:
 
         Args:
             texts: strings, or (a, b) pairs.
-            layers: a layer spec; poolings: any of cls, mean, max, mean_max, mean_sqrt_len.
+            layers: a layer spec; poolings: any of cls, mean, max, mean_max, mean_sqrt_len, weightedmean.
             special_tokens, long, stride: as ``EmbedSpec``; batch_size, max_tokens: as ``embed``.
 
         Returns:

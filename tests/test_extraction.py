@@ -139,7 +139,9 @@ def test_pooling_does_not_mutate_input():
 
 
 def test_pooling_errors_and_normalize(enc):
-    with pytest.raises(InputError, match="valid: cls, pooled, mean, max, mean_max, mean_sqrt_len, first_last_avg"):
+    with pytest.raises(
+        InputError, match="valid: cls, pooled, mean, max, mean_max, mean_sqrt_len, weightedmean, first_last_avg"
+    ):
         enc.embed(TEXTS, pooling="avg")
     with pytest.raises(InputError, match="first_last_avg' chooses its layers itself"):
         enc.embed(TEXTS, pooling="first_last_avg", layers=1)
