@@ -197,8 +197,45 @@ def head_candidates(weights, family: str, hints: Sequence[int] = ()) -> List[int
         return [int(q.shape[1])]
     H = int(q.shape[0])
     order = [h for h in hints if h and H % h == 0] + ([H // 64] if H % 64 == 0 else [])
-    order += [n for n in range(1, H + 1) if H % n == 0 and n <= 64]
+    order += [n for n in range(1, H + 1) if H % n == 0]  # every head size: 64 (BERT), 32 (MiniLM), ...
     return list(dict.fromkeys(order))
+
+
+def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
+    """(heads, activation) pairs, the one the plain BERT computation says reproduces ``expected`` first.
+
+    Each pair is tried with ``forward.bert_forward`` over the Hub weights on the probe batch (one block
+    when the first layer's output is known, else all): milliseconds each, where a Model Garden build
+    takes seconds. Encoders that computation does not cover (ALBERT, an embedding projection) keep
+    the given order.
+    """
+    pairs = list(pairs)
+    if family != "bert" or "embedding_projection/kernel" in weights:
+        return pairs
+    from hubembed._formats.forward import bert_forward
+
+    ids, mask, types = probe
+    target = expected.layers[0] if expected.layers is not None else expected.sequence
+    blocks = 1 if expected.layers is not None else _num_blocks(weights)
+    m = mask.astype(bool)
+    for heads, act in pairs:
+        cfg = BertConfig(
+            vocab_size=1,
+            hidden_size=int(weights["word_embeddings/embeddings"].shape[1]),
+            num_layers=blocks,
+            num_heads=heads,
+            intermediate_size=1,
+            activation=act,
+        )
+        _, layers = bert_forward(weights, cfg, ids, mask, types)
+        got, want = np.asarray(layers[-1])[m], np.asarray(target)[m]
+        if np.abs(got - want).max() / max(1.0, float(np.abs(want).max())) <= TOLERANCE:
+            return [(heads, act)] + [p for p in pairs if p != (heads, act)]
+    return pairs
+
+
+def _num_blocks(weights) -> int:
+    return len({m.group(1) for n in weights for m in [re.match(r"transformer/layer_(\d+)/", n)] if m})
 
 
 def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: int, activation: str) -> GardenConfig:
@@ -628,8 +665,12 @@ def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backe
     )
     expected = hub(tf.constant(ids), tf.constant(mask), tf.constant(types))
     tried = []
-    candidates = itertools.product(
-        head_candidates(weights, family, [h for h in hints if h]), activation_candidates(ops or ())
+    candidates = screen(
+        weights,
+        family,
+        itertools.product(head_candidates(weights, family, [h for h in hints if h]), activation_candidates(ops or ())),
+        expected,
+        (ids, mask, types),
     )
     for heads, act in itertools.islice(candidates, 12):  # at most 12 builds
         cfg = read_config(weights, family, num_layers=L, num_heads=heads, activation=act)

@@ -328,3 +328,23 @@ def test_internals_truncate_long_texts_and_say_so(garden_encoders, caplog):
     assert out.attention is None and out.layers.shape[0] == 1
     assert out.info.truncated_rows == [0] and out.mask[0].sum() == gar.seq_length
     assert any("truncated" in r.getMessage() for r in caplog.records)
+
+
+def test_heads_of_any_size_are_found_minilm_as_a_tf1_module(minilm, minilm_source, tmp_path):
+    """all-MiniLM-L6-v2 has 12 heads of 32: written as a TF1 Hub module its kernels are 2-D
+    ([384, 384]), so the head count is not in any shape; the rebuild must still find it."""
+    import os
+
+    from safetensors.numpy import load_file
+
+    from hubembed._formats import convert, writers
+
+    _, cfg = convert.read_hf_config(minilm_source)
+    weights = convert.map_weights(load_file(os.path.join(minilm_source, "model.safetensors")), cfg)
+    out = str(tmp_path / "minilm_tf1")
+    vocab = os.path.join(minilm_source, "vocab.txt")
+    writers.save_encoder(weights, cfg, out, vocab_file=vocab, do_lower_case=True, style="tf1")
+    tf1 = hubembed.load(out, backend="garden")
+    assert tf1.garden().config.num_heads == 12 and tf1.garden().config.activation == "gelu"
+    a, b = minilm.encode(TEXTS), tf1.encode(TEXTS)
+    assert _masked_max_diff(a.layers, b.layers, a.mask) <= 1e-4
