@@ -242,3 +242,32 @@ def test_readable_inspect_shows_the_window_used(minilm, capsys):
 
     assert main(["inspect", "minilm"]) == 0
     assert "seq_length:      256 (the window hubembed packs; from registry)" in capsys.readouterr().out
+
+
+def _random_ops(concrete) -> set:
+    graphs = [concrete.graph.as_graph_def()]
+    ops = {n.op for n in graphs[0].node}
+    ops |= {n.op for f in graphs[0].library.function for n in f.node_def}
+    return {op for op in ops if "Random" in op}
+
+
+def test_fine_tuning_the_converted_encoder_applies_its_dropout(minilm, hubembed_cache):
+    """As Model Garden's exports and Hugging Face: dropout (config.json's rates, 0.1 for MiniLM) when
+    called with training=True; the inference function has no random op, so its outputs do not move."""
+    import tensorflow as tf
+
+    from hubembed import keras as hk
+
+    folder = embedded.conversion_dir(registry.get("minilm"))
+    with open(os.path.join(folder, convert.MANIFEST), encoding="utf-8") as f:
+        cfg = json.load(f)["config"]
+    assert (cfg["hidden_dropout"], cfg["attention_dropout"]) == (0.1, 0.1)
+    layer = hk.flavour("keras3").HubFeatureLayer("minilm", trainable=True, pooling="mean")
+    x = tf.constant(np.array(TEXTS, dtype=object))
+    a, b = (np.asarray(layer(x, training=True)) for _ in range(2))
+    assert np.abs(a - b).max() > 1e-2
+    c, d = (np.asarray(layer(x, training=False)) for _ in range(2))
+    np.testing.assert_array_equal(c, d)
+    np.testing.assert_allclose(c, minilm.embed(TEXTS, pooling="mean"), atol=1e-5)
+    calls = {fn.structured_input_signature[0][1]: fn for fn in minilm.obj.__call__.concrete_functions}
+    assert _random_ops(calls[True]) and not _random_ops(calls[False])

@@ -31,7 +31,7 @@ from hubembed._util import sha256_file, versions
 from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
-FORMAT = "hubembed-converted/1"
+FORMAT = "hubembed-converted/2"  # 2: dropout when training
 _ACTIVATIONS = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",
@@ -78,6 +78,8 @@ def read_hf_config(src: str) -> Tuple[dict, "object"]:
         type_vocab_size=raw.get("type_vocab_size", 2),
         activation=_ACTIVATIONS[act],
         layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+        hidden_dropout=float(raw.get("hidden_dropout_prob", 0.1)),
+        attention_dropout=float(raw.get("attention_probs_dropout_prob", 0.1)),
     )
     return raw, cfg
 
@@ -222,6 +224,8 @@ def verify(out_dir: str) -> Optional[str]:
             manifest = json.load(f)
     except (OSError, ValueError) as e:
         return f"{MANIFEST} is unreadable ({e})"
+    if manifest.get("format") != FORMAT:
+        return f"it was written by an older hubembed (format {manifest.get('format')}, now {FORMAT})"
     for rel, size in manifest.get("files", {}).items():  # sizes recorded before the manifest was written
         full = os.path.join(out_dir, rel)
         if not os.path.isfile(full):

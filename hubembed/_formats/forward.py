@@ -43,11 +43,26 @@ def _dense(x2, kernel, bias):
     return tf.nn.bias_add(tf.matmul(x2, tf.reshape(kernel, [n_in, -1])), tf.reshape(bias, [-1]))
 
 
-def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
-    """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L)."""
+def _dropout(rate: float, training: bool):
+    """Dropout as Hugging Face's and Model Garden's BERT apply it; the identity unless training."""
+    import tensorflow as tf
+
+    if not training or not rate:
+        return lambda x: x  # inference: the graph is exactly the one without dropout
+    return lambda x: tf.nn.dropout(x, rate=rate)
+
+
+def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = False):
+    """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L).
+
+    ``training`` (a Python bool) applies the config's dropout where BERT has it: after the embedding
+    layer norm, on the attention probabilities, and on each sub-layer's output before its residual.
+    """
     import tensorflow as tf
 
     act = _activation(cfg.activation)
+    drop = _dropout(cfg.hidden_dropout, training)
+    drop_attention = _dropout(cfg.attention_dropout, training)
     eps = cfg.layer_norm_eps
     H, N = cfg.hidden_size, cfg.num_heads
     D = H // N
@@ -57,7 +72,7 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
         + tf.gather(w["type_embeddings/embeddings"], type_ids)
         + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :]
     )
-    x = _layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps)
+    x = drop(_layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps))
     x2 = tf.reshape(x, [-1, H])  # [B*S, H]: every dense layer works on rows
     # Additive mask over keys: 0 where attended, a large negative where padded.
     adder = (1.0 - tf.cast(mask, x.dtype))[:, tf.newaxis, tf.newaxis, :] * -1e9
@@ -73,17 +88,17 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids):
         k = heads(_dense(x2, w[p + "self_attention/key/kernel"], w[p + "self_attention/key/bias"]))
         v = heads(_dense(x2, w[p + "self_attention/value/kernel"], w[p + "self_attention/value/bias"]))
         scores = tf.matmul(q * scale, k, transpose_b=True) + adder  # [B, N, S, S]
-        probs = tf.nn.softmax(scores, axis=-1)
+        probs = drop_attention(tf.nn.softmax(scores, axis=-1))
         ctx = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, H])
         attn = _dense(
             ctx, w[p + "self_attention/attention_output/kernel"], w[p + "self_attention/attention_output/bias"]
         )
         x2 = _layer_norm(
-            x2 + attn, w[p + "self_attention_layer_norm/gamma"], w[p + "self_attention_layer_norm/beta"], eps
+            x2 + drop(attn), w[p + "self_attention_layer_norm/gamma"], w[p + "self_attention_layer_norm/beta"], eps
         )
         inter = act(_dense(x2, w[p + "intermediate/kernel"], w[p + "intermediate/bias"]))
         out = _dense(inter, w[p + "output/kernel"], w[p + "output/bias"])
-        x2 = _layer_norm(x2 + out, w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)
+        x2 = _layer_norm(x2 + drop(out), w[p + "output_layer_norm/gamma"], w[p + "output_layer_norm/beta"], eps)
         layers.append(tf.reshape(x2, [batch, seq_len, H]))
     if "pooler_transform/kernel" not in w:
         return None, layers

@@ -23,6 +23,10 @@ class BertConfig:
     type_vocab_size: int = 2
     activation: str = "gelu"  # exact (erf) GELU, as Hugging Face's "gelu"
     layer_norm_eps: float = 1e-12
+    # Dropout when called with training=True (Hugging Face's hidden_dropout_prob and
+    # attention_probs_dropout_prob); inference never drops anything.
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -83,8 +83,9 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     w = dict(zip(names, variables))
     has_mlm = "mlm/output_bias" in w
 
-    def outputs(inputs):
-        pooled, layers = bert_forward(w, cfg, inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
+    def outputs(inputs, training):
+        ids, mask, types = inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]
+        pooled, layers = bert_forward(w, cfg, ids, mask, types, training=training)
         out = {"sequence_output": layers[-1]}
         if pooled is not None:  # a checkpoint without a pooler exports no pooled_output
             out.update(pooled_output=pooled, default=pooled)
@@ -103,7 +104,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
         @tf.function
         def call(inputs, training=False):
             ids, mask, seg = inputs
-            out = outputs({"input_word_ids": ids, "input_mask": mask, "input_type_ids": seg})
+            out = outputs({"input_word_ids": ids, "input_mask": mask, "input_type_ids": seg}, training)
             return [out["pooled_output"], out["sequence_output"]]
 
         spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")]
@@ -111,7 +112,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
 
         @tf.function
         def call(inputs, training=False):
-            return outputs(inputs)
+            return outputs(inputs, training)
 
         spec = _input_specs()
     for training in (False, True):
@@ -123,7 +124,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
 
         @tf.function
         def mlm_call(inputs, training=False):
-            out = outputs(inputs)
+            out = outputs(inputs, training)
             out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
             return out
 
