@@ -48,21 +48,6 @@ def require_text():
     )
 
 
-def wordpiece_tokenizer(table, lower_case: bool):
-    """tensorflow_text's ``BertTokenizer`` as BERT's preprocessors configure it, over a vocab lookup ``table``
-    (int64 ids): the one construction the preprocessor and the word tokenizer share."""
-    import tensorflow as tf
-
-    return require_text().BertTokenizer(
-        table,
-        lower_case=bool(lower_case),
-        token_out_type=tf.int64,
-        unknown_token="[UNK]",
-        suffix_indicator="##",
-        max_bytes_per_word=100,
-    )
-
-
 # -- files -----------------------------------------------------------------------------------------------------
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     """The sha256 of a file's bytes, read in chunks."""

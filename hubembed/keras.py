@@ -218,11 +218,21 @@ class _ScalarMixLogic:
         self.gamma = self.add_weight(
             name="gamma", shape=(), initializer=constant(self.initial_gamma), trainable=self.trainable_weights_
         )
+        self.supports_masking = True  # the layers' padding mask is the mix's: it passes through
+
+    @staticmethod
+    def _one_mask(mask):
+        """Keras gives one mask per item of a list input (all alike, or None)."""
+        return next((m for m in mask if m is not None), None) if isinstance(mask, (list, tuple)) else mask
+
+    def compute_mask(self, inputs, mask=None):
+        return self._one_mask(mask)
 
     def call(self, inputs, mask=None):
         import tensorflow as tf
 
         layers = list(inputs) if isinstance(inputs, (list, tuple)) else tf.unstack(inputs, axis=1)
+        mask = self._one_mask(mask)  # Keras 3 passes [None] * k for a list input without masks
         if len(layers) != self.num_layers:
             raise InputError(f"ScalarMix expects {self.num_layers} layers, got {len(layers)}")
         w = tf.nn.softmax(tf.cast(self.scalars, layers[0].dtype))
@@ -352,14 +362,16 @@ class _HubFeatureLogic:
         frozen_layers: With ``trainable``, keep the embeddings and the first n blocks frozen
             (``freeze`` changes it; ``GradualUnfreezing`` thaws them epoch by epoch).
         backend: ``"auto"``, ``"hub"`` or ``"garden"`` (the Model Garden rebuild; TF1 modules are fine-tuned
-            through it, and it is the one that computes under a mixed precision policy).
+            through it). Under a mixed precision policy the rebuild computes in the policy's half precision;
+            a Hub SavedModel computes in its own dtype (float32), as ``hub.KerasLayer`` does. Either way the
+            layer's outputs are in the policy's compute dtype.
         preprocess: A preprocessor handle to pair with the encoder instead of its own.
         return_mask: With ``output="sequence"`` or ``"layers"``, also return the ``[B, S]`` padding mask.
         **kwargs: Keras layer arguments (``name``, ``dtype``, ...).
 
     Raises:
-        InputError: An unknown output or pooling, a pooled output the model does not export, an invalid
-            ``frozen_layers``, or a mixed precision policy with a Hub SavedModel (fixed float32).
+        InputError: An unknown output or pooling, a pooled output the model does not export, or an invalid
+            ``frozen_layers``.
     """
 
     def __init__(
@@ -430,22 +442,14 @@ class _HubFeatureLogic:
 
     @classmethod
     def _check_policy(cls, dtype, backend):
-        """The mixed-precision policy the encoder should compute in (None: float32)."""
+        """The mixed-precision policy the encoder computes in: the rebuild's when backend="garden", else None
+        (float32: a Hub SavedModel's dtype is its own; the outputs are cast to the policy, see ``_out``)."""
         if dtype is not None:
             name = getattr(dtype, "name", str(dtype))
         else:
             policy = cls._keras.mixed_precision.global_policy()
             name = getattr(policy, "name", str(policy))
-        if not name.startswith("mixed"):
-            return None
-        if backend == "garden":
-            return name
-        raise InputError(
-            f"Keras' mixed precision policy is {name!r}, but a Hub SavedModel's dtype is fixed (float32): it "
-            f"would ignore the policy. Use backend='garden' (the Model Garden rebuild computes in "
-            f"{name.split('_')[-1]}), or create the HubFeatureLayer with dtype='float32' (float32 features; "
-            f"later layers can still compute in {name.split('_')[-1]})"
-        )
+        return name if name.startswith("mixed") and backend == "garden" else None
 
     def _load_encoder(self, handle, preprocess, seq_length, backend):
         import hubembed

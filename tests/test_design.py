@@ -13,7 +13,7 @@ import pytest
 PKG = pathlib.Path(__file__).resolve().parent.parent / "hubembed"
 MAX_LINES = 80  # per function (mccabe complexity <= 20 is ruff's C901, in pyproject.toml)
 
-CORE = ("_util", "errors", "registry", "_formats", "_hub", "_pipeline", "encoder", "garden")
+CORE = ("_util", "_tokenizer", "errors", "registry", "_formats", "_hub", "_pipeline", "encoder", "garden")
 OUTER = (
     "hubembed._corpus",
     "hubembed.keras",

@@ -208,6 +208,10 @@ def test_scalar_mix(flavour):
     grads = tape.gradient(y, [mix.scalars, mix.gamma])
     assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
     normed = ns.ScalarMix(3, layer_norm=True)
+    # Without a mask every element counts (Keras 3 passes [None] * 3 for a list input).
+    whole = np.mean([(t.numpy() - t.numpy().mean()) / t.numpy().std() for t in layers], axis=0)
+    np.testing.assert_allclose(normed(layers).numpy(), whole, atol=1e-4)
+    np.testing.assert_allclose(normed(tf.stack(layers, axis=1)).numpy(), whole, atol=1e-4)
     mask = tf.constant([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     out = normed(layers, mask=mask).numpy()
     m = mask.numpy().astype(bool)
@@ -224,16 +228,29 @@ def test_default_names_follow_tf_keras(monkeypatch):
     assert hk.default_keras() == "legacy" and hk.ScalarMix is hk.flavour("legacy").ScalarMix
 
 
-@pytest.mark.parametrize("flavour", FLAVOURS)
-def test_mixed_precision_is_refused_with_a_clear_message_for_a_fixed_dtype_savedmodel(flavour, path):
+@pytest.mark.parametrize("flavour,policy", [("keras3", "mixed_float16"), ("legacy", "mixed_bfloat16")])
+def test_under_a_mixed_policy_the_hub_model_computes_in_float32_and_outputs_follow_the_policy(
+    flavour, policy, path, enc, tmp_path
+):
+    """As hub.KerasLayer: the SavedModel keeps its float32 computation, the layer's outputs are in the policy's
+    compute dtype, and the model trains and saves."""
     ns = hk.flavour(flavour)
     K = ns.keras
-    K.mixed_precision.set_global_policy("mixed_bfloat16")
+    ref = enc.embed(TEXTS, pooling="cls")
+    K.mixed_precision.set_global_policy(policy)
     try:
-        with pytest.raises(InputError, match="(?s)a Hub SavedModel.s dtype is fixed.*backend=.garden.*dtype=.float32."):
-            ns.HubFeatureLayer(path)
-        layer = ns.HubFeatureLayer(path, dtype="float32")
-        assert layer(strings()).dtype == tf.float32
+        layer = ns.HubFeatureLayer(path, trainable=True, pooling="cls")
+        out = layer(strings())
+        half = tf.float16 if policy == "mixed_float16" else tf.bfloat16
+        assert out.dtype == half and layer._garden is None
+        np.testing.assert_array_equal(out.numpy(), tf.cast(tf.constant(ref), half).numpy())  # float32, then cast
+        model, changed = _fit(ns, layer)
+        assert changed and all(v.dtype == tf.float32 for v in layer.trainable_weights)
+        model.save(str(tmp_path / "m.keras"))
+        again = K.models.load_model(str(tmp_path / "m.keras"))
+        np.testing.assert_allclose(again.predict(strings(), verbose=0), model.predict(strings(), verbose=0), atol=1e-3)
+        seq = ns.HubFeatureLayer(path, output="sequence", layers="-2:", combine="scalar_mix")
+        assert seq(strings()).dtype == half  # the scalar mix computes in the policy too
     finally:
         K.mixed_precision.set_global_policy("float32")
 

@@ -27,11 +27,12 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from hubembed._formats.names import BertConfig
+from hubembed._tokenizer import HUGGINGFACE, TENSORFLOW_TEXT
 from hubembed._util import sha256_file, versions
 from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
-FORMAT = "hubembed-converted/2"  # 2: dropout when training
+FORMAT = "hubembed-converted/2"  # 2: dropout when training, Hugging Face tokenization
 _ACTIVATIONS = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",
@@ -182,7 +183,8 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         writers.save_encoder(
             weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
         )
-        preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"))
+        # Tokenized as the tokenizer the checkpoint was trained with: Hugging Face's.
+        preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"), flavour=HUGGINGFACE)
         manifest = {
             "format": FORMAT,
             "source": src,
@@ -190,6 +192,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
             "config": cfg.to_dict(),
             "hf_config": {k: raw[k] for k in ("_name_or_path", "architectures", "hidden_act") if k in raw},
             "do_lower_case": lower,
+            "tokenizer": HUGGINGFACE,
             "mlm": "mlm/output_bias" in weights,
             "pooler": "pooler_transform/kernel" in weights,
             "versions": _versions(),
@@ -235,9 +238,10 @@ def verify(out_dir: str) -> Optional[str]:
     return None
 
 
-def preprocessor_source(path: str) -> Optional[Tuple[str, bool]]:
-    """(vocab file, do_lower_case) when ``path`` is the preprocess/ folder of a conversion: what
-    ``save_preprocessor`` was given, so the same tokenizer can be rebuilt in memory. Else None."""
+def preprocessor_source(path: str) -> Optional[Tuple[str, bool, str]]:
+    """(vocab file, do_lower_case, tokenizer flavour) when ``path`` is the preprocess/ folder of a conversion:
+    what ``save_preprocessor`` was given, so the same tokenizer can be rebuilt in memory. Else None.
+    (Format 1 conversions tokenized as tensorflow_text does.)"""
     path = os.path.normpath(path)
     manifest = os.path.join(os.path.dirname(path), MANIFEST)
     vocab = os.path.join(path, "assets", "vocab.txt")
@@ -247,7 +251,7 @@ def preprocessor_source(path: str) -> Optional[Tuple[str, bool]]:
         info = json.load(f)
     if not str(info.get("format", "")).startswith(FORMAT.split("/")[0] + "/") or "do_lower_case" not in info:
         return None
-    return vocab, bool(info["do_lower_case"])
+    return vocab, bool(info["do_lower_case"]), info.get("tokenizer", TENSORFLOW_TEXT)
 
 
 def _versions() -> dict:

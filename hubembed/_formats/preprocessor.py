@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from hubembed._util import require_text, wordpiece_tokenizer
+from hubembed._tokenizer import TENSORFLOW_TEXT, WordPiece
+from hubembed._util import require_text
 from hubembed.errors import FormatError
 
 DEFAULT_SEQ_LENGTH = 128
@@ -21,9 +22,12 @@ def _tf():
     return tf
 
 
-def build_preprocessor(vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH):
-    """A ``BertPreprocessor`` (tf.Module) for a WordPiece vocabulary file."""
-    return _make_class()(vocab_file, lower_case, seq_length)
+def build_preprocessor(
+    vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH, flavour: str = TENSORFLOW_TEXT
+):
+    """A ``BertPreprocessor`` (tf.Module) for a WordPiece vocabulary file, tokenizing as ``flavour`` says
+    (``hubembed._tokenizer``: tfhub.dev's tensorflow_text tokenization, or Hugging Face's)."""
+    return _make_class()(vocab_file, lower_case, seq_length, flavour)
 
 
 _CLASS = None
@@ -47,8 +51,7 @@ def _tokenize_class(tf):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def __call__(self, strings):
-            tokens = self._tokenizer.tokenize(strings)
-            return tf.cast(tokens, tf.int32)
+            return tf.cast(self._tokenizer.tokenize(strings), tf.int32)
 
         @tf.function(input_signature=[])
         def get_special_tokens_dict(self):
@@ -56,7 +59,8 @@ def _tokenize_class(tf):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def tokenize_with_offsets(self, strings):
-            tokens, starts, ends = self._tokenizer.tokenize_with_offsets(strings)
+            # Byte offsets into the normalised text, as tensorflow_text's BertTokenizer reports them.
+            tokens, starts, ends = self._tokenizer.pieces_with_offsets(self._tokenizer.normalize(strings))
             return {"tokens": tf.cast(tokens, tf.int32), "start_offsets": starts, "end_offsets": ends}
 
     return _Tokenize
@@ -94,7 +98,9 @@ def _preprocessor_class(tf, _Tokenize, _PackInputs):
         TensorShape([1, 128])
         """
 
-        def __init__(self, vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH):
+        def __init__(
+            self, vocab_file: str, lower_case: bool, seq_length: int = DEFAULT_SEQ_LENGTH, flavour=TENSORFLOW_TEXT
+        ):
             super().__init__()
             with open(vocab_file, encoding="utf-8") as f:
                 vocab = [line.rstrip("\n") for line in f]
@@ -109,7 +115,8 @@ def _preprocessor_class(tf, _Tokenize, _PackInputs):
                 value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
             )
             self._table = tf.lookup.StaticHashTable(init, default_value=-1)
-            self._tokenizer = wordpiece_tokenizer(self._table, lower_case)
+            self._tokenizer = WordPiece(self._table, lower_case, flavour)
+            self.flavour = flavour  # a Python attribute: the saved graph itself tokenizes so
             self.tokenize = _Tokenize(self._tokenizer, special)
             self.bert_pack_inputs = _PackInputs(special, seq_length)
             self._seq_length = int(seq_length)
@@ -178,10 +185,16 @@ def pack_inputs(inputs, seq_length, *, start_of_sequence_id, end_of_segment_id, 
     }
 
 
-def save_preprocessor(vocab_file: str, lower_case: bool, out_dir: str, seq_length: int = DEFAULT_SEQ_LENGTH) -> str:
+def save_preprocessor(
+    vocab_file: str,
+    lower_case: bool,
+    out_dir: str,
+    seq_length: int = DEFAULT_SEQ_LENGTH,
+    flavour: str = TENSORFLOW_TEXT,
+) -> str:
     """Write a tfhub.dev-style preprocessing SavedModel; returns ``out_dir``."""
     tf = _tf()
-    module = build_preprocessor(vocab_file, lower_case, seq_length)
+    module = build_preprocessor(vocab_file, lower_case, seq_length, flavour)
     module.trace_for_export()
     tf.saved_model.save(module, out_dir)
     return out_dir

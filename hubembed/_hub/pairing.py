@@ -30,7 +30,8 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     r = resolve.resolve(handle)
     own = convert.preprocessor_source(r.path)
     if own is not None:
-        return pp.from_vocab(*own, source=handle)
+        vocab, lower, flavour = own
+        return pp.from_vocab(vocab, lower, source=handle, flavour=flavour)
     module = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
     lower = None
     if r.entry is not None and r.entry.casing in ("cased", "uncased"):

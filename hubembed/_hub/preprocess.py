@@ -10,6 +10,7 @@ from typing import List, Optional
 import numpy as np
 
 from hubembed._formats.preprocessor import _tf, build_preprocessor
+from hubembed._tokenizer import TENSORFLOW_TEXT
 from hubembed.errors import FormatError
 
 
@@ -17,7 +18,8 @@ class Preprocessor:
     """A uniform view of a BERT preprocessor (a loaded SavedModel or a built one).
 
     Attributes: ``source`` (handle or "built from <vocab>"), ``vocab_size``,
-    ``special`` (ids), ``seq_length`` (its default), ``lower_case`` (if known).
+    ``special`` (ids), ``seq_length`` (its default), ``lower_case`` (if known), ``flavour`` (how it tokenizes:
+    ``hubembed._tokenizer.FLAVOURS``; a loaded SavedModel is taken to tokenize as tfhub.dev's do).
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class Preprocessor:
         vocab_file: Optional[str] = None,
         lower_case: Optional[bool] = None,
         special: Optional[dict] = None,
+        flavour: str = TENSORFLOW_TEXT,
     ):
         for attr in ("tokenize", "bert_pack_inputs"):
             if not hasattr(module, attr):
@@ -38,6 +41,7 @@ class Preprocessor:
         self.source = source
         self.vocab_file = vocab_file
         self.lower_case = lower_case
+        self.flavour = flavour
         if special is None:
             special = {k: int(v.numpy()) for k, v in module.tokenize.get_special_tokens_dict().items()}
         self.special = special
@@ -80,6 +84,7 @@ class Preprocessor:
             "vocab_size": self.vocab_size,
             "seq_length": self.seq_length,
             "lower_case": self.lower_case,
+            "tokenizer": self.flavour,
             "special_tokens": {k: v for k, v in self.special.items() if k != "vocab_size"},
         }
 
@@ -99,9 +104,11 @@ def _declared_seq_length(module) -> Optional[int]:
     return None
 
 
-def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) -> Preprocessor:
+def from_vocab(
+    vocab_file: str, lower_case: bool, source: Optional[str] = None, flavour: str = TENSORFLOW_TEXT
+) -> Preprocessor:
     """A ``Preprocessor`` built in memory from a vocab file and casing (tokenizes eagerly, no trace)."""
-    module = build_preprocessor(vocab_file, lower_case)
+    module = build_preprocessor(vocab_file, lower_case, flavour=flavour)
     special = {k: int(v) for k, v in module.tokenize._special.items()}  # read off the vocab, no trace
     return Preprocessor(
         module,
@@ -109,6 +116,7 @@ def from_vocab(vocab_file: str, lower_case: bool, source: Optional[str] = None) 
         vocab_file,
         bool(lower_case),
         special=special,
+        flavour=flavour,
     )
 
 

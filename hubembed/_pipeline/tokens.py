@@ -1,12 +1,12 @@
 """Tokenize: texts -> WordPiece ids, and (for words and tokens) their words and character spans.
 
 Ids for encoding come from the paired preprocessor's own ``tokenize``. Words and
-spans come from a tensorflow_text ``BertTokenizer`` built from the same vocabulary
-(``WordTokenizer``). tensorflow_text reports byte offsets into the text *after*
-its normalisation (case folding, NFD, accent stripping) when ``lower_case`` is on,
-so for uncased models each character is normalised with the same ops and a map
-from normalised bytes back to original characters is kept: every span slices the
-original text.
+spans come from the same tokenization (``hubembed._tokenizer.WordPiece``, the
+preprocessor's flavour) built from the same vocabulary (``WordTokenizer``). Its
+offsets are bytes of the text *after* normalisation (case folding, NFD, accent
+stripping, dropped characters), so each character is normalised on its own and a
+map from normalised bytes back to original characters is kept: every span slices
+the original text, and a word spans all of its characters.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from hubembed._util import require_text, wordpiece_tokenizer
+from hubembed._tokenizer import TENSORFLOW_TEXT, WordPiece
 
 
 def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
@@ -37,20 +37,18 @@ class Words:
 
 
 class WordTokenizer:
-    """tensorflow_text BertTokenizer over a vocab file, with offsets into the original text."""
+    """The preprocessor's tokenization (``hubembed._tokenizer.WordPiece``) over a vocab file, with character
+    spans in the original text."""
 
-    def __init__(self, vocab_file: str, lower_case: bool):
+    def __init__(self, vocab_file: str, lower_case: bool, flavour: str = TENSORFLOW_TEXT):
         import tensorflow as tf
 
-        text = require_text()
         self.lower_case = bool(lower_case)
         with open(vocab_file, encoding="utf-8") as f:
             self.vocab = [line.rstrip("\n") for line in f]
         init = tf.lookup.KeyValueTensorInitializer(tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
         table = tf.lookup.StaticHashTable(init, default_value=-1)
-        # Case folding etc. is done here (per character, with a map) when lower_case is on.
-        self._tok = wordpiece_tokenizer(table, lower_case=False)
-        self._text = text
+        self._tok = WordPiece(table, lower_case, flavour)
 
     def _normalize_chars(self, texts: Sequence[str]):
         """Per text: (normalised string, original char index of each normalised byte)."""
@@ -58,13 +56,9 @@ class WordTokenizer:
 
         chars = [list(t) for t in texts]
         flat = [c for cs in chars for c in cs]
-        if self.lower_case and flat:
-            t = self._text.case_fold_utf8(tf.constant(flat))
-            t = self._text.normalize_utf8(t, "NFD")
-            t = tf.strings.regex_replace(t, r"\p{Mn}", "")
-            normed = [b.decode("utf-8") for b in t.numpy()]
-        else:
-            normed = flat
+        # Each character normalised on its own (the normalisations are per character): a dropped one gives
+        # no bytes, a case-folded ligature several, all mapped back to it.
+        normed = [b.decode("utf-8") for b in self._tok.normalize(tf.constant(flat)).numpy()] if flat else []
         out, k = [], 0
         for cs in chars:
             pieces = normed[k : k + len(cs)]
@@ -80,7 +74,7 @@ class WordTokenizer:
         if not texts:
             return []
         normed = self._normalize_chars(texts)
-        tokens, starts, ends = self._tok.tokenize_with_offsets(tf.constant([n for n, _ in normed]))
+        tokens, starts, ends = self._tok.pieces_with_offsets(tf.constant([n for n, _ in normed]))
         # [B, (words), (pieces)] -> flat numpy once (indexing the RaggedTensor per text is ~20x slower).
         flat_ids = tokens.flat_values.numpy().astype(np.int32)
         word_splits = tokens.row_splits.numpy()  # text -> words
@@ -122,7 +116,7 @@ def word_tokenizer_for(pre, signature) -> Optional[WordTokenizer]:
     if vocab is None:
         return None
     lower = pre.lower_case if pre.lower_case is not None else signature.casing != "cased"
-    return WordTokenizer(vocab, lower)
+    return WordTokenizer(vocab, lower, getattr(pre, "flavour", TENSORFLOW_TEXT))
 
 
 SUBWORD = ("first", "last", "mean", "max", "first_last")
