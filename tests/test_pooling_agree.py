@@ -225,3 +225,14 @@ def test_window_stream_matches_stitched_pooling(
     ref = pool_text(tt, plan, p, special_tokens)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=2e-5, rtol=2e-5)
+
+
+def test_mean_of_a_batch_counts_each_rows_own_tokens():
+    """sentence-transformers' pooling fixture: two rows, the second padded; each row divides by its own count."""
+    x = np.array([[[1, 2], [5, 6], [0, 0]], [[30, 40], [50, 60], [1000, 1000]]], np.float32)
+    mask = np.array([[1, 1, 0], [1, 1, 0]], np.int32)
+    special = np.zeros_like(mask)
+    np.testing.assert_allclose(pooling.pool(x, mask, special, "mean", True), [[3, 4], [40, 50]])
+    np.testing.assert_allclose(pooling.pool(x, mask, special, "max", True), [[5, 6], [50, 60]])
+    np.testing.assert_allclose(pooling.pool(x, mask, special, "mean_sqrt_len", True), [[6, 8], [80, 100]] / np.sqrt(2))
+    np.testing.assert_allclose(_tf_pool(x, mask, special, "mean", True, None), [[3, 4], [40, 50]])
