@@ -97,8 +97,10 @@ def received_attention(probs, mask):
     return tf.reduce_sum(per_query, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1.0) * m
 
 
-def _block_of(name: str):
-    """The freezing group of an encoder variable: -1 embeddings, i block i, 'shared' (ALBERT), None other."""
+def _block_of(name: str, uses_pooler: bool = True):
+    """The freezing group of an encoder variable: -1 embeddings, i block i, 'shared' (ALBERT), None other,
+    'fixed' never trained (an MLM head; the pooler when the layer's output does not use it: no gradient
+    reaches it, and Keras would warn about it at every step)."""
     from hubembed import garden
 
     mg = garden.garden_name(name)
@@ -112,7 +114,7 @@ def _block_of(name: str):
     if mg.startswith("transformer/"):
         return "shared"
     if mg.startswith("pooler_transform"):
-        return None
+        return None if uses_pooler else "fixed"
     return -1
 
 
@@ -400,12 +402,14 @@ class _HubFeatureLogic:
         super().__init__(trainable=True, **kwargs)  # the encoder's trainability is separate (below)
         if output not in OUTPUTS:
             raise InputError(f"output={output!r}; valid: {', '.join(OUTPUTS)}")
-        # What decides the numbers, validated as everywhere (``layer.spec``); the plan below adapts it to the
-        # output kind and to a learnable scalar mix.
+        # What decides the numbers, validated as everywhere (``layer.spec``) before the model loads; the plan
+        # below adapts it to the output kind. A learnable scalar mix's weights are optional initial values:
+        # validated as a mean here, the spec records the mix and its initial weights once the count is known.
+        learnable = combine == "scalar_mix"
         self.spec = EmbedSpec(
             layers=layers,
-            combine=combine,
-            weights=None if combine == "scalar_mix" else weights,
+            combine="mean" if learnable else combine,
+            weights=None if learnable else weights,
             gamma=gamma,
             pooling=pooling,
             special_tokens=special_tokens,
@@ -431,10 +435,11 @@ class _HubFeatureLogic:
         if self._use_garden:
             self._garden = enc.garden().with_policy(mixed) if mixed else enc.garden()
         self.mix = None
-        if combine == "scalar_mix" and output in ("embedding", "sequence"):
+        if learnable and output in ("embedding", "sequence"):
             self.mix = self._ScalarMix(
                 len(plan.indices), initial_weights=weights, initial_gamma=gamma, name="scalar_mix"
             )
+            self.spec = self.spec.replace(combine="scalar_mix", weights=self.mix.initial_weights)
         self._register_encoder_variables()
         self._hold_resources(enc)
         self.frozen_layers = 0
@@ -520,7 +525,8 @@ class _HubFeatureLogic:
             trainable_source = id(v) in train_ids if not self._use_garden else v.trainable
             if v.dtype not in (tf.float32, tf.float16, tf.bfloat16):
                 trainable_source = False
-            self._groups.append(_block_of(v.name) if trainable_source else "fixed")
+            group = _block_of(v.name, self._plan.need_pooled) if trainable_source else "fixed"
+            self._groups.append(group)
             self._enc_vars.append(self._track_encoder_variable(v))
 
     def freeze(self, n: int) -> None:
@@ -542,6 +548,10 @@ class _HubFeatureLogic:
             self._set_encoder_trainable(w, self.encoder_trainable and g != "fixed" and not _frozen(g, n, L))
 
     # -- computation -----------------------------------------------------
+    def build(self, input_shape=None):
+        """Nothing to build: the encoder's variables exist from __init__ (and Keras 3 would warn otherwise)."""
+        self.built = True
+
     @staticmethod
     def _strings(x):
         import tensorflow as tf
@@ -801,10 +811,15 @@ def _assemble(name: str, K, register, tracking) -> SimpleNamespace:
         namespace = {"__module__": __name__, "__qualname__": cls_name, "__doc__": logic.__doc__, "_keras": K, **attrs}
         return type(cls_name, (logic, *flavour_mixins, base), namespace)
 
+    import tensorflow as tf
+
     layer = K.layers.Layer
     mix = register(make("ScalarMix", _ScalarMixLogic, layer))
+    # call() has no tensor-dependent Python control flow: autograph need not convert it (tf_keras would, and its
+    # conversion cache, keyed by code objects, once handed back another method's conversion in a long run).
+    call = tf.autograph.experimental.do_not_convert(_HubFeatureLogic.call)
     return SimpleNamespace(
-        HubFeatureLayer=register(make("HubFeatureLayer", _HubFeatureLogic, layer, tracking, _ScalarMix=mix)),
+        HubFeatureLayer=register(make("HubFeatureLayer", _HubFeatureLogic, layer, tracking, _ScalarMix=mix, call=call)),
         ScalarMix=mix,
         AttentionPooling=register(make("AttentionPooling", _AttentionPoolingLogic, layer)),
         MaskedMeanPooling=register(make("MaskedMeanPooling", _MaskedMeanPoolingLogic, layer)),

@@ -324,3 +324,18 @@ def test_get_config_mirrors_init_and_round_trips_through_json(flavour, path):
         assert again.spec == layer.spec
         for a, b in zip(tf.nest.flatten(again(strings()[:2])), tf.nest.flatten(layer(strings()[:2]))):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+@pytest.mark.parametrize("flavour,backend", [("keras3", "auto"), ("keras3", "garden"), ("legacy", "garden")])
+def test_fine_tuning_trains_the_pooler_only_when_the_output_uses_it(flavour, backend, path):
+    """No gradient reaches the pooler of a mean-pooled embedding: it is not trained (nor warned about)."""
+    import warnings
+
+    ns = hk.flavour(flavour)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, changed = _fit(ns, ns.HubFeatureLayer(path, trainable=True, backend=backend))
+    assert changed and not any("pooler" in n for n in changed)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    _, changed = _fit(ns, ns.HubFeatureLayer(path, trainable=True, backend=backend, output="pooled"))
+    assert any("pooler" in n for n in changed)

@@ -228,3 +228,37 @@ def test_every_command_takes_seq_length_and_inspect_shows_the_window_used(tiny_m
     assert "seq_length:      64 (the window hubembed packs; from max positions)" in capsys.readouterr().out
     assert main(["embed", "x", "--model", tiny, "--seq-length", "2"]) == 1
     assert "--seq-length=2; valid: 3..64" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_match_the_layers_are_refused_before_the_model_loads(monkeypatch, capsys):
+    from hubembed import EmbedSpec
+    from hubembed._pipeline import layers as layer_spec
+
+    assert [
+        layer_spec.count(s) for s in (3, "embeddings", "-4:", "2:5", "-3:-1", [0, "-2:"], "-1,-2", "all", "2:")
+    ] == [
+        1,
+        1,
+        4,
+        3,
+        2,
+        3,
+        2,
+        None,
+        None,
+    ]
+    with pytest.raises(InputError, match="combine='weighted': 2 weights for 4 selected layers"):
+        EmbedSpec(layers="-4:", combine="weighted", weights=[1, 2])
+    with pytest.raises(InputError, match=r"combine='scalar_mix' needs weights= \(one per selected layer: 3\)"):
+        EmbedSpec(layers=[0, 1, 2], combine="scalar_mix")
+    assert EmbedSpec(layers="all", combine="weighted", weights=[1, 2]).weights == (1.0, 2.0)  # checked at plan time
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(hubembed, "load", no_load)
+    args = ["embed", "x", "--model", "does-not-matter", "--layers", "-4:", "--combine", "weighted"]
+    assert main(args + ["--weights", "1,2"]) == 1
+    assert "2 weights for 4 selected layers" in capsys.readouterr().err
+    assert main(args) == 1
+    assert "needs --weights" in capsys.readouterr().err

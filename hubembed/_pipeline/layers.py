@@ -100,6 +100,61 @@ def _resolve_one(spec: str, num_layers: int) -> List[Union[int, str]]:
     return picked
 
 
+def count(spec: LayerSpec) -> Optional[int]:
+    """How many layers ``spec`` selects, when that does not depend on the model (else None).
+
+    ``3``, ``"embeddings"``, ``"-4:"``, ``"2:5"``, ``[0, "-2:"]`` and ``"-1,-2"`` say it; ``"all"``, ``"2:"`` and
+    ``":3"``-style slices from a positive start to the end do not. (Checked against the model later: a spec
+    that names more layers than the model has is refused then.)
+    """
+    if isinstance(spec, (bool, np.bool_)):
+        return None
+    if isinstance(spec, (int, np.integer)):
+        return 1
+    if isinstance(spec, (list, tuple, range)):
+        counts = [count(item) for item in spec]
+        return None if not counts or None in counts else sum(counts)
+    if not isinstance(spec, str):
+        return None
+    parts = [p.strip().lower() for p in spec.split(",") if p.strip()]
+    counts = [_count_one(p) for p in parts]
+    return None if not counts or None in counts else sum(counts)
+
+
+def _count_one(s: str) -> Optional[int]:
+    if s == EMBEDDINGS or re.fullmatch(r"-?\d+", s):
+        return 1
+    m = re.fullmatch(r"(-?\d*):(-?\d*)", s)
+    if not m:
+        return None
+    start, stop = (int(g) if g else None for g in m.groups())
+    if start is not None and stop is not None and (start < 0) == (stop < 0):
+        return max(stop - start, 0)
+    if start is not None and start < 0 and stop is None:
+        return -start
+    return None
+
+
+def check_combine(how: str, weights, n_layers: Optional[int]) -> Optional[tuple]:
+    """A combination's checks (the one place both the spec and the plan use); the weights as a tuple.
+
+    ``n_layers``: how many layers are selected, or None when not known yet (the count is checked once it is).
+    """
+    if how not in COMBINES:
+        raise InputError(f"combine={how!r}; valid: {', '.join(COMBINES)}")
+    if how not in ("weighted", "scalar_mix"):
+        if weights is not None:
+            raise InputError(f"weights= only applies to combine='weighted' or 'scalar_mix', not {how!r}")
+        return None
+    per = f": {n_layers}" if n_layers is not None else ""
+    if weights is None:
+        raise InputError(f"combine={how!r} needs weights= (one per selected layer{per})")
+    weights = tuple(float(w) for w in np.asarray(weights, dtype=np.float64).ravel())
+    if n_layers is not None and len(weights) != n_layers:
+        raise InputError(f"combine={how!r}: {len(weights)} weights for {n_layers} selected layers")
+    return weights
+
+
 @dataclass(frozen=True)
 class Combine:
     """How the selected layers become one array."""
@@ -110,17 +165,7 @@ class Combine:
 
     @classmethod
     def make(cls, how: str, n_layers: int, weights=None, gamma: float = 1.0) -> "Combine":
-        if how not in COMBINES:
-            raise InputError(f"combine={how!r}; valid: {', '.join(COMBINES)}")
-        if how in ("weighted", "scalar_mix"):
-            if weights is None:
-                raise InputError(f"combine={how!r} needs weights= (one per selected layer: {n_layers})")
-            weights = tuple(float(w) for w in np.asarray(weights, dtype=np.float64).ravel())
-            if len(weights) != n_layers:
-                raise InputError(f"combine={how!r}: {len(weights)} weights for {n_layers} selected layers")
-        elif weights is not None:
-            raise InputError(f"weights= only applies to combine='weighted' or 'scalar_mix', not {how!r}")
-        return cls(how, weights, float(gamma))
+        return cls(how, check_combine(how, weights, n_layers), float(gamma))
 
     def coefficients(self) -> Optional[np.ndarray]:
         """Per-layer factors for the linear combinations (None for none/concat)."""

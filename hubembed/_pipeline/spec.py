@@ -125,10 +125,9 @@ class EmbedSpec:
 
     def _check(self) -> None:
         pooling_mod.check(self.pooling)
-        if self.combine not in layer_spec.COMBINES:
-            raise InputError(f"combine={self.combine!r}; valid: {', '.join(layer_spec.COMBINES)}")
-        if self.weights is not None and self.combine not in ("weighted", "scalar_mix"):
-            raise InputError(f"weights= only applies to combine='weighted' or 'scalar_mix', not {self.combine!r}")
+        # The layer count is known without the model for most specs ("-4:", [0, 3]): the weights are checked
+        # against it here, before any model loads.
+        layer_spec.check_combine(self.combine, self.weights, layer_spec.count(self.layers))
         if self.pooling == "first_last_avg" and (self.layers not in (-1, None) or self.combine not in ("mean", None)):
             raise InputError(
                 "pooling='first_last_avg' chooses its layers itself (the first and last blocks, "
