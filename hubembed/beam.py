@@ -41,8 +41,10 @@ from hubembed.errors import InputError, OutputError
 try:
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
+    from apache_beam.ml.inference.base import ModelHandler as _BeamModelHandler
+    from apache_beam.ml.inference.base import PredictionResult
 except ImportError:  # pragma: no cover - the beam extra is optional
-    beam = FileSystems = None
+    beam = FileSystems = _BeamModelHandler = PredictionResult = None
 
 log = logging.getLogger("hubembed")
 LOADS = {"count": 0}  # models loaded by EmbedShard.setup in this process (tests read it)
@@ -254,3 +256,93 @@ def _finish(out: str, runner: str, seconds: float) -> dict:
         seconds,
     )
     return m
+
+
+# ---------------------------------------------------------------------------
+# RunInference: Read -> RunInference(hubembed.beam.ModelHandler(...)) -> your sink
+# ---------------------------------------------------------------------------
+
+
+class ModelHandler(_BeamModelHandler if beam else object):
+    """Beam's ``ModelHandler[str, PredictionResult, Encoder]`` for ``RunInference``: texts in, one
+    ``PredictionResult(example=text, inference=vector [D] float32, model_id=model)`` per text out.
+
+    >>> with beam.Pipeline() as p:                                          # doctest: +SKIP
+    ...     vectors = (p | beam.Create(texts)
+    ...                  | RunInference(hubembed.beam.ModelHandler("minilm", pooling="mean")))
+
+    The model is loaded once per worker process (``load_model`` = ``hubembed.load``); each batch Beam
+    forms is one ``Encoder.embed`` call, which sorts its texts by length and batches them by a token
+    budget. ``KeyedModelHandler(ModelHandler(...))`` keeps keys. ``inference_args`` (RunInference's
+    ``inference_args=``) may change spec fields per transform, e.g. ``{"pooling": "cls"}``.
+
+    Args:
+        model: what ``hubembed.load`` takes; ``update_model_path`` replaces it (Beam's model updates).
+        spec, **spec_keywords: the ``EmbedSpec`` (or its fields), checked here, at pipeline construction.
+        seq_length, preprocess, backend, trust: as ``hubembed.load``.
+        batch_size, max_tokens: ``Encoder.embed``'s batching inside one Beam batch.
+        min_batch_size, max_batch_size, large_model, model_copies: Beam's batching and model sharing.
+    """
+
+    def __init__(
+        self,
+        model: str = "minilm",
+        *,
+        spec: Optional[EmbedSpec] = None,
+        seq_length: Optional[int] = None,
+        preprocess=None,
+        backend: str = "auto",
+        trust: str = "registry",
+        batch_size: int = BATCH_SIZE,
+        max_tokens: Optional[int] = MAX_TOKENS,
+        min_batch_size: Optional[int] = None,
+        max_batch_size: Optional[int] = 256,
+        large_model: bool = False,
+        model_copies: Optional[int] = None,
+        **spec_keywords,
+    ):
+        _need_beam()
+        self.spec = EmbedSpec.make(spec, **spec_keywords)  # bad options fail here, before the pipeline runs
+        self.model = str(model)
+        self.load_args = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+        self.batching = dict(batch_size=batch_size, max_tokens=max_tokens)
+        super().__init__(
+            min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size,
+            large_model=large_model,
+            model_copies=model_copies,
+        )
+
+    def load_model(self):
+        import hubembed
+
+        LOADS["count"] += 1
+        return hubembed.load(self.model, **self.load_args)
+
+    def _spec(self, inference_args: Optional[dict]) -> EmbedSpec:
+        if not inference_args:
+            return self.spec
+        unknown = sorted(set(inference_args) - set(self.spec.to_dict()))
+        if unknown:
+            raise InputError(
+                f"inference_args {unknown}: not spec fields (valid: {', '.join(sorted(self.spec.to_dict()))})"
+            )
+        return self.spec.replace(**inference_args)
+
+    def validate_inference_args(self, inference_args: Optional[dict]) -> None:
+        self._spec(inference_args)
+
+    def run_inference(self, batch: Sequence[str], model, inference_args: Optional[dict] = None):
+        texts = list(batch)
+        vectors = model.embed(texts, spec=self._spec(inference_args), **self.batching)
+        return [PredictionResult(t, v, model_id=self.model) for t, v in zip(texts, vectors)]
+
+    def get_num_bytes(self, batch: Sequence[str]) -> int:
+        return sum(len(t.encode("utf-8")) for t in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "hubembed"
+
+    def update_model_path(self, model_path: Optional[str] = None) -> None:
+        if model_path:
+            self.model = str(model_path)

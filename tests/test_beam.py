@@ -111,3 +111,89 @@ def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
         timeout=300,
     )
     assert r.returncode == 2 and "unrecognized arguments: --direct_num_workers=2" in r.stderr
+
+
+TEXTS = [" ".join("the quick brown fox jumps over the lazy dog".split()[: 1 + i % 9]) + f" {i}" for i in range(40)]
+
+
+def _close_to(ref: dict, model_id: str, key_of=lambda r: r.example, result_of=lambda r: r):
+    """A Beam matcher (it runs inside the pipeline, on pickled copies): every text once, each vector as ``ref``."""
+
+    def check(results):
+        got = {key_of(r): result_of(r) for r in results}
+        assert sorted(got) == sorted(ref), (sorted(got)[:3], len(got))
+        for k, r in got.items():
+            assert r.model_id == model_id and np.abs(r.inference - ref[k]).max() <= 1e-5, k
+
+    return check
+
+
+def test_run_inference_with_the_model_handler_equals_embed(tiny_models, tiny_encoders):
+    import apache_beam as ab
+    from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+    from apache_beam.testing.util import assert_that
+
+    path, enc = tiny_models["tf2_dict"], tiny_encoders["tf2_dict"]
+    cls = dict(zip(TEXTS, enc.embed(TEXTS, pooling="cls", layers="-2:")))
+    mean = dict(zip(TEXTS, enc.embed(TEXTS, pooling="mean", layers="-2:")))
+    by_key = {t.split()[-1]: v for t, v in cls.items()}
+    loads = beam.LOADS["count"]
+    handler = beam.ModelHandler(path, pooling="cls", layers="-2:", max_batch_size=16)
+    with ab.Pipeline() as p:
+        texts = p | ab.Create(TEXTS)
+        assert_that(texts | "plain" >> RunInference(handler), _close_to(cls, path))
+        keyed = texts | ab.Map(lambda t: (t.split()[-1], t)) | "keyed" >> RunInference(KeyedModelHandler(handler))
+        assert_that(keyed, _close_to(by_key, path, lambda kv: kv[0], lambda kv: kv[1]), label="keyed check")
+        args = {"pooling": "mean"}
+        assert_that(texts | "mean" >> RunInference(handler, inference_args=args), _close_to(mean, path), "mean check")
+    assert 1 <= beam.LOADS["count"] - loads <= 3  # at most one load per RunInference, in this one process
+
+
+def test_the_model_handler_checks_its_options_before_the_pipeline_runs(tiny_models):
+    from apache_beam.ml.inference.base import RunInference
+
+    from hubembed.errors import InputError
+
+    with pytest.raises(InputError, match="pooling='avg'"):
+        beam.ModelHandler(tiny_models["tf2_dict"], pooling="avg")
+    handler = beam.ModelHandler(tiny_models["tf2_dict"])
+    import apache_beam as ab
+
+    p = ab.Pipeline()
+    with pytest.raises(InputError, match=r"inference_args \['colour'\]: not spec fields"):
+        p | ab.Create(["x"]) | RunInference(handler, inference_args={"colour": "red"})  # when it is applied
+    assert handler.get_num_bytes(["ab", "é"]) == 4 and handler.get_metrics_namespace() == "hubembed"
+    handler.update_model_path("minilm")
+    assert handler.model == "minilm"
+
+
+def test_run_inference_on_two_worker_processes_loads_the_model_once_per_worker(tiny_models, tiny_encoders, tmp_path):
+    """DirectRunner in multi-processing mode: the handler is pickled to 2 worker processes, each loads the model
+    once (Beam's own load counter), and the vectors written by the workers equal Encoder.embed."""
+    import apache_beam as ab
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    path, enc = tiny_models["tf2_dict"], tiny_encoders["tf2_dict"]
+    out = str(tmp_path / "vectors")
+    opts = PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    p = ab.Pipeline(options=opts)
+    (
+        p
+        | ab.Create(TEXTS)
+        | RunInference(beam.ModelHandler(path, max_batch_size=8))
+        | ab.Map(lambda r: json.dumps([r.example, r.inference.tolist(), os.getpid()]))
+        | ab.io.WriteToText(out)
+    )
+    result = p.run()
+    result.wait_until_finish()
+    rows = [json.loads(line) for f in os.listdir(tmp_path) if f.startswith("vectors") for line in open(tmp_path / f)]
+    pids = {pid for _, _, pid in rows}
+    assert sorted(t for t, _, _ in rows) == sorted(TEXTS) and os.getpid() not in pids and 1 <= len(pids) <= 2
+    ref = dict(zip(TEXTS, enc.embed(TEXTS)))
+    assert max(np.abs(np.asarray(v) - ref[t]).max() for t, v, _ in rows) <= 1e-5
+    loads = result.metrics().query(
+        MetricsFilter().with_namespace("hubembed").with_name("load_model_latency_milli_secs")
+    )
+    assert sum(d.committed.count for d in loads["distributions"]) == len(pids)
