@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from hubembed._corpus.extract import extract
 from hubembed._corpus.store import Extraction, open_extraction
 from hubembed._hub.signature import Signature
+from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
 from hubembed.errors import (
@@ -36,6 +37,7 @@ __all__ = [
     "EmbedSpec",
     "Encoder",
     "EncoderOutputs",
+    "ExportedEmbedder",
     "Extraction",
     "FormatError",
     "HandleError",

@@ -1,4 +1,4 @@
-"""The command line: ``hubembed inspect | embed | extract | probe | convert`` (also ``python -m hubembed``).
+"""The command line: ``hubembed inspect | embed | extract | probe | export | convert`` (also ``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
 never a stack trace.
@@ -103,6 +103,9 @@ def _cmd_embed(args) -> int:
         args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend, trust=args.trust
     )
     vecs = enc.embed(texts, spec=spec)
+    layers = args.layers
+    if isinstance(enc, hubembed.ExportedEmbedder):  # an export embeds with its own spec (a different one: refused)
+        spec, layers = enc.spec, enc.spec.to_dict()["layers"]
     if args.json:
         print(
             json.dumps(
@@ -120,12 +123,39 @@ def _cmd_embed(args) -> int:
         )
         return 0
     print(
-        f"# {args.model}: layer {args.layers}, {args.pooling} pooling, dim {vecs.shape[1]}"
-        f"{', L2-normalised' if args.normalize else ''}"
+        f"# {args.model}: layer {layers}, {spec.pooling} pooling, dim {vecs.shape[1]}"
+        f"{', L2-normalised' if spec.normalize else ''}"
     )
     with np.printoptions(precision=4, suppress=True, linewidth=120):
         for text, v in zip(texts, vecs):
             print(f"{text[:60]!r:<64} {v[:6]} ... |v|={np.linalg.norm(v):.3f}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import hubembed
+    from hubembed._formats.export import check_out
+
+    spec = _spec(args)  # the spec and the output folder are checked before the model loads
+    check_out(args.out, args.overwrite)
+    enc = hubembed.load(
+        args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend, trust=args.trust
+    )
+    if isinstance(enc, hubembed.ExportedEmbedder):
+        raise hubembed.InputError(f"{args.model} is an export already; export from the model it was made from")
+    out = enc.export(args.out, spec, overwrite=args.overwrite)
+    info = hubembed.inspect(out)
+    if args.json:
+        print(info.to_json())
+    else:
+        r = info.record
+        print(
+            f"exported {args.model} -> {out}: strings [B] -> float32 [B, {r['dim']}] (layers {r['spec']['layers']}, "
+            f"combine {r['spec']['combine']}, {r['spec']['pooling']} pooling"
+            f"{', L2-normalised' if r['spec']['normalize'] else ''}); texts of more than "
+            f"{r['truncation']['max_word_pieces']} word pieces are truncated; {out}/hubembed.json describes it"
+        )
+        print(f"see it: hubembed inspect {out}")
     return 0
 
 
@@ -378,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed(sub)
     _add_extract(sub)
     _add_probe(sub)
+    _add_export(sub)
     _add_convert(sub)
     return p
 
@@ -517,6 +548,23 @@ def _add_probe(sub) -> None:
     s.add_argument("--json", action="store_true")
     _trust_arg(s)
     s.set_defaults(func=_cmd_probe)
+
+
+def _add_export(sub) -> None:
+    s = sub.add_parser(
+        "export",
+        help="one self-contained SavedModel (strings in, vectors out, the spec baked in) for TF Hub, Keras, TF Serving",
+    )
+    s.add_argument("model", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
+    s.add_argument("out", help="output folder (new or empty): the SavedModel and hubembed.json")
+    s.add_argument("--preprocess")
+    s.add_argument("--seq-length", type=int, default=None, help="the window; longer texts are truncated")
+    _spec_options(s)
+    s.add_argument("--backend", default="auto", choices=BACKENDS)
+    s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    s.add_argument("--json", action="store_true", help="print the export's description as JSON")
+    _trust_arg(s)
+    s.set_defaults(func=_cmd_export)
 
 
 def _add_convert(sub) -> None:

@@ -11,26 +11,28 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from hubembed._formats import export as export_format
 from hubembed._hub import pairing, resolve
-from hubembed._hub.audit import op_types
+from hubembed._hub.audit import audit, op_types
 from hubembed._hub.fingerprint import weights_fingerprint
 from hubembed._hub.signature import Signature, read_signature
-from hubembed._pipeline import batching, tokens
+from hubembed._pipeline import batching, graph, tokens
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
 from hubembed._pipeline.backends import Backend, HubBackend
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.layers import LayerSpec
 from hubembed._pipeline.run import Packing, TextTokens, pool_text, text_tokens
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec, LayerPlan
 from hubembed._pipeline.texts import check_texts, split_pairs
 from hubembed._pipeline.tokens import SUBWORD, TokenEmbeddings, WordEmbeddings, to_words  # noqa: F401 (public here)
-from hubembed.errors import InputError, StaleCacheError
+from hubembed.errors import FormatError, InputError, StaleCacheError
 
 log = logging.getLogger("hubembed")
 
@@ -429,6 +431,54 @@ class Encoder:
         info.report()
         return out
 
+    def export(self, out: str, spec: Optional[EmbedSpec] = None, *, overwrite: bool = False, **spec_keywords) -> str:
+        """Write one self-contained SavedModel that embeds as ``embed(texts, spec=spec)`` does, without hubembed.
+
+        Its ``__call__`` and ``serving_default`` take a string tensor ``[B]`` and return float32 ``[B, D]``;
+        tokenizing (the paired preprocessor's own), packing (each batch in length-sorted chunks, each padded to
+        its own longest text), the encoder, the layer selection and combination, the masked pooling, the
+        transform and the normalisation all run inside it. Texts longer than the window (``seq_length - 2``
+        word pieces) are truncated; ``hubembed.json`` beside it says so, with the source model, its weights
+        fingerprint, the spec, the dimension and the versions. Loading it takes TensorFlow and
+        tensorflow-text (``import tensorflow_text`` first); ``hubembed.load(out)`` gives an ``ExportedEmbedder``.
+
+        Args:
+            out: the folder to write (new or empty; ``overwrite=True`` replaces one).
+            spec: an ``EmbedSpec``, or its keywords (``layers=``, ``pooling=``, ``transform=``...), as ``embed``.
+            overwrite: replace ``out`` if it exists.
+
+        Returns:
+            ``out``, as an absolute path.
+
+        Raises:
+            InputError: a spec one graph cannot express (the message says which part and why: a layer axis kept
+                with ``combine="none"``, a window ``stride``) or that does not fit this encoder.
+            OutputError: ``out`` exists and is not empty.
+            MissingDependencyError: the spec or a TF1 Hub module needs the Model Garden rebuild, not installed.
+            FormatError: the written model does not reproduce ``embed`` on probe texts, or fails the audit.
+        """
+        spec, plan, transform = _export_plan(self, EmbedSpec.make(spec, **spec_keywords))
+        dim = spec.shape(plan, self.signature.hidden_size, transform)[-1]
+        with export_format.staged(out, overwrite) as folder:  # refuses a used folder before the slow work
+            backend = self.backend_for(plan)
+            variables = backend.model.variables if plan.garden else getattr(self.obj, "variables", [])
+            head = graph.Head(plan, spec.pooling, spec.special_tokens, spec.normalize, transform)
+            batching_ = {"max_rows": BATCH_SIZE, "max_tokens": max(MAX_TOKENS, self.seq_length)}
+            root, serving = graph.build(
+                self.preprocessor.module,
+                backend,
+                head,
+                seq_length=self.seq_length,
+                dim=dim,
+                batching=batching_,
+                variables=variables,
+            )
+            export_format.save(folder, root, serving)
+            check = _export_check(self, folder, spec)
+            export_format.write_record(folder, _export_record(self, spec, plan, transform, dim, batching_, check))
+            _export_audit(folder, self.handle)
+        return os.path.abspath(os.path.expanduser(out))
+
     def word_tokenizer(self) -> tokens.WordTokenizer:
         """The word tokenizer matching the preprocessor (its vocab file and casing), built once.
 
@@ -590,17 +640,130 @@ def garden_sublayers():
     return SUBLAYERS
 
 
-def _load_encoder(handle: str, trust: str = "registry"):
-    r = resolve.resolve(handle)
-    obj = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
-    sig = read_signature(obj, r.path, handle, r.entry)
+# -- export: the helpers of Encoder.export ------------------------------------------------------------------------
+def _export_plan(enc: Encoder, spec: EmbedSpec):
+    """(spec as exported, LayerPlan, transform): what one graph can express, refused otherwise with the reason,
+    before anything slow runs. The export truncates long texts (``long="truncate"``), and a TF1 Hub module is
+    exported through the Model Garden rebuild (its TF1 signatures cannot be saved in a TF2 SavedModel)."""
+    enc.check_spec_source(spec)
+    if spec.stride is not None:
+        raise InputError(
+            f"stride={spec.stride} sets the overlap of windows, but an export truncates each text to one window "
+            f"({enc.seq_length - 2} word pieces): leave stride unset"
+        )
+    transform = spec.transform_object()
+    spec = spec.replace(long="truncate")
+    backend = enc.backend
+    if enc.signature.format == "tf1_hub":
+        if backend == "hub":
+            raise InputError(
+                f"{enc.handle} is a TF1 Hub module: its signatures cannot be saved inside a TF2 SavedModel, so an "
+                f"export runs the Model Garden rebuild of it, which backend='hub' rules out; load it with "
+                f"backend='auto' (default) or 'garden'"
+            )
+        backend = "garden"
+    plan = spec.plan(enc.signature, backend)
+    if plan.combine.how == "none" and len(plan.indices) > 1:
+        raise InputError(
+            f"combine='none' keeps the {len(plan.indices)} layers apart ([N, {len(plan.indices)}, H] per call), but "
+            f"an export gives one vector per text ([B, D]): combine them (concat, mean, sum, weighted, scalar_mix)"
+        )
+    if plan.garden:
+        from hubembed import garden
+
+        garden.require()
+    return spec, plan, transform
+
+
+# Probe texts for the export's check: plain, empty, accented and CJK, and one longer than any window.
+_PROBE = ["A man is playing a guitar.", "", "naïve café: 日本語, 😀!", "hello world " * 300]
+
+
+def _export_check(enc: Encoder, folder: str, spec: EmbedSpec) -> dict:
+    """Load the written SavedModel back, run it on probe texts and compare with ``embed``: an export that does not
+    reproduce it is refused."""
+    import tensorflow as tf
+
+    level = log.level
+    log.setLevel(logging.ERROR)  # the long probe's truncation is expected, not news
+    try:
+        want = enc.embed(_PROBE, spec=spec)
+    finally:
+        log.setLevel(level)
+    got = tf.saved_model.load(folder)(tf.constant(_PROBE)).numpy()
+    diff = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+    if not diff <= 1e-4:
+        raise FormatError(
+            f"the exported graph of {enc.handle} does not reproduce Encoder.embed on probe texts (max |diff| "
+            f"{diff:.2e} relative, tolerance 1e-4); nothing was written"
+        )
+    return {"texts": len(_PROBE), "max_abs_diff": float(f"{diff:.3g}")}
+
+
+def _export_record(enc: Encoder, spec: EmbedSpec, plan: LayerPlan, transform, dim: int, batching_: dict, check):
+    """What ``hubembed.json`` says about an export."""
+    from hubembed._util import versions
+
+    size = enc.seq_length - 2
+    return {
+        "format": export_format.FORMAT,
+        "model": enc.handle,
+        "model_format": enc.signature.format,
+        "weights_sha256": enc.weights_sha256,
+        "preprocessor": enc.preprocessor.to_dict(),
+        "spec": spec.record(plan, transform, **enc.context()),
+        "dim": int(dim),
+        "seq_length": enc.seq_length,
+        "truncation": {
+            "mode": "truncate",
+            "max_word_pieces": size,
+            "note": f"a text of more than {size} word pieces is cut to its first {size} (one window; "
+            f"Encoder.embed's default, long='window', would stitch overlapping windows instead)",
+        },
+        "batching": {**batching_, "note": "each call is sorted by length and encoded in chunks of at most these"},
+        "signatures": {"__call__ and serving_default": f"inputs: string [B] -> outputs: float32 [B, {dim}]"},
+        "check": check,
+        "requires": "tensorflow and tensorflow-text of the versions below (import tensorflow_text before loading)",
+        "versions": versions("tensorflow", "tensorflow_text"),
+    }
+
+
+def _export_audit(folder: str, handle: str) -> None:
+    a = audit(folder)
+    if not a.ok:
+        found = "; ".join(f"{f.op} in {f.where}: {f.why}" for f in a.findings[:10])
+        raise FormatError(f"the export of {handle} fails hubembed's audit ({found}); nothing was written")
+
+
+def _load_encoder(r: resolve.Resolved, trust: str = "registry"):
+    obj = resolve.load(r.path, r.handle, audit=resolve.needs_audit(r, trust))
+    sig = read_signature(obj, r.path, r.handle, r.entry)
     return r, obj, sig
+
+
+def _load_export(r: resolve.Resolved, trust: str, **given) -> ExportedEmbedder:
+    """An export folder loaded back: audited like any model outside the registry, then ``tf.saved_model.load``."""
+    record = r.export
+    fixed = {"preprocess": None, "seq_length": record.get("seq_length"), "backend": "auto"}
+    changed = [k for k, v in given.items() if v is not None and v != fixed[k]]
+    if changed:
+        raise InputError(
+            f"{r.handle} is a hubembed export: its preprocessing, window (seq_length {record.get('seq_length')}) "
+            f"and encoder are baked in, so {', '.join(changed)} cannot be given; load the model it was exported "
+            f"from ({record.get('model')!r}) for that"
+        )
+    obj = resolve.load(r.path, r.handle, audit=resolve.needs_audit(r, trust))
+    spec = EmbedSpec.from_dict(record["spec"])
+    source = {"out": r.path, "model": record.get("model"), "weights_sha256": record.get("weights_sha256")}
+    recorded = {"seq_length": record["seq_length"], "transform": record["spec"].get("transform")}
+    object.__setattr__(spec, "_source", {**source, **recorded})
+    return ExportedEmbedder(r.path, obj, export_format.ExportInfo.read(r.path, record), spec)
 
 
 def load(
     handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto", trust: str = "registry"
-) -> Encoder:
-    """Load an encoder by handle with its paired preprocessor.
+) -> Union[Encoder, ExportedEmbedder]:
+    """Load an encoder by handle with its paired preprocessor (or a ``hubembed export`` folder: an embedder).
 
     Args:
         handle: a registry name ("minilm"), a tfhub.dev handle, a Kaggle model URL or a local folder.
@@ -614,7 +777,8 @@ def load(
             "any".
 
     Returns:
-        the ``Encoder``.
+        the ``Encoder``; for a folder written by ``Encoder.export`` / ``hubembed export``, an
+        ``ExportedEmbedder`` (``embed(texts)`` -> numpy; its spec and window are baked in, it is no encoder).
 
     Raises:
         HandleError, UnknownModelError, ModelNotFoundError, DownloadError: the handle leads to no model.
@@ -624,7 +788,10 @@ def load(
         StaleCacheError: the embedded default's converted copy does not match its pinned fingerprint.
         InputError: seq_length or backend out of range.
     """
-    r, obj, sig = _load_encoder(handle, trust)
+    r = resolve.resolve(handle)
+    if r.export is not None:
+        return _load_export(r, trust, preprocess=preprocess, seq_length=seq_length, backend=backend)
+    r, obj, sig = _load_encoder(r, trust)
     fingerprint = _check_fingerprint(handle, r, obj)
     pre = pairing.pair(r, sig, preprocess, trust)
     sig.preprocessor = dict(pre.to_dict(), paired_by=pre.paired_by)
@@ -670,6 +837,10 @@ def inspect(handle: str, *, preprocess=None, trust: str = "registry", seq_length
         handle, preprocess, trust, seq_length: as ``load``.
 
     Returns:
-        the ``Signature`` (``describe()``: text; ``to_json()``: stable JSON).
+        the ``Signature`` (``describe()``: text; ``to_json()``: stable JSON); for a ``hubembed export`` folder,
+        its ``ExportInfo`` (the same two methods; read from its files, nothing loaded).
     """
+    r = resolve.resolve(handle)
+    if r.export is not None:
+        return export_format.ExportInfo.read(r.path, r.export)
     return load(handle, preprocess=preprocess, trust=trust, seq_length=seq_length).signature

@@ -96,3 +96,36 @@ def test_public_api_all_is_sorted_and_complete():
         assert hasattr(hubembed, name)
     for name in ("load", "inspect", "Encoder", "Signature", "HubEmbedError"):
         assert name in hubembed.__all__
+
+
+def test_export_inspect_and_embed_an_export(tiny_models, tiny_encoders, tmp_path, capsys):
+    out = str(tmp_path / "exported")
+    assert main(["export", tiny_models["tf2_dict"], out, "--layers", "-2:", "--combine", "mean", "--normalize"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        f"-> {out}: strings [B] -> float32 [B, 16] (layers [1, 2], combine mean, mean pooling, L2-normalised)" in said
+    )
+    assert main(["inspect", out, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["format"] == "hubembed-export/1" and d["dim"] == 16 and d["spec"]["layers"] == [1, 2]
+    assert d["saved_model_signatures"][0]["name"] == "serving_default"
+    assert main(["inspect", out]) == 0
+    assert "use without hubembed:" in capsys.readouterr().out
+    assert main(["embed", "--model", out, "hello world", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    ref = tiny_encoders["tf2_dict"].embed(["hello world"], layers="-2:", normalize=True)
+    np.testing.assert_allclose(d["vectors"], ref, atol=1e-5)
+    assert main(["embed", "--model", out, "hello world", "--pooling", "cls"]) == 1
+    assert "its spec is baked in" in capsys.readouterr().err
+
+
+def test_export_refusals_are_clean_errors(tiny_models, tmp_path, capsys):
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["export", tiny_models["tf2_dict"], str(out)]) == 1
+    assert "exists and is not empty: choose a new folder, or overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert main(["export", tiny_models["tf2_dict"], str(tmp_path / "new"), "--layers", "-2:", "--combine", "none"]) == 1
+    err = capsys.readouterr().err
+    assert "--combine='none' keeps the 2 layers apart" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()

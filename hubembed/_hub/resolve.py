@@ -7,7 +7,7 @@ Handles, in the order they are tried:
 2. a URL (``https://tfhub.dev/...``, ``https://www.kaggle.com/models/...``,
    ``gs://...``): tensorflow_hub's own resolvers download it into
    ``$TFHUB_CACHE_DIR`` (default ``<tmp>/tfhub_modules``);
-3. an existing local folder.
+3. an existing local folder (a ``hubembed export`` folder among them: ``Resolved.export`` holds its record).
 
 A cache folder that exists but holds no model (tensorflow/hub #882: a purged
 temp dir leaves ``.../tfhub_modules/<hash>`` behind) is reported with the
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from hubembed import _util, registry
+from hubembed._formats import export as export_format
 from hubembed._util import env_number
 from hubembed.errors import (
     DownloadError,
@@ -51,6 +52,8 @@ class Resolved:
     entry: Optional[registry.Entry] = None
     # A hubembed conversion folder (encoder/ + preprocess/) found at a local path.
     paired_preprocess: Optional[str] = None
+    # A hubembed export (``Encoder.export``): its hubembed.json. Not an encoder: strings in, vectors out.
+    export: Optional[dict] = None
 
 
 def _hub():
@@ -199,7 +202,7 @@ def _resolve_local(handle: str) -> Resolved:
             f"{path} is not a SavedModel: it has no saved_model.pb (contents: {contents or 'empty'}). "
             f"A TF2 SavedModel or a TF1 Hub module folder (saved_model.pb + tfhub_module.pb) is expected."
         )
-    return Resolved(handle, path)
+    return Resolved(handle, path, export=export_format.read_record(path))
 
 
 TRUST = ("registry", "audit", "any")
