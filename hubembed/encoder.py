@@ -230,11 +230,13 @@ class Encoder:
         max_tokens: Optional[int] = MAX_TOKENS,
         long: str = "window",
         stride: Optional[int] = None,
+        embeddings: bool = False,
     ) -> EncoderOutputs:
         """Every output for ``texts``, in order, padded to the longest.
 
         With the Hub backend: what the model exports (``layers`` is None without encoder_outputs). With
-        ``backend="garden"``: every layer and the embedding output.
+        ``backend="garden"``, or when ``embeddings=True`` asks for the embedding output (which no Hub format
+        exports): every layer and the embedding output, from the Model Garden rebuild.
 
         Args:
             texts: strings, or (a, b) pairs.
@@ -242,16 +244,24 @@ class Encoder:
             max_tokens: padded tokens per batch at most (None: rows only).
             long: "window" (overlapping windows, stitched) or "truncate".
             stride: the overlap of windows (default: half a window).
+            embeddings: also return the embedding-layer output ``embeddings`` [N, S, H] (the rebuild's).
 
         Returns:
-            ``EncoderOutputs`` (numpy): pooled, sequence, layers, mask, token_ids, type_ids, info, embeddings.
+            ``EncoderOutputs`` (numpy): pooled, sequence, layers, mask, token_ids, type_ids, info, embeddings
+            (None unless asked for or ``backend="garden"``).
 
         Raises:
-            InputError: bad texts or arguments (the offending row or argument named).
+            InputError: bad texts or arguments (the offending row or argument named); ``embeddings=True`` with
+                ``backend="hub"``, which rules the rebuild out.
         """
         texts = check_texts(texts)
         EmbedSpec(long=long, stride=stride)
-        use_garden = self.backend == "garden"
+        if embeddings and self.backend == "hub":
+            raise InputError(
+                "embeddings=True: no Hub format exports the embedding output, so it comes from the Model Garden "
+                "rebuild, which backend='hub' rules out (load with backend='auto' or 'garden')"
+            )
+        use_garden = self.backend == "garden" or bool(embeddings)
         plan = self._all_layers_plan(use_garden)
         rows, info = self._rows(texts, long=long, stride=stride)
         results: List[Optional[TextTokens]] = [None] * len(texts)
@@ -278,6 +288,7 @@ class Encoder:
             need_pooled=self.signature.has_pooled_output,
             garden=use_garden,
             upto=L - 1 if use_garden else None,
+            reasons=["the embedding output (encode(embeddings=True))"] if use_garden else [],
         )
 
     def internals(

@@ -262,3 +262,20 @@ def test_weights_that_do_not_match_the_layers_are_refused_before_the_model_loads
     assert "2 weights for 4 selected layers" in capsys.readouterr().err
     assert main(args) == 1
     assert "needs --weights" in capsys.readouterr().err
+
+
+def test_encode_gives_the_embedding_output_when_asked(enc, tiny_models):
+    texts = ["one text", "and another one"]
+    plain = enc.encode(texts)
+    assert plain.embeddings is None
+    out = enc.encode(texts, embeddings=True)
+    ref = hubembed.load(tiny_models["tf2_dict"], backend="garden").encode(texts)
+    assert out.embeddings.shape == out.sequence.shape
+    np.testing.assert_allclose(out.embeddings, ref.embeddings, atol=1e-6)
+    m = out.mask.astype(bool)
+    np.testing.assert_allclose(out.layers[:, m], plain.layers[:, m], atol=1e-5)  # the other outputs as before
+    pooled = enc.embed(texts, layers="embeddings", pooling="mean")
+    mask = out.mask[..., None]
+    np.testing.assert_allclose((out.embeddings * mask).sum(1) / mask.sum(1), pooled, atol=1e-5)
+    with pytest.raises(InputError, match="embeddings=True: no Hub format exports the embedding output"):
+        hubembed.load(tiny_models["tf2_dict"], backend="hub").encode(texts, embeddings=True)
