@@ -567,11 +567,15 @@ class Encoder:
         long: str = "window",
         stride: Optional[int] = None,
         spec: Optional[EmbedSpec] = None,
+        split_into_words: bool = False,
     ) -> List[WordEmbeddings]:
         """Per text: its words with character spans, each a vector made from its sub-word pieces.
 
         Args:
-            texts: strings (not pairs).
+            texts: strings (not pairs); with ``split_into_words=True``, lists of the caller's own words (as Hugging
+                Face's ``is_split_into_words``, for token-level tasks such as NER): one vector per given word,
+                from the pieces of that word (joined by single spaces, which spans refer to); a word that yields
+                no piece gets zeros and its index in ``no_piece``.
             subword: first | last | mean | max | first_last ([first, last], 2x wide).
             layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
             batch_size, max_tokens: as ``embed``.
@@ -584,8 +588,25 @@ class Encoder:
         spec = EmbedSpec.make(
             spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
         )
+        if split_into_words:
+            given = [tokens.join_words(_word_list(i, ws)) for i, ws in enumerate(texts)]
+            tok, _ = self._token_embeddings([t for t, _ in given], spec.for_tokens(), batch_size, max_tokens)
+            return [tokens.to_given_words(te, texts[i], given[i][1], subword) for i, te in enumerate(tok)]
         tok, words = self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)
         return [to_words(te, w, subword) for te, w in zip(tok, words)]
+
+
+def _word_list(i: int, words) -> list:
+    """Row i of pre-tokenized input: a list of strings."""
+    if isinstance(words, (str, bytes)) or not isinstance(words, (list, tuple)):
+        raise InputError(
+            f"row {i}: split_into_words=True takes a list of words per text (got {type(words).__name__}); pass "
+            f"plain strings without split_into_words"
+        )
+    bad = [w for w in words if not isinstance(w, str)]
+    if bad:
+        raise InputError(f"row {i}: words must be strings (got {bad[0]!r})")
+    return list(words)
 
 
 FEATURE_POOLINGS = ("cls", "mean", "max", "mean_max", "mean_sqrt_len", "weightedmean")

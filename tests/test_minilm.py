@@ -271,3 +271,28 @@ def test_fine_tuning_the_converted_encoder_applies_its_dropout(minilm, hubembed_
     np.testing.assert_allclose(c, minilm.embed(TEXTS, pooling="mean"), atol=1e-5)
     calls = {fn.structured_input_signature[0][1]: fn for fn in minilm.obj.__call__.concrete_functions}
     assert _random_ops(calls[True]) and not _random_ops(calls[False])
+
+
+def test_pre_tokenized_words_match_hugging_face_is_split_into_words(minilm, hf_tokenizer, torch_model):
+    """The caller's own words in (NER-style), one vector per given word: the mean of its pieces' last-layer
+    vectors, as Hugging Face's is_split_into_words + word_ids give them; a word with no piece is named."""
+    import torch
+
+    words = [["New", "York", "is", "big", "!"], ["Straße", "\u200b", "naïve", "don't", "東京"], ["x" * 120, "end"]]
+    ours = minilm.embed_words(words, split_into_words=True, subword="mean")
+    enc = hf_tokenizer(words, is_split_into_words=True, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        hidden = torch_model(**enc).last_hidden_state.numpy()
+    for i, we in enumerate(ours):
+        ids = enc.word_ids(i)
+        assert we.words == words[i] and we.vectors.shape == (len(words[i]), 384)
+        for k in range(len(words[i])):
+            rows = [j for j, w in enumerate(ids) if w == k]
+            if not rows:
+                assert k in we.no_piece and not we.vectors[k].any()
+                continue
+            np.testing.assert_allclose(we.vectors[k], hidden[i, rows].mean(axis=0), atol=1e-4)
+        assert all(" ".join(words[i])[s:e] == w for w, (s, e) in zip(we.words, we.spans))
+    assert ours[1].no_piece == [1]  # the zero-width space yields no piece
+    with pytest.raises(Exception, match="row 0: split_into_words=True takes a list of words"):
+        minilm.embed_words(["not a list"], split_into_words=True)

@@ -11,8 +11,8 @@ the original text, and a word spans all of its characters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -145,25 +145,29 @@ class WordEmbeddings:
     vectors: np.ndarray  # [n, H'] ([n, 2H'] for subword="first_last")
     n_windows: int = 1
     truncated: int = 0
+    # Given words (split_into_words=True) that yield no piece (nothing the tokenizer keeps, or truncated away):
+    # their vectors are zeros.
+    no_piece: List[int] = field(default_factory=list)
+
+
+def _subword(pieces: np.ndarray, subword: str) -> np.ndarray:
+    """One vector from a word's piece vectors [p, ...]."""
+    if subword == "first":
+        return pieces[0]
+    if subword == "last":
+        return pieces[-1]
+    if subword == "mean":
+        return pieces.mean(axis=0)
+    if subword == "max":
+        return pieces.max(axis=0)
+    return np.concatenate([pieces[0], pieces[-1]], axis=-1)
 
 
 def to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
     n = len(te.ids)
     piece_word = w.piece_word[:n]
     n_words = int(piece_word.max()) + 1 if n else 0
-    vecs = []
-    for k in range(n_words):
-        pieces = te.vectors[piece_word == k]
-        if subword == "first":
-            vecs.append(pieces[0])
-        elif subword == "last":
-            vecs.append(pieces[-1])
-        elif subword == "mean":
-            vecs.append(pieces.mean(axis=0))
-        elif subword == "max":
-            vecs.append(pieces.max(axis=0))
-        else:
-            vecs.append(np.concatenate([pieces[0], pieces[-1]], axis=-1))
+    vecs = [_subword(te.vectors[piece_word == k], subword) for k in range(n_words)]
     width = te.vectors.shape[1:] if subword != "first_last" else (2 * te.vectors.shape[-1],)
     spans = w.word_spans[:n_words]
     return WordEmbeddings(
@@ -174,3 +178,26 @@ def to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
         te.n_windows,
         te.truncated,
     )
+
+
+def join_words(words: Sequence[str]) -> Tuple[str, np.ndarray]:
+    """Pre-tokenized input: the text the caller's words make, joined by single spaces, and each word's
+    [start, end) in it (as Hugging Face's ``is_split_into_words`` and flair treat given words)."""
+    starts = np.cumsum([0] + [len(w) + 1 for w in words[:-1]]).astype(np.int64) if words else np.zeros(0, np.int64)
+    spans = np.stack([starts, starts + np.array([len(w) for w in words], np.int64)], axis=1) if words else starts
+    return " ".join(words), spans.reshape(-1, 2)
+
+
+def to_given_words(te: TokenEmbeddings, words: Sequence[str], spans: np.ndarray, subword: str) -> WordEmbeddings:
+    """One vector per given word from the pieces inside its span; a word with no piece gets zeros and is listed
+    in ``no_piece``."""
+    width = te.vectors.shape[1:] if subword != "first_last" else (2 * te.vectors.shape[-1],)
+    vecs = np.zeros((len(words),) + tuple(width), np.float32)
+    missing = []
+    for k, (s, e) in enumerate(spans):
+        inside = (te.spans[:, 0] >= s) & (te.spans[:, 1] <= e) if len(te.spans) else np.zeros(0, bool)
+        if inside.any():
+            vecs[k] = _subword(te.vectors[inside], subword)
+        else:
+            missing.append(k)
+    return WordEmbeddings(te.text, list(words), spans, vecs, te.n_windows, te.truncated, missing)
