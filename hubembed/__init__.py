@@ -8,6 +8,14 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# TensorFlow's C++ start-up lines (no CUDA driver, oneDNN, CPU features, cuInit) read as breakage to a newcomer:
+# unless the user chose a level, or imported TensorFlow first, keep them out (TF_CPP_MIN_LOG_LEVEL=0 shows them).
+if "tensorflow" not in _sys.modules:
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from hubembed._corpus.extract import extract
 from hubembed._corpus.store import Extraction, open_extraction
 from hubembed._hub.signature import Signature

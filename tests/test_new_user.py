@@ -279,3 +279,19 @@ def test_encode_gives_the_embedding_output_when_asked(enc, tiny_models):
     np.testing.assert_allclose((out.embeddings * mask).sum(1) / mask.sum(1), pooled, atol=1e-5)
     with pytest.raises(InputError, match="embeddings=True: no Hub format exports the embedding output"):
         hubembed.load(tiny_models["tf2_dict"], backend="hub").encode(texts, embeddings=True)
+
+
+def test_the_python_api_keeps_tensorflows_startup_lines_out_unless_asked(tiny_models):
+    import os
+    import subprocess
+    import sys
+
+    code = f"import hubembed; print(hubembed.load({tiny_models['tf2_dict']!r}).embed(['a text']).shape)"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0 and "(1, 16)" in quiet.stdout, quiet.stderr[-2000:]
+    assert not [line for line in quiet.stderr.splitlines() if "cuda" in line.lower() or "oneDNN" in line]
+    loud = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"}
+    )
+    assert loud.returncode == 0 and "oneDNN" in loud.stderr  # the user's own choice is kept
