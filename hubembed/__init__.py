@@ -19,6 +19,7 @@ if "tensorflow" not in _sys.modules:
 from hubembed._corpus.extract import extract
 from hubembed._corpus.store import Extraction, open_extraction
 from hubembed._hub.signature import Signature
+from hubembed._pipeline import quantize as quantize  # hubembed.quantize.Ranges, quantize(), dequantize()
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load

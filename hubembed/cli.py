@@ -24,6 +24,7 @@ from hubembed._pipeline import batching
 from hubembed._pipeline.batching import LONG_MODES
 from hubembed._pipeline.layers import COMBINES
 from hubembed._pipeline.pooling import POOLINGS
+from hubembed._pipeline.quantize import PRECISIONS
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
 from hubembed.errors import HubEmbedError, InputError
@@ -204,6 +205,9 @@ def _spec(args):
         long=args.long,
         stride=args.stride,
         transform=args.transform,
+        truncate_dim=getattr(args, "truncate_dim", None),
+        precision=getattr(args, "precision", "float32"),
+        ranges=getattr(args, "ranges", None),
     )
 
 
@@ -398,6 +402,19 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
         metavar="FILE.npz",
         help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling",
     )
+    g.add_argument("--truncate-dim", type=int, default=None, help="keep the first n dimensions (before --normalize)")
+    g.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="quantize the vectors last (int8/uint8 need --ranges), as sentence-transformers' quantize_embeddings",
+    )
+    g.add_argument(
+        "--ranges",
+        default=None,
+        metavar="FILE.npz",
+        help="int8/uint8 calibration ranges (hubembed.quantize.Ranges.fit(vectors).save(FILE))",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -583,7 +600,8 @@ OPTION_NAMES = {
     "seq_length": "--seq-length", "backend": "--backend", "trust": "--trust", "dtype": "--dtype",
     "batch_size": "--batch-size", "max_tokens": "--max-tokens", "shard_size": "--shard-size", "format": "--format",
     "subword": "--subword", "on_bad": "--on-bad", "on_empty": "--on-empty", "column": "--column",
-    "id_column": "--id-column", "input_format": "--input-format", "C": "--C",
+    "id_column": "--id-column", "input_format": "--input-format", "C": "--C", "truncate_dim": "--truncate-dim",
+    "precision": "--precision", "ranges": "--ranges",
 }  # fmt: skip
 
 

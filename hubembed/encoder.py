@@ -347,6 +347,9 @@ class Encoder:
         attention_layer=None,
         transform=None,
         spec: Optional[EmbedSpec] = None,
+        truncate_dim: Optional[int] = None,
+        precision: str = "float32",
+        ranges=None,
     ):
         """One vector per text. Results do not depend on batch_size, max_tokens or neighbours.
 
@@ -355,6 +358,8 @@ class Encoder:
             layers, combine, weights, gamma, pooling, special_tokens, normalize, attention_layer, long, stride,
                 transform: the ``EmbedSpec`` (see there); pooling="attention" goes through the Model Garden
                 fallback, transform (a fitted ``Whitening`` or its path) applies after pooling, before normalize.
+            truncate_dim, precision, ranges: keep the first n dimensions (before normalize), then quantize
+                (int8/uint8 with calibration ``ranges``, binary/ubinary), as sentence-transformers' ``encode``.
             spec: an ``EmbedSpec`` instead of those keywords, e.g. ``open_extraction(out).spec`` to embed
                 queries exactly as a stored corpus was embedded.
             batch_size: rows per batch at most.
@@ -362,8 +367,9 @@ class Encoder:
             return_info: also return what happened to each text (``ExtractionInfo``).
 
         Returns:
-            [N, D] float32 (D = H, 2H for mean_max, k*H for concat, the transform's width; [N, k, H] for
-            combine="none" over k layers), and the ``ExtractionInfo`` with ``return_info=True``.
+            [N, D] float32 (D = H, 2H for mean_max, k*H for concat, the transform's width, truncate_dim; [N, k, H]
+            for combine="none" over k layers; int8/uint8 codes, D/8 packed bytes for binary), and the
+            ``ExtractionInfo`` with ``return_info=True``.
 
         Raises:
             InputError: bad texts or arguments, or a spec read from an extraction made with other weights.
@@ -381,6 +387,9 @@ class Encoder:
             stride=stride,
             attention_layer=attention_layer,
             transform=transform,
+            truncate_dim=truncate_dim,
+            precision=precision,
+            ranges=ranges,
         )
         if isinstance(texts, (str, bytes)):  # one text -> one vector, as sentence-transformers' encode(str)
             out = self.embed([texts], spec=spec, batch_size=batch_size, max_tokens=max_tokens, return_info=return_info)
@@ -389,17 +398,13 @@ class Encoder:
         transform = spec.transform_object()
         texts = check_texts(texts)
         plan = self.plan(spec)
-        shape = spec.shape(plan, self.signature.hidden_size)
-        if transform is not None:
-            transform.check_width(shape[-1])
+        shape = spec.pooled_shape(plan, self.signature.hidden_size)
+        spec.shape(plan, self.signature.hidden_size, transform)  # transform and truncate_dim fit: checked before work
         rows, info = self._rows(texts, long=spec.long, stride=spec.stride)
         out = np.zeros((len(texts),) + shape, np.float32)
         for t, tt in self._stream(rows, info, plan, batch_size, max_tokens, pool=(spec.pooling, spec.special_tokens)):
             out[t] = pool_text(tt, plan, spec.pooling, spec.special_tokens)
-        if transform is not None:
-            out = transform(out)
-        if spec.normalize:
-            out = pooling_mod.l2_normalize(out)
+        out = spec.finish(out, transform)  # transform, truncate_dim, normalize, precision
         info.spec = spec.record(plan, transform, **self.context())
         info.report()
         return (out, info) if return_info else out
@@ -682,6 +687,11 @@ def _export_plan(enc: Encoder, spec: EmbedSpec):
         raise InputError(
             f"stride={spec.stride} sets the overlap of windows, but an export truncates each text to one window "
             f"({enc.seq_length - 2} word pieces): leave stride unset"
+        )
+    if spec.truncate_dim is not None or spec.precision != "float32":
+        raise InputError(
+            "truncate_dim and precision: an export returns the float32 vectors of the spec's pooling; truncate "
+            "or quantize its outputs (hubembed.quantize.quantize), or export without them"
         )
     transform = spec.transform_object()
     spec = spec.replace(long="truncate")

@@ -53,3 +53,51 @@ def test_what_cannot_work_is_refused(vectors):
         q.quantize(x[:, :5], "uint8", q.Ranges.fit(calibration))
     with pytest.raises(InputError, match="keeps only signs"):
         q.dequantize(q.quantize(x, "binary"), "binary")
+
+
+def test_embed_truncates_normalizes_and_quantizes_as_sentence_transformers(minilm, minilm_source, stsb_sentences):
+    """truncate_dim, normalize and precision in embed, against sentence-transformers' encode with the same
+    options (its own quantization and truncation), on 200 STS-B sentences, ranges calibrated on 500 others."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    import hubembed
+
+    st = SentenceTransformer(minilm_source, device="cpu", truncate_dim=128)
+    texts, calibration = stsb_sentences[:200], stsb_sentences[200:700]
+    ref_float = st.encode(texts, normalize_embeddings=True)  # truncated to 128, then normalized
+    ours_float = minilm.embed(texts, pooling="mean", truncate_dim=128, normalize=True)
+    np.testing.assert_allclose(ours_float, ref_float, atol=2e-5)
+    ranges = q.Ranges.fit(minilm.embed(calibration, pooling="mean", truncate_dim=128, normalize=True))
+    for precision in ("int8", "uint8", "binary", "ubinary"):
+        kw = dict(ranges=ranges) if precision in q.CALIBRATED else {}
+        ours = minilm.embed(texts, pooling="mean", truncate_dim=128, normalize=True, precision=precision, **kw)
+        ref = quantize_embeddings(ours_float, precision, ranges=np.stack([ranges.low, ranges.high]))
+        assert ours.dtype == ref.dtype and ours.shape == ref.shape == (200, q.width(precision, 128))
+        np.testing.assert_array_equal(ours, ref)
+        # near bucket edges float rounding may move a code by one: compared with sentence-transformers' own floats
+        st_codes = quantize_embeddings(ref_float, precision, ranges=np.stack([ranges.low, ranges.high]))
+        assert np.mean(ours != st_codes) < 0.01
+    spec = hubembed.EmbedSpec(pooling="mean", truncate_dim=128, precision="int8", ranges=ranges)
+    assert minilm.output_shape(spec) == (128,)
+    rec = minilm.embed(texts[:2], spec=spec, return_info=True)[1].spec
+    assert rec["precision"] == "int8" and rec["truncate_dim"] == 128 and rec["ranges"]["sha256"] == ranges.sha256
+    with pytest.raises(InputError, match="precision='int8' needs ranges="):
+        hubembed.EmbedSpec(precision="int8")
+    with pytest.raises(InputError, match="truncate_dim=500: the vectors have only 384 dimensions"):
+        minilm.embed(texts[:1], truncate_dim=500)
+
+
+def test_the_cli_quantizes_and_refuses_before_the_model_loads(tiny_models, tiny_encoders, tmp_path, capsys):
+    import json
+
+    from hubembed.cli import main
+
+    enc, path = tiny_encoders["tf2_dict"], tiny_models["tf2_dict"]
+    texts = ["one text", "and another one", "a third one here"]
+    ranges = q.Ranges.fit(enc.embed(texts * 2 + ["x y z"])).save(str(tmp_path / "r.npz"))
+    assert main(["embed", *texts, "--model", path, "--json", "--precision", "uint8", "--ranges", ranges]) == 0
+    got = json.loads(capsys.readouterr().out)
+    np.testing.assert_array_equal(np.array(got["vectors"]), q.quantize(enc.embed(texts), "uint8", ranges))
+    assert main(["embed", "x", "--model", "does-not-matter", "--precision", "int8"]) == 1
+    assert "--precision='int8' needs --ranges=" in capsys.readouterr().err

@@ -75,6 +75,11 @@ class Settings:
             raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
         if self.level == "words" and self.subword not in SUBWORD:
             raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
+        if self.spec.truncate_dim is not None or self.spec.precision != "float32":
+            raise InputError(
+                "truncate_dim and precision are applied by embed (Encoder.embed, hubembed embed) for now; an "
+                "extraction stores float vectors: quantize them when you read them (hubembed.quantize.quantize)"
+            )
         if self.spec.transform is not None:
             if self.level != "sentence":
                 raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")

@@ -29,6 +29,7 @@ import numpy as np
 
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline import quantize
 from hubembed._pipeline.batching import LONG_MODES
 from hubembed.errors import InputError
 
@@ -45,6 +46,9 @@ FIELDS = (
     "long",
     "stride",
     "transform",
+    "truncate_dim",
+    "precision",
+    "ranges",
 )
 TOKEN_FIELDS = ("layers", "combine", "weights", "gamma", "long", "stride")  # what token/word vectors depend on
 # Keys of a resolved record (``record``) that describe the encoder or the job, not the spec.
@@ -97,6 +101,12 @@ class EmbedSpec:
         long: "window" (overlapping windows, stitched) or "truncate", for texts longer than a window.
         stride: the overlap of windows in tokens (default: half a window).
         transform: a fitted ``hubembed.analysis.Whitening`` or the path of a saved one, applied after pooling.
+        truncate_dim: keep the first n dimensions (Matryoshka-style models), after ``transform``, before
+            ``normalize``, as sentence-transformers' ``truncate_dim``.
+        precision: float32 | int8 | uint8 | binary | ubinary: the vectors quantized last, as
+            sentence-transformers' ``quantize_embeddings`` (``hubembed._pipeline.quantize``).
+        ranges: int8/uint8's calibration ranges: a ``quantize.Ranges`` (``Ranges.fit(calibration vectors)``),
+            its saved ``.npz`` path or a [2, D] array.
 
     Raises:
         InputError: an argument that is not valid whatever the encoder (the message names it and what is).
@@ -113,6 +123,9 @@ class EmbedSpec:
     long: str = "window"
     stride: Optional[int] = None
     transform: Any = field(default=None)
+    truncate_dim: Optional[int] = None
+    precision: str = "float32"
+    ranges: Any = field(default=None)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -151,6 +164,25 @@ class EmbedSpec:
                 raise InputError(f"{name}={getattr(self, name)!r}; valid: True or False")
         if not isinstance(self.gamma, numbers.Real) or isinstance(self.gamma, bool):
             raise InputError(f"gamma={self.gamma!r}; valid: a number")
+        self._check_output()
+
+    def _check_output(self) -> None:
+        """truncate_dim, precision and ranges: what happens to a vector after pooling and transform."""
+        if self.truncate_dim is not None and (
+            isinstance(self.truncate_dim, bool)
+            or not isinstance(self.truncate_dim, numbers.Integral)
+            or self.truncate_dim < 1
+        ):
+            raise InputError(f"truncate_dim={self.truncate_dim!r}: the dimensions to keep, an integer >= 1")
+        quantize.check(self.precision)
+        if self.precision in quantize.CALIBRATED and self.ranges is None:
+            raise InputError(
+                f"precision={self.precision!r} needs ranges=: the calibration ranges of a set of vectors "
+                f"(hubembed.quantize.Ranges.fit(enc.embed(calibration texts)), or its saved .npz), shared by a "
+                f"corpus and its queries"
+            )
+        if self.ranges is not None and self.precision not in quantize.CALIBRATED:
+            raise InputError(f"ranges= only applies to precision='int8' or 'uint8', not {self.precision!r}")
 
     # -- making and copying ------------------------------------------------------
     @classmethod
@@ -198,6 +230,8 @@ class EmbedSpec:
         d["weights"] = list(self.weights) if self.weights is not None else None
         if self.transform is not None and not isinstance(self.transform, (str, dict)):
             d["transform"] = self.transform.to_dict() if hasattr(self.transform, "to_dict") else str(self.transform)
+        if self.ranges is not None and not isinstance(self.ranges, (str, dict)):
+            d["ranges"] = {"sha256": quantize.Ranges.of(self.ranges).sha256}
         return d
 
     @classmethod
@@ -229,7 +263,32 @@ class EmbedSpec:
         }
         if transform is not None:
             d["transform"] = transform.to_dict()
+        if self.truncate_dim is not None:  # recorded only when used: older records stay as they were
+            d["truncate_dim"] = self.truncate_dim
+        if self.precision != "float32":
+            d["precision"] = self.precision
+        if self.ranges is not None:
+            d["ranges"] = {"sha256": self.ranges_object().sha256}
         return d
+
+    def ranges_object(self):
+        """The int8/uint8 calibration ranges (loaded if the spec holds their path), or None."""
+        if isinstance(self.ranges, dict):
+            raise InputError(
+                f"this spec quantizes with calibration ranges (sha256 {str(self.ranges.get('sha256'))[:16]}...) "
+                f"that a record does not hold: give them back, spec.replace(ranges=<the Ranges or its .npz path>)"
+            )
+        return None if self.ranges is None else quantize.Ranges.of(self.ranges)
+
+    def finish(self, vectors, transform=None):
+        """Pooled vectors [..., D] -> what the spec returns: transform, truncate_dim, normalize, precision."""
+        if transform is not None:
+            vectors = transform(vectors)
+        if self.truncate_dim is not None:
+            vectors = vectors[..., : self.truncate_dim]
+        if self.normalize:
+            vectors = pooling_mod.l2_normalize(vectors)
+        return quantize.quantize(vectors, self.precision, self.ranges_object())
 
     def token_record(self, plan: "LayerPlan", **context) -> dict:
         """``record`` for token and word vectors (what they depend on; ``stride`` only when it is set)."""
@@ -290,15 +349,24 @@ class EmbedSpec:
 
     def shape(self, plan: "LayerPlan", hidden: int, transform=None) -> Tuple[int, ...]:
         """The shape of one text's vector, from the spec and the signature (never by running the model)."""
+        shape = self.pooled_shape(plan, hidden)
+        if transform is not None:
+            transform.check_width(shape[-1])
+            shape = shape[:-1] + (transform.out_dim,)
+        if self.truncate_dim is not None:
+            if self.truncate_dim > shape[-1]:
+                raise InputError(f"truncate_dim={self.truncate_dim}: the vectors have only {shape[-1]} dimensions")
+            shape = shape[:-1] + (self.truncate_dim,)
+        return shape[:-1] + (quantize.width(self.precision, shape[-1]),)
+
+    def pooled_shape(self, plan: "LayerPlan", hidden: int) -> Tuple[int, ...]:
+        """The shape of one text's vector as pooled, before ``finish`` (transform, truncation, quantization)."""
         if self.pooling == "pooled":  # the model's pooled_output: one H-wide vector whatever the layers
             shape: Tuple[int, ...] = (hidden,)
         else:
             width = pooling_mod.width(self.pooling, plan.combine.width(hidden, len(plan.indices)))
             keep_apart = self.combine == "none" and len(plan.indices) > 1
             shape = (len(plan.indices), width) if keep_apart else (width,)
-        if transform is not None:
-            transform.check_width(shape[-1])
-            shape = shape[:-1] + (transform.out_dim,)
         return shape
 
 
