@@ -101,3 +101,33 @@ def test_the_cli_quantizes_and_refuses_before_the_model_loads(tiny_models, tiny_
     np.testing.assert_array_equal(np.array(got["vectors"]), q.quantize(enc.embed(texts), "uint8", ranges))
     assert main(["embed", "x", "--model", "does-not-matter", "--precision", "int8"]) == 1
     assert "--precision='int8' needs --ranges=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["npy", "parquet"])
+def test_extract_stores_codes_records_the_quantization_and_reads_them_back(tiny_models, tiny_encoders, tmp_path, fmt):
+    import hubembed
+
+    enc, path = tiny_encoders["tf2_dict"], tiny_models["tf2_dict"]
+    texts = [f"text number {i} " + "word " * (i % 5) for i in range(30)]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    ranges = q.Ranges.fit(enc.embed(texts[::2] + ["other words", "more"], normalize=True))
+    kw = dict(model=path, format=fmt, normalize=True, precision="int8", ranges=ranges, cache=False)
+    hubembed.extract(str(corpus), str(tmp_path / "out"), **kw)
+    ex = hubembed.open_extraction(str(tmp_path / "out"))
+    codes = ex.vectors()
+    assert codes.dtype == np.int8 and ex.record["dtype"] == "int8" and ex.record["precision"] == "int8"
+    np.testing.assert_array_equal(codes, enc.embed(texts, normalize=True, precision="int8", ranges=ranges))
+    back = ex.dequantized(ranges)
+    assert np.abs(back - enc.embed(texts, normalize=True)).max() <= (ranges.high - ranges.low).max() / 255
+    np.testing.assert_array_equal(ex.embed(texts[:3], encoder=enc, ranges=ranges), codes[:3])  # queries alike
+    with pytest.raises(InputError, match="give them back"):
+        ex.embed(texts[:1], encoder=enc)
+    other = q.Ranges.fit(enc.embed(texts[1::2] + ["a", "b"]))
+    with pytest.raises(InputError, match="not the ones"):
+        ex.dequantized(other)
+    # resuming with other ranges (or another precision) is refused: the record differs
+    with pytest.raises(hubembed.HubEmbedError, match="(?i)differ|spec"):
+        hubembed.extract(str(corpus), str(tmp_path / "out"), resume=True, **dict(kw, ranges=other))
+    with pytest.raises(InputError, match="TFRecord float lists cannot hold int8 codes"):
+        hubembed.extract(str(corpus), str(tmp_path / "o2"), **dict(kw, format="tfrecord"))

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from hubembed._corpus import featurecache, inputs, shards, store
+from hubembed._pipeline import quantize
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
@@ -75,15 +76,32 @@ class Settings:
             raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
         if self.level == "words" and self.subword not in SUBWORD:
             raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
-        if self.spec.truncate_dim is not None or self.spec.precision != "float32":
-            raise InputError(
-                "truncate_dim and precision are applied by embed (Encoder.embed, hubembed embed) for now; an "
-                "extraction stores float vectors: quantize them when you read them (hubembed.quantize.quantize)"
-            )
+        self._check_output()
         if self.spec.transform is not None:
             if self.level != "sentence":
                 raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
             self.spec = self.spec.replace(transform=self.spec.transform_object())  # loaded once, checked early
+
+    def _check_output(self) -> None:
+        """truncate_dim and precision: sentence vectors only; codes are stored as they are (npy or parquet)."""
+        spec = self.spec
+        if (spec.truncate_dim is not None or spec.precision != "float32") and self.level != "sentence":
+            raise InputError("truncate_dim and precision apply to sentence vectors; drop them for tokens/words")
+        if spec.precision == "float32":
+            return
+        if self.dtype != "float32":
+            raise InputError(
+                f"precision={spec.precision!r} stores {self.stored_dtype} codes; dtype= is for float vectors "
+                f"(leave it at float32)"
+            )
+        if self.format == "tfrecord":
+            raise InputError(f"TFRecord float lists cannot hold {spec.precision} codes; use format='npy' or 'parquet'")
+        self.spec = self.spec.replace(ranges=spec.ranges_object())  # loaded once, checked early
+
+    @property
+    def stored_dtype(self) -> str:
+        """The dtype of the vectors on disk: ``dtype``, or the codes' with ``precision``."""
+        return self.dtype if self.spec.precision == "float32" else quantize.dtype(self.spec.precision).__name__
 
 
 class Embedder:
@@ -153,7 +171,7 @@ class Embedder:
         return shards.Chunk(ids, items=self._pieces(texts))
 
     def render(self, records) -> Dict[str, bytes]:
-        return shards.render(self.s.format, self.s.level, self.chunk(records), self.s.dtype)
+        return shards.render(self.s.format, self.s.level, self.chunk(records), self.s.stored_dtype)
 
 
 def input_digest(records) -> str:
@@ -174,7 +192,7 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
             **embedder.record,
             "level": s.level,
             "format": s.format,
-            "dtype": s.dtype,
+            "dtype": s.stored_dtype,
             "dim": embedder.dim,
             "shard_size": s.shard_size,
         },

@@ -279,7 +279,14 @@ class Extraction:
         return self.record.get("format", "npy")
 
     def embed(
-        self, texts, *, encoder=None, transform=None, batch_size: Optional[int] = None, max_tokens: Optional[int] = -1
+        self,
+        texts,
+        *,
+        encoder=None,
+        transform=None,
+        ranges=None,
+        batch_size: Optional[int] = None,
+        max_tokens: Optional[int] = -1,
     ) -> np.ndarray:
         """Embed ``texts`` (queries) exactly as this corpus was embedded, to compare them with its vectors.
 
@@ -288,6 +295,7 @@ class Extraction:
             encoder: a loaded ``Encoder``; default: the manifest's model, loaded with its sequence length.
             transform: the fitted transform the extraction applied, if it applied one (a manifest records its
                 sha256, not its parameters).
+            ranges: the int8/uint8 calibration ranges it was quantized with, if it was (likewise).
             batch_size, max_tokens: as ``Encoder.embed`` (default: its defaults).
 
         Returns:
@@ -302,6 +310,7 @@ class Extraction:
                 f"{self.out} holds {self.level}-level output; embedding queries like it applies to sentence vectors"
             )
         spec = self.spec if transform is None else self.spec.replace(transform=transform)
+        spec = spec if ranges is None else spec.replace(ranges=ranges)
         if encoder is None:
             import hubembed
 
@@ -375,6 +384,23 @@ class Extraction:
             if self.shards
             else np.zeros((0, 0), np.float32)
         )
+
+    def dequantized(self, ranges) -> np.ndarray:
+        """The vectors of an int8/uint8 extraction as float32 bucket middles; ``ranges``: the calibration ranges
+        it was made with (a manifest records their sha256, not their values), checked against the record."""
+        from hubembed._pipeline import quantize
+
+        precision = self.record.get("precision", "float32")
+        if precision not in quantize.CALIBRATED:
+            raise InputError(f"{self.out} holds {precision} vectors: nothing to dequantize")
+        r = quantize.Ranges.of(ranges)
+        recorded = (self.record.get("ranges") or {}).get("sha256")
+        if r.sha256 != recorded:
+            raise InputError(
+                f"ranges (sha256 {r.sha256[:16]}...) are not the ones {self.out} was quantized with "
+                f"({str(recorded)[:16]}...)"
+            )
+        return quantize.dequantize(self.vectors(), precision, r)
 
     def __repr__(self) -> str:
         h = self.header

@@ -278,7 +278,16 @@ class EmbedSpec:
                 f"this spec quantizes with calibration ranges (sha256 {str(self.ranges.get('sha256'))[:16]}...) "
                 f"that a record does not hold: give them back, spec.replace(ranges=<the Ranges or its .npz path>)"
             )
-        return None if self.ranges is None else quantize.Ranges.of(self.ranges)
+        if self.ranges is None:
+            return None
+        r = quantize.Ranges.of(self.ranges)
+        recorded = ((self.source or {}).get("ranges") or {}).get("sha256")
+        if recorded and recorded != r.sha256:
+            raise InputError(
+                f"ranges (sha256 {r.sha256[:16]}...) are not the ones the extraction was quantized with "
+                f"({recorded[:16]}...)"
+            )
+        return r
 
     def finish(self, vectors, transform=None):
         """Pooled vectors [..., D] -> what the spec returns: transform, truncate_dim, normalize, precision."""
