@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
+import re
 from typing import Optional
 
 from hubembed.errors import OutputError, missing
@@ -46,6 +48,29 @@ def require_text():
         "Loading or building a BERT preprocessing model (its ops CaseFoldUTF8, "
         "WordpieceTokenizeWithOffsets, RoundRobinTrim)",
     )
+
+
+# -- TensorFlow's logging ------------------------------------------------------------------------------------------
+_PER_PLAN = re.compile(
+    r"calls to <function (GardenEncoder\.forward|HubBackend\.compiled)\.<locals>\.\w+ at [^>]*> triggered "
+    r"tf\.function retracing"
+)
+
+
+class _OneTraceEach(logging.Filter):
+    """hubembed makes one ``tf.function`` per model and plan, each traced once. TensorFlow counts traces by the
+    code object all of them share, so loading several encoders looks to it like "retracing" and it warns: drop
+    that warning for those functions only (any other function's still shows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _PER_PLAN.search(record.getMessage())
+
+
+def quiet_per_plan_tracing() -> None:
+    """Install ``_OneTraceEach`` on TensorFlow's logger (once)."""
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OneTraceEach) for f in logger.filters):
+        logger.addFilter(_OneTraceEach())
 
 
 # -- files -----------------------------------------------------------------------------------------------------

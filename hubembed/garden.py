@@ -47,7 +47,7 @@ import numpy as np
 
 from hubembed._formats.names import ACTIVATIONS, BertConfig, tf1_name, weight_shapes
 from hubembed._pipeline.backends import Activations, HubBackend
-from hubembed._util import optional
+from hubembed._util import optional, quiet_per_plan_tracing
 from hubembed.errors import FormatError, InputError
 
 log = logging.getLogger("hubembed")
@@ -525,6 +525,7 @@ class GardenEncoder:
         key = (upto, bool(attention), bool(sublayers))
         fn = self._fns.get(key)
         if fn is None:
+            quiet_per_plan_tracing()  # one function per plan, traced once: not "retracing"
             spec = tf.TensorSpec([None, None], tf.int32)
 
             @tf.function(input_signature=[spec, spec, spec])

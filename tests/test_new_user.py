@@ -295,3 +295,22 @@ def test_the_python_api_keeps_tensorflows_startup_lines_out_unless_asked(tiny_mo
         [sys.executable, "-c", code], capture_output=True, text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"}
     )
     assert loud.returncode == 0 and "oneDNN" in loud.stderr  # the user's own choice is kept
+
+
+def test_loading_several_encoders_logs_no_retracing_warning(tiny_models):
+    """One tf.function per model and plan, each traced once: TensorFlow's "retracing" warning (it counts traces
+    by shared code) is not shown for them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hubembed\n"
+        f"for p in {[tiny_models[k] for k in ('tf2_dict', 'tf2_dict_no_layers', 'tf2_list', 'tf1_hub')] * 2!r}:\n"
+        "    e = hubembed.load(p)\n"
+        "    for layers in (-1, 0, 'all'):\n"
+        "        e.embed(['a text', 'another longer text'], layers=layers)\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+    assert "retracing" not in r.stderr

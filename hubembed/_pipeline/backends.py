@@ -24,6 +24,7 @@ from typing import Any, List, Optional, Protocol
 import numpy as np
 
 from hubembed._pipeline.layers import EMBEDDINGS
+from hubembed._util import quiet_per_plan_tracing
 
 
 @dataclass
@@ -104,6 +105,7 @@ class HubBackend:
         key = (bool(training), None if keep is None else tuple(sorted(set(keep))))
         with self._lock:
             if key not in self._fns:
+                quiet_per_plan_tracing()
                 spec = tf.TensorSpec([None, None], tf.int32)
 
                 @tf.function(input_signature=[spec, spec, spec], autograph=False)
