@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from typing import Any, Optional, Sequence, Tuple, Union
 
@@ -105,8 +106,12 @@ class EmbedShard(beam.DoFn if beam else object):
         encoder = hubembed.load(**self.load_args)
         self.embedder = corpus.Embedder(encoder, self.settings, self.weights_sha256)
         LOADS["count"] += 1
+        self.counted = False  # counted by the first process(): metrics are not collected during setup
 
     def process(self, element):
+        if not self.counted:
+            beam.metrics.Metrics.counter("hubembed", "model_loads").inc()  # per worker: the run's total is reported
+            self.counted = True
         index, rows = element
         recs = [inputs.Record(*r) for r in sorted(rows)]
         blobs = self.embedder.render(recs)
@@ -194,15 +199,35 @@ def extract(
             "a file, or run without --runner"
         )
     spec = EmbedSpec.make(spec, **spec_keywords)
+    # Workers run in their own working directory: a relative local path means the launcher's.
+    input_path, out = _absolute(input_path), _absolute(out)
     settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
     load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
     _check_out(out)  # before the model loads
     header, weights_sha256 = _header(input_path, reader_args, load_args, settings)
     start = time.perf_counter()
-    with beam.Pipeline(options=_options(pipeline_args, runner)) as p:
-        _build(p, input_path, out, reader_args, EmbedShard(out, load_args, settings, weights_sha256), header, runner)
-    return _finish(out, runner, time.perf_counter() - start)
+    p = beam.Pipeline(options=_options(pipeline_args, runner))
+    _build(p, input_path, out, reader_args, EmbedShard(out, load_args, settings, weights_sha256), header, runner)
+    result = p.run()
+    result.wait_until_finish()
+    return _finish(out, runner, time.perf_counter() - start, _model_loads(result))
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute (gs://, s3:// and other URLs as they are)."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
+
+def _model_loads(result) -> Optional[int]:
+    """How many times workers loaded the model (Beam's counter; None if the runner reports no metrics)."""
+    try:
+        found = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace("hubembed").with_name("model_loads")
+        )["counters"]
+    except Exception:  # noqa: BLE001 - a runner without metrics support
+        return None
+    return sum(c.committed or c.attempted or 0 for c in found) if found else None
 
 
 def _options(pipeline_args, runner: str):
@@ -240,10 +265,11 @@ def _build(p, input_path: str, out: str, reader_args: dict, embed: "EmbedShard",
     )
 
 
-def _finish(out: str, runner: str, seconds: float) -> dict:
+def _finish(out: str, runner: str, seconds: float, model_loads: Optional[int] = None) -> dict:
     with _open(_join(out, store.MANIFEST)) as f:
         m = json.loads(f.read().decode("utf-8"))
     m["summary"].update(
+        model_loads_this_run=model_loads,
         seconds_this_run=round(seconds, 3),
         rows_per_second_this_run=round(m["rows"] / seconds, 1) if seconds > 0 else None,
     )

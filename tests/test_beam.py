@@ -40,21 +40,105 @@ def _same_output(a, b):
     return ma
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(port: int, proc, log_path, seconds: float = 90) -> None:
+    import socket
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"a Beam service exited: {open(log_path).read()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"a Beam service did not open port {port}: {open(log_path).read()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory):
+    """Beam's portable runner, offline: its own job service and an external SDK worker pool (both from the
+    apache-beam wheel) on free loopback ports, started in another directory than the tests'. The pool starts
+    ``python`` from PATH: this interpreter's folder comes first. Yields the pipeline options that use them."""
+    where = tmp_path_factory.mktemp("beam_services")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    job, pool = _free_port(), _free_port()
+    log_path = where / "services.log"
+    log = open(log_path, "w")
+    commands = [
+        ["apache_beam.runners.portability.local_job_service_main", "--port", str(job)],
+        ["apache_beam.runners.worker.worker_pool_main", "--service_port", str(pool)],
+    ]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", *c], cwd=where, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for c in commands
+    ]
+    try:
+        for port, proc in zip((job, pool), procs):
+            _wait_for(port, proc, log_path)
+        yield [
+            f"--job_endpoint=localhost:{job}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{pool}",
+        ]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+@pytest.mark.parametrize("runner", ["DirectRunner", "PortableRunner"])
 @pytest.mark.parametrize("level,fmt", [("sentence", "npy"), ("words", "parquet")])
-def test_direct_runner_output_equals_the_local_extract(tiny_models, tmp_path, level, fmt):
+def test_beam_output_equals_the_local_extract(tiny_models, tmp_path, level, fmt, runner, request, monkeypatch):
+    """File by file; on the portable runner with relative paths (the launcher's directory, not the workers'),
+    the model loaded by the worker, not in this process."""
     model = tiny_models["tf2_dict"]
     src = _corpus(tmp_path / "c.txt")
     args = dict(model=model, level=level, format=fmt, shard_size=10, layers="-2:", cache=False)
     local = str(tmp_path / "local")
     hubembed.extract(src, local, quiet=True, **args)
     loads = beam.LOADS["count"]
+    if runner == "PortableRunner":
+        monkeypatch.chdir(tmp_path)
+        m = beam.extract("c.txt", "beam", runner=runner, pipeline_args=request.getfixturevalue("portable"), **args)
+        assert beam.LOADS["count"] == loads and m["summary"]["model_loads_this_run"] >= 1  # in a worker
+    else:
+        m = beam.extract(src, str(tmp_path / "beam"), runner=runner, **args)
+        assert beam.LOADS["count"] - loads == 1  # one worker: the model loaded once, for 6 shards
+        assert m["summary"]["model_loads_this_run"] == 1
+    assert m["summary"]["runner"] == runner and len(m["shards"]) == 6 and m["rows"] == 52
     out = str(tmp_path / "beam")
-    m = beam.extract(src, out, runner="DirectRunner", **args)
-    assert beam.LOADS["count"] - loads == 1  # one worker: the model loaded once, for 6 shards
-    assert m["summary"]["runner"] == "DirectRunner" and len(m["shards"]) == 6 and m["rows"] == 52
     _same_output(local, out)
     ex = hubembed.open_extraction(out, verify=True)
     assert ex.level == level and len(ex) == 52
+
+
+def test_the_cli_on_the_portable_runner_with_relative_paths(tiny_models, tmp_path, portable):
+    model = tiny_models["tf2_dict"]
+    _corpus(tmp_path / "c.txt", 30)
+    cmd = [sys.executable, "-m", "hubembed", "extract", "c.txt", "-o", "o", "--model", model, "--shard-size", "8"]
+    r = subprocess.run(
+        cmd + ["--runner", "PortableRunner", *portable], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "27 rows in 4 npy shards (sentence level" in r.stdout
+    local = str(tmp_path / "local")
+    hubembed.extract(str(tmp_path / "c.txt"), local, model=model, shard_size=8, quiet=True, cache=False)
+    _same_output(local, str(tmp_path / "o"))
 
 
 def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
