@@ -24,6 +24,7 @@ EXTRAS = {
     "pyarrow": ("pyarrow", "'hubembed[parquet]'"),
     "matplotlib.figure": ("matplotlib", "'hubembed[plot]'"),
     "sklearn": ("sklearn", "'hubembed[analysis]'"),
+    "pyspark": ("pyspark", "'hubembed[spark]'"),
 }
 
 

@@ -18,6 +18,7 @@ OUTER = (
     "hubembed._corpus",
     "hubembed.keras",
     "hubembed.beam",
+    "hubembed.spark",
     "hubembed.analysis",
     "hubembed.plots",
     "hubembed.cli",
