@@ -32,7 +32,7 @@ from hubembed.errors import HubEmbedError, InputError
 
 def _quiet_tensorflow() -> None:
     """Keep TF's C++ and Python logging out of the command's output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TF_CPP_MIN_LOG_LEVEL: hubembed/__init__ (imported before this module) defaults it to 3.
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)

@@ -216,7 +216,7 @@ def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
 
     ids, mask, types = probe
     target = expected.layers[0] if expected.layers is not None else expected.sequence
-    blocks = 1 if expected.layers is not None else _num_blocks(weights)
+    blocks = 1 if expected.layers is not None else len(_block_numbers(weights))
     m = mask.astype(bool)
     for heads, act in pairs:
         cfg = BertConfig(
@@ -234,8 +234,9 @@ def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
     return pairs
 
 
-def _num_blocks(weights) -> int:
-    return len({m.group(1) for n in weights for m in [re.match(r"transformer/layer_(\d+)/", n)] if m})
+def _block_numbers(weights) -> set:
+    """The i of every ``transformer/layer_i/`` among the weight names."""
+    return {int(m.group(1)) for n in weights for m in [re.match(r"transformer/layer_(\d+)/", n)] if m}
 
 
 def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: int, activation: str) -> GardenConfig:
@@ -243,7 +244,7 @@ def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: i
     p0 = _block_prefix(family, 0)
     H = int(weights[p0 + "self_attention/query/kernel"].shape[0])
     if family == "bert":
-        found = {int(m.group(1)) for n in weights for m in [re.match(r"transformer/layer_(\d+)/", n)] if m}
+        found = _block_numbers(weights)
         if found != set(range(len(found))):
             raise FormatError(f"transformer blocks {sorted(found)} are not numbered 0..{len(found) - 1}")
         if num_layers is not None and num_layers != len(found):

@@ -41,7 +41,7 @@ from typing import Optional
 
 import numpy as np
 
-from hubembed._pipeline.pooling import POOLINGS
+from hubembed._pipeline import graph
 from hubembed._pipeline.spec import EmbedSpec, layer_plan
 from hubembed.errors import InputError
 
@@ -56,45 +56,14 @@ OUTPUTS = ("embedding", "pooled", "sequence", "layers")
 
 
 def masked_pool(x, mask, pooling: str, special=None, weights=None):
-    """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); see ``hubembed._pipeline.pooling``."""
-    import tensorflow as tf
+    """TF masked pooling of x [B, S, D] with mask [B, S] (1 = counts); ``special`` [B, S]: positions left out.
 
-    m = tf.cast(mask, x.dtype)
-    if special is not None:
-        m = m * (1.0 - tf.cast(special, x.dtype))
-    if pooling == "cls":
-        return x[:, 0]
-    if pooling == "attention":
-        w = m * tf.cast(weights, x.dtype)
-        w = tf.math.divide_no_nan(w, tf.reduce_sum(w, axis=1, keepdims=True))
-        return tf.reduce_sum(x * w[:, :, None], axis=1)
-    if pooling == "weightedmean":  # position i (1-based) weighs i, as sentence-transformers' WeightedMean
-        w = m * tf.cast(tf.range(1, tf.shape(x)[1] + 1), x.dtype)[None, :]
-        return tf.reduce_sum(x * w[:, :, None], axis=1) / tf.maximum(tf.reduce_sum(w, axis=1, keepdims=True), 1e-9)
-    count = tf.reduce_sum(m, axis=1, keepdims=True)
-    total = tf.reduce_sum(x * m[:, :, None], axis=1)
-    mean = total / tf.maximum(count, 1.0)
-    if pooling in ("mean", "first_last_avg"):
-        return mean
-    if pooling == "mean_sqrt_len":
-        return total / tf.sqrt(tf.maximum(count, 1.0))
-    very_small = tf.constant(-3.0e38 if x.dtype == tf.float32 else -6.0e4, x.dtype)
-    mx = tf.reduce_max(tf.where(m[:, :, None] > 0, x, very_small), axis=1)
-    mx = tf.where(count > 0, mx, tf.zeros_like(mx))
-    if pooling == "max":
-        return mx
-    if pooling == "mean_max":
-        return tf.concat([mean, mx], axis=-1)
-    raise InputError(f"pooling={pooling!r}; valid: {', '.join(POOLINGS)}")
+    The one TF pooling (``hubembed._pipeline.graph.pool``, which exports use too), in the layers' signature.
+    """
+    return graph.pool(x, mask, special, pooling, special_tokens=special is None, weights=weights)
 
 
-def received_attention(probs, mask):
-    """TF twin of ``hubembed._pipeline.pooling.received_attention``: [B, N, S, S] -> [B, S]."""
-    import tensorflow as tf
-
-    m = tf.cast(mask, probs.dtype)
-    per_query = tf.reduce_mean(probs, axis=1) * m[:, :, None]
-    return tf.reduce_sum(per_query, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1.0) * m
+received_attention = graph.received_attention  # TF twin of ``pooling.received_attention``: [B, N, S, S] -> [B, S]
 
 
 def _block_of(name: str, uses_pooler: bool = True):
@@ -609,19 +578,9 @@ class _HubFeatureLogic:
         return self._finish(self._pool(x, mask, picked[0].dtype, ids, out))
 
     def _combine(self, picked):
-        import tensorflow as tf
-
-        how = self._plan.combine.how
-        if len(picked) == 1 or how == "none":
+        if self._plan.combine.how == "none":
             return picked[0]
-        if how == "concat":
-            return tf.concat(picked, axis=-1)
-        if how == "mean":
-            return tf.add_n(picked) / float(len(picked))
-        if how == "sum":
-            return tf.add_n(picked)
-        coeffs = self._plan.combine.coefficients()
-        return tf.add_n([float(c) * t for c, t in zip(coeffs, picked)])
+        return graph.combine(picked, self._plan.combine)
 
     def _pool(self, x, mask, dtype, ids, out):
         """One vector per text from the token vectors x [B, S, D] (mask [B, S], cast to dtype for the pooling)."""

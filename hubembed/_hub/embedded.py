@@ -80,9 +80,8 @@ def _fetch(entry, package: str, version: str, module: str, root: str) -> None:
         with zipfile.ZipFile(wheels[0]) as z:
             z.extractall(tmp, [n for n in z.namelist() if n.startswith(module + "/")])
         shutil.rmtree(root, ignore_errors=True)
-        os.replace(os.path.join(tmp, module), os.path.join(tmp, "unpacked"))
         os.makedirs(root)
-        os.replace(os.path.join(tmp, "unpacked"), os.path.join(root, module))
+        os.replace(os.path.join(tmp, module), os.path.join(root, module))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
