@@ -98,9 +98,11 @@ class Encoder:
         *,
         entry=None,
         backend: str = "auto",
+        quantize: Optional[str] = None,
     ):
         if backend not in BACKENDS:
             raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
+        check_quantize(quantize)
         self.handle = handle
         self.obj = obj
         self.signature = signature
@@ -114,6 +116,8 @@ class Encoder:
         self._lazy = threading.RLock()  # the rebuild and the word tokenizer are built once, even by racing threads
         self._garden_reasons: set = set()
         self._word_tokenizer = None
+        self.quantize = quantize  # None (float32), "int8" or "bf16": the compute of every call
+        self._quantized: Optional[Backend] = None  # its backend, set by ``quantized_backend`` at load
 
     def __repr__(self) -> str:
         s = self.signature
@@ -135,8 +139,22 @@ class Encoder:
         return rows, info
 
     def plan(self, spec: EmbedSpec) -> LayerPlan:
-        """``spec`` resolved against this encoder: its layers, and the backend that gives them."""
-        return spec.plan(self.signature, self.backend)
+        """``spec`` resolved against this encoder: its layers, and the backend that gives them.
+
+        Raises:
+            InputError: as ``EmbedSpec.plan``; or what the int8 model does not compute (``check_quantized``).
+        """
+        if self.quantize is None:
+            return spec.plan(self.signature, self.backend)
+        plan = spec.plan(self.signature, "garden" if self._quantized_source() == "garden" else self.backend)
+        check_quantized(self, plan)
+        return plan
+
+    def _quantized_source(self) -> str:
+        """What a quantized mode computes with: "garden" (the rebuild: bf16, TF1 modules, backend="garden") or
+        "hub" (the Hub model's own graph)."""
+        rebuild = self.quantize == "bf16" or self.signature.format == "tf1_hub" or self.backend == "garden"
+        return "garden" if rebuild else "hub"
 
     @property
     def weights_sha256(self) -> str:
@@ -148,6 +166,11 @@ class Encoder:
     def garden(self):
         """The Model Garden rebuild of this encoder (``hubembed.garden.GardenEncoder``), built once and
         checked against the Hub model on a probe batch."""
+        if self.obj is None:
+            raise InputError(
+                f"{self.handle} was loaded with quantize={self.quantize!r}: its float32 weights are not kept, "
+                f"so the float32 Model Garden rebuild is not available (load without quantize= for it)"
+            )
         with self._lazy:
             if self._garden is None:
                 from hubembed import garden
@@ -160,7 +183,10 @@ class Encoder:
         return self._garden
 
     def backend_for(self, plan: LayerPlan) -> Backend:
-        """The backend that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit)."""
+        """The backend that encodes packed batches for ``plan``: the Hub model or the rebuild (early exit); the
+        quantized model, whatever the plan, when the encoder was loaded with ``quantize=``."""
+        if self._quantized is not None:
+            return self._quantized
         if not plan.garden:
             return self.hub
         g = self.garden()
@@ -178,13 +204,16 @@ class Encoder:
         """What besides the spec decides the numbers: the model, its format, preprocessor and sequence length."""
         from hubembed import __version__
 
-        return {
+        context = {
             "model": self.handle,
             "format": self.signature.format,
             "preprocessor": self.preprocessor.source,
             "seq_length": self.seq_length,
             "hubembed": __version__,
         }
+        if self.quantize is not None:  # float32 records stay as they were (resumed extractions, cache keys)
+            context["quantize"] = self.quantize
+        return context
 
     def spec(self, **kwargs) -> dict:
         """What produced a result: ``context()`` and the extraction arguments ``kwargs``."""
@@ -256,6 +285,8 @@ class Encoder:
         """
         texts = check_texts(texts)
         EmbedSpec(long=long, stride=stride)
+        if self.quantize is not None:
+            return self._encode_quantized(texts, batch_size, max_tokens, long, stride, embeddings)
         if embeddings and self.backend == "hub":
             raise InputError(
                 "embeddings=True: no Hub format exports the embedding output, so it comes from the Model Garden "
@@ -276,6 +307,34 @@ class Encoder:
             embeddings, layers = layers[0], layers[1:]
         exported = self.signature.has_encoder_outputs or use_garden
         return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
+
+    def _encode_quantized(self, texts, batch_size, max_tokens, long, stride, embeddings) -> EncoderOutputs:
+        """``encode`` with the quantized model: every layer it gives (bf16: the rebuild's, embeddings too)."""
+        q = self._quantized
+        if self.quantize == "bf16":
+            plan = self._all_layers_plan(True)
+        else:
+            if embeddings:
+                raise InputError(_int8_refusal(["the embedding output (encode(embeddings=True))"]))
+            L = self.signature.num_layers
+            kept = list(range(L)) if q.num_layers else [L - 1]
+            plan = LayerPlan(kept, layer_spec.Combine.make("none", len(kept)), need_pooled=q.has_pooled)
+        rows, info = self._rows(texts, long=long, stride=stride)
+        results: List[Optional[TextTokens]] = [None] * len(texts)
+        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
+            results[t] = tt
+        layers, ids, mask, types = _pad(results, len(plan.indices), self.signature.hidden_size)
+        pooled = _stack_pooled(results, plan, self.signature.hidden_size)
+        info.spec = self.spec(layers="all", long=long, stride=stride, backend=self._quantized_source())
+        info.report()
+        emb = None
+        if self.quantize == "bf16":
+            emb, layers = layers[0], layers[1:]
+        exported = self.quantize == "bf16" or q.num_layers > 0
+        keep = embeddings or self.quantize == "bf16"
+        return EncoderOutputs(
+            pooled, layers[-1], layers if exported else None, mask, ids, types, info, emb if keep else None
+        )
 
     def _all_layers_plan(self, use_garden: bool) -> LayerPlan:
         L = self.signature.num_layers
@@ -315,7 +374,9 @@ class Encoder:
         """
         texts = check_texts(texts)
         chosen = [i for i in layer_spec.resolve(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
-        g = self.garden()
+        if self.quantize == "int8":
+            raise InputError(_int8_refusal(["internals (attention, sub-layers: the float32 rebuild's)"]))
+        g = self._quantized if self.quantize == "bf16" else self.garden()
         rows, info = self._rows(texts, long="truncate", stride=None)
         N, S = len(texts), max((r.length for r in rows), default=2)
         acc = _InternalsBuffer(N, S, self.signature.hidden_size, chosen, g.config.num_heads, attention, sublayers)
@@ -473,6 +534,11 @@ class Encoder:
             MissingDependencyError: the spec or a TF1 Hub module needs the Model Garden rebuild, not installed.
             FormatError: the written model does not reproduce ``embed`` on probe texts, or fails the audit.
         """
+        if self.quantize is not None:
+            raise InputError(
+                f"export: {self.handle} was loaded with quantize={self.quantize!r}; an export is one float32 "
+                f"TensorFlow SavedModel (int8 TFLite cannot be part of it): load without quantize= to export"
+            )
         spec, plan, transform = _export_plan(self, EmbedSpec.make(spec, **spec_keywords))
         dim = spec.shape(plan, self.signature.hidden_size, transform)[-1]
         with export_format.staged(out, overwrite) as folder:  # refuses a used folder before the slow work
@@ -786,7 +852,7 @@ def _load_encoder(r: resolve.Resolved, trust: str = "registry"):
 def _load_export(r: resolve.Resolved, trust: str, **given) -> ExportedEmbedder:
     """An export folder loaded back: audited like any model outside the registry, then ``tf.saved_model.load``."""
     record = r.export
-    fixed = {"preprocess": None, "seq_length": record.get("seq_length"), "backend": "auto"}
+    fixed = {"preprocess": None, "seq_length": record.get("seq_length"), "backend": "auto", "quantize": None}
     changed = [k for k, v in given.items() if v is not None and v != fixed[k]]
     if changed:
         raise InputError(
@@ -803,7 +869,13 @@ def _load_export(r: resolve.Resolved, trust: str, **given) -> ExportedEmbedder:
 
 
 def load(
-    handle: str, *, preprocess=None, seq_length: Optional[int] = None, backend: str = "auto", trust: str = "registry"
+    handle: str,
+    *,
+    preprocess=None,
+    seq_length: Optional[int] = None,
+    backend: str = "auto",
+    trust: str = "registry",
+    quantize: Optional[str] = None,
 ) -> Union[Encoder, ExportedEmbedder]:
     """Load an encoder by handle with its paired preprocessor (or a ``hubembed export`` folder: an embedder).
 
@@ -817,6 +889,10 @@ def load(
         trust: "registry" (default: models outside the registry are audited first, ``hubembed._hub.audit``,
             and refused if their graph touches files, the network or Python), "audit" (audit every model) or
             "any".
+        quantize: None (float32), "int8" (the matrix products in int8: the encoder converted once to a
+            dynamic-range quantized TFLite model, cached by its weights fingerprint, run by LiteRT; inference
+            only; the float32 weights are not kept) or "bf16" (the Model Garden rebuild computing in bf16; only
+            on CPUs with bf16 instructions).
 
     Returns:
         the ``Encoder``; for a folder written by ``Encoder.export`` / ``hubembed export``, an
@@ -828,13 +904,19 @@ def load(
         PreprocessorMismatchError: the preprocessor does not fit the encoder.
         UntrustedModelError: the audit flagged the graph (``trust``).
         StaleCacheError: the embedded default's converted copy does not match its pinned fingerprint.
-        InputError: seq_length or backend out of range.
+        InputError: seq_length, backend or quantize out of range (bf16 on a CPU without it).
     """
+    check_quantize(quantize)
     r = resolve.resolve(handle)
     if r.export is not None:
-        return _load_export(r, trust, preprocess=preprocess, seq_length=seq_length, backend=backend)
-    r, obj, sig = _load_encoder(r, trust)
-    fingerprint = _check_fingerprint(handle, r, obj)
+        return _load_export(r, trust, preprocess=preprocess, seq_length=seq_length, backend=backend, quantize=quantize)
+    cached = _cached_int8(r, trust, backend) if quantize == "int8" else None
+    if cached is not None:  # the int8 model of pinned weights: the float32 SavedModel is not read at all
+        sig = Signature(**{**cached["signature"], "handle": r.handle, "path": r.path})
+        obj, fingerprint = None, r.entry.weights_sha256
+    else:
+        r, obj, sig = _load_encoder(r, trust)
+        fingerprint = _check_fingerprint(handle, r, obj)
     pre = pairing.pair(r, sig, preprocess, trust)
     sig.preprocessor = dict(pre.to_dict(), paired_by=pre.paired_by)
     limit = sig.max_positions or 512
@@ -845,8 +927,13 @@ def load(
     if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
         raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
     sig.seq_length = seq_length
-    enc = Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend)
+    enc = Encoder(handle, obj, sig, pre, seq_length, entry=r.entry, backend=backend, quantize=quantize)
     enc._weights_sha256 = fingerprint
+    if quantize is not None:
+        enc.weights_sha256  # the fingerprint, before the float32 weights go
+        enc._quantized = quantized_backend(enc)
+        enc.obj = enc.hub = enc._garden = None  # the quantized model is what runs: free the float32 weights
+        _release_freed_memory()
     return enc
 
 
@@ -886,3 +973,157 @@ def inspect(handle: str, *, preprocess=None, trust: str = "registry", seq_length
     if r.export is not None:
         return export_format.ExportInfo.read(r.path, r.export)
     return load(handle, preprocess=preprocess, trust=trust, seq_length=seq_length).signature
+
+
+# -- quantized compute (load(..., quantize=)) ----------------------------------------------------------------------
+QUANTIZE = ("int8", "bf16")
+PROBE_TEXTS = (
+    "A man is playing a guitar on the street.",
+    "Stock markets fell sharply on Monday after the announcement of new tariffs.",
+    "The quick brown fox jumps over the lazy dog",
+    "Is this the right way to the station?",
+)
+_PER_LOAD = ("preprocessor", "seq_length", "seq_length_from")  # set by each load, not part of the model
+MIN_AGREEMENT = 0.98  # mean token cosine of the last layer, int8 vs float32, on PROBE_TEXTS (minilm: 0.998)
+
+
+def check_quantize(quantize: Optional[str]) -> None:
+    """A quantize mode this machine runs well, checked before anything loads.
+
+    Raises:
+        InputError: an unknown mode; "bf16" on a CPU without bf16 instructions (TensorFlow would emulate it,
+            several times slower than float32).
+    """
+    if quantize is None:
+        return
+    if quantize not in QUANTIZE:
+        raise InputError(f"quantize={quantize!r}; valid: {', '.join(map(repr, QUANTIZE))} or None (float32)")
+    if quantize == "bf16":
+        flags = cpu_flags()
+        have = sorted(flags & {"avx512_bf16", "amx_bf16"})
+        if not have:
+            where = "its flags could not be read" if not flags else "no avx512_bf16 or amx_bf16 in /proc/cpuinfo"
+            raise InputError(
+                f"quantize='bf16': this CPU has no bf16 instructions ({where}); TensorFlow would emulate bf16, "
+                f"several times slower than float32: use quantize='int8' (or float32)"
+            )
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (Linux: /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _int8_refusal(what: List[str]) -> str:
+    return (
+        f"quantize='int8' computes the encoder's own outputs (its layers and pooled output) in int8; "
+        f"{'; '.join(what)} would need the float32 (or bf16) Model Garden rebuild: load without quantize= for it"
+    )
+
+
+def check_quantized(enc: Encoder, plan: LayerPlan) -> None:
+    """What the int8 model cannot give, refused with the reason (bf16 runs the rebuild: it gives everything).
+
+    Raises:
+        InputError: the embedding output, attention pooling, or (converted from the Hub model's graph) layers
+            the model does not export.
+    """
+    if enc.quantize != "int8":
+        return
+    what = []
+    if layer_spec.EMBEDDINGS in plan.indices:
+        what.append("the embedding output (layer 'embeddings')")
+    if plan.attention_layer is not None:
+        what.append("pooling='attention' (attention weights)")
+    if not what and plan.garden and enc._quantized_source() == "hub":
+        what.extend(plan.reasons)  # layers the Hub model does not export: backend="garden" quantizes the rebuild
+        return_hint = " (or load with backend='garden', quantize='int8': the rebuild, quantized, gives every layer)"
+        raise InputError(_int8_refusal(what) + return_hint)
+    if what:
+        raise InputError(_int8_refusal(what))
+
+
+def quantized_backend(enc: Encoder) -> Backend:
+    """The backend of ``enc.quantize``: int8, the TFLite model converted once (cached by the weights
+    fingerprint) and checked against float32 on probe texts; bf16, the Model Garden rebuild computing in bf16.
+
+    Raises:
+        FormatError: the graph does not convert to TFLite, or the int8 model disagrees with float32.
+        MissingDependencyError: ai-edge-litert (int8) or Model Garden (bf16, TF1 modules) is not installed.
+    """
+    from hubembed._formats import lite
+    from hubembed._pipeline.backends import LiteBackend
+
+    source = enc._quantized_source()
+    if enc.quantize == "bf16":
+        return enc.garden().with_policy("mixed_bfloat16")
+    path = lite.cache_path(enc.weights_sha256, source)
+    if lite.read_record(path) is None:
+        float32 = enc.garden() if source == "garden" else enc.hub
+        log.info("%s: quantizing the encoder to int8 (once; kept in %s)", enc.handle, os.path.dirname(path))
+        lite.convert(float32, float32.model if source == "garden" else enc.obj, path)
+        int8 = LiteBackend(path, source)
+        agreement = _agreement(enc, float32, int8)
+        if agreement < MIN_AGREEMENT:
+            os.remove(path)
+            raise FormatError(
+                f"{enc.handle}: the int8 model's last layer agrees with float32 only to a mean cosine of "
+                f"{agreement:.4f} on probe texts (at least {MIN_AGREEMENT} expected): use float32 or bf16"
+            )
+        lite.write_record(
+            path,
+            {
+                "source": source,
+                "model": enc.handle,
+                "probe_cosine": round(agreement, 6),
+                "weights_sha256": enc.weights_sha256,
+                "signature": {k: v for k, v in enc.signature.to_dict().items() if k not in _PER_LOAD},
+            },
+        )
+        return int8
+    return LiteBackend(path, source)
+
+
+def _cached_int8(r: resolve.Resolved, trust: str, backend: str) -> Optional[dict]:
+    """The record of an int8 model already converted from weights the registry pins, when loading it needs
+    nothing from the float32 SavedModel (no audit asked for): its signature is in the record."""
+    from hubembed._formats import lite
+
+    pin = r.entry.weights_sha256 if r.entry is not None and r.entry.kind == "encoder" else None
+    if not pin or resolve.needs_audit(r, trust):
+        return None
+    for source in ("garden",) if backend == "garden" else ("hub", "garden"):
+        record = lite.read_record(lite.cache_path(pin, source))
+        fmt = (record or {}).get("signature", {}).get("format")
+        if fmt and source == ("garden" if fmt == "tf1_hub" or backend == "garden" else "hub"):
+            return record
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed float32 weights back to the operating system (glibc keeps freed heap pages otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _agreement(enc: Encoder, float32: Backend, int8: Backend) -> float:
+    """Mean cosine over the real tokens of ``PROBE_TEXTS`` between the two backends' last layers."""
+    rows, _ = enc._rows(list(PROBE_TEXTS), long="truncate", stride=None)
+    ids, mask, types = batching.pack(rows, enc.preprocessor.special, enc.seq_length)[:3]
+    a = np.asarray(float32(ids, mask, types).sequence, np.float64)
+    b = np.asarray(int8(ids, mask, types).sequence, np.float64)
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    return float(cos[mask.astype(bool)].mean())

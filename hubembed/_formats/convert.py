@@ -32,7 +32,7 @@ from hubembed._util import sha256_file, versions
 from hubembed.errors import ConversionError
 
 MANIFEST = "hubembed.json"
-FORMAT = "hubembed-converted/2"  # 2: dropout when training, Hugging Face tokenization
+FORMAT = "hubembed-converted/3"  # 2: dropout when training, Hugging Face tokenization; 3: TFLite-convertible ops
 _ACTIVATIONS = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",

@@ -70,12 +70,12 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = 
     x = (
         tf.gather(w["word_embeddings/embeddings"], word_ids)
         + tf.gather(w["type_embeddings/embeddings"], type_ids)
-        + w["position_embedding/embeddings"][tf.newaxis, :seq_len, :]
+        + tf.expand_dims(tf.slice(w["position_embedding/embeddings"], [0, 0], [seq_len, H]), 0)
     )
     x = drop(_layer_norm(x, w["embeddings/layer_norm/gamma"], w["embeddings/layer_norm/beta"], eps))
     x2 = tf.reshape(x, [-1, H])  # [B*S, H]: every dense layer works on rows
     # Additive mask over keys: 0 where attended, a large negative where padded.
-    adder = (1.0 - tf.cast(mask, x.dtype))[:, tf.newaxis, tf.newaxis, :] * -1e9
+    adder = tf.reshape(1.0 - tf.cast(mask, x.dtype), [batch, 1, 1, seq_len]) * -1e9
     scale = 1.0 / float(np.sqrt(D))
 
     def heads(t):  # [B*S, H] -> [B, N, S, D]
@@ -102,7 +102,7 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = 
         layers.append(tf.reshape(x2, [batch, seq_len, H]))
     if "pooler_transform/kernel" not in w:
         return None, layers
-    first = layers[-1][:, 0, :]
+    first = tf.reshape(tf.slice(layers[-1], [0, 0, 0], [batch, 1, H]), [batch, H])
     pooled = tf.tanh(_dense(first, w["pooler_transform/kernel"], w["pooler_transform/bias"]))
     return pooled, layers
 

@@ -1,9 +1,9 @@
 """Encode: run one packed batch through an encoder, whatever its format: the typed backend seam.
 
-A backend (``Backend``: the Hub model, ``HubBackend``, or the Model Garden rebuild,
-``hubembed.garden.GardenEncoder``) takes ``(input_word_ids, input_mask, input_type_ids)``
-int32 ``[B, S]`` tensors, ``training`` and the ``LayerPlan`` of the job (which layers it
-needs; None: everything it gives), and returns ``Activations``: ``sequence`` [B, S, H],
+A backend (``Backend``: the Hub model, ``HubBackend``; the Model Garden rebuild,
+``hubembed.garden.GardenEncoder``; or either converted to int8 TFLite, ``LiteBackend``) takes
+``(input_word_ids, input_mask, input_type_ids)`` int32 ``[B, S]`` tensors, ``training`` and the ``LayerPlan``
+of the job (which layers it needs; None: everything it gives), and returns ``Activations``: ``sequence`` [B, S, H],
 ``pooled`` [B, H], ``layers`` (L tensors [B, S, H], None for a layer the plan does not keep;
 None when the model does not export them), ``embeddings`` [B, S, H] and ``attention``
 (per block [B, heads, S, S]) where the backend gives them.
@@ -17,6 +17,7 @@ traced once per layer selection, it serves every batch size and length.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, List, Optional, Protocol
@@ -25,6 +26,7 @@ import numpy as np
 
 from hubembed._pipeline.layers import EMBEDDINGS
 from hubembed._util import quiet_per_plan_tracing
+from hubembed.errors import InputError
 
 
 @dataclass
@@ -125,3 +127,47 @@ class HubBackend:
             return self.raw(word_ids, mask, type_ids, training=training, keep=keep)
         args = (tf.convert_to_tensor(x, tf.int32) for x in (word_ids, mask, type_ids))
         return Activations(*self.compiled(training, keep)(*args))
+
+
+_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")  # the Hub encoder inputs, as the file names them
+
+
+class LiteBackend:
+    """An encoder converted to an int8 TFLite model (``hubembed._formats.lite``), run by LiteRT.
+
+    numpy (or tensors) in, numpy out: ``sequence``, ``pooled`` (when the source model has one) and ``layers``
+    (when it gives them). One interpreter per backend; calls are serialised by a lock (an interpreter runs one
+    call at a time), each resizes the inputs to its batch's shape (no trace per shape, unlike a restored
+    SavedModel called eagerly). Inference only: it has no gradients and no dropout.
+    """
+
+    def __init__(self, path: str, source: str, threads: Optional[int] = None):
+        from hubembed._util import optional
+
+        litert = optional("ai_edge_litert.interpreter", "quantize='int8' (the TFLite runtime, LiteRT)")
+        self.path, self.source = path, source
+        self.threads = threads or _cpus()
+        self.interpreter = litert.Interpreter(model_path=path, num_threads=self.threads)
+        self.runner = self.interpreter.get_signature_runner("serving_default")
+        names = set(self.runner.get_output_details())
+        self.has_pooled = "pooled_output" in names
+        self._layer_keys = sorted(n for n in names if n.startswith("layer_"))  # layer_000, layer_001, ...
+        self.num_layers = len(self._layer_keys)
+        self._lock = threading.Lock()
+
+    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
+        if training:
+            raise InputError(
+                "training=True: the int8 model runs inference only (no gradients, no dropout); "
+                "fine-tune the float32 model (load without quantize=)"
+            )
+        feed = {k: np.asarray(x, np.int32) for k, x in zip(_INPUTS, (word_ids, mask, type_ids))}
+        with self._lock:
+            out = self.runner(**feed)
+        layers = [out[k] for k in self._layer_keys] if self._layer_keys else None
+        return Activations(out["sequence_output"], out.get("pooled_output"), layers)
+
+
+def _cpus() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

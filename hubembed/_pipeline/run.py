@@ -84,10 +84,10 @@ def _encode_batch(backend, plan: LayerPlan, packed) -> tuple:
 
     out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]), plan=plan)
     acts = out.stack(plan.indices)
-    pooled = out.pooled.numpy() if plan.need_pooled else None
+    pooled = np.asarray(out.pooled) if plan.need_pooled else None
     received = None
     if plan.attention_layer is not None:
-        received = pooling_mod.received_attention(out.attention[plan.attention_layer].numpy(), packed[1])
+        received = pooling_mod.received_attention(np.asarray(out.attention[plan.attention_layer]), packed[1])
     return acts, pooled, received
 
 

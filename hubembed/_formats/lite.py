@@ -1,0 +1,135 @@
+"""int8: an encoder converted once to a TFLite model with dynamic-range quantization, cached by its weights.
+
+The encoder's own graph (the Hub SavedModel's; the Model Garden rebuild's for TF1 modules and
+``backend="garden"``) is traced over ``[None, None]`` int32 inputs, saved, and converted by TensorFlow's
+TFLite converter with ``Optimize.DEFAULT``: the kernel of every dense layer is stored as int8 with one scale
+per output channel, and at run time each row of activations is quantized on the fly (asymmetric, per row),
+so the matrix products run in int8 (XNNPACK's kernels; VNNI where the CPU has it) and accumulate in int32.
+The embedding tables, layer norms, softmax and the attention products stay float32. LiteRT
+(``ai_edge_litert``, the successor of ``tf.lite.Interpreter``) runs it, resizing its inputs per batch.
+
+The file is written once to ``$HUBEMBED_CACHE/int8/<fingerprint>-<source>-<format>.tflite`` (atomically:
+two processes converting at once both write the same bytes) with a JSON sidecar that records the source,
+the outputs and the agreement with the float32 model measured on probe texts at conversion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from typing import Dict, Optional
+
+from hubembed._util import cache_root
+from hubembed.errors import FormatError
+
+log = logging.getLogger("hubembed")
+
+FORMAT = "hubembed-int8/1"
+SIGNATURE = "serving_default"
+INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def cache_path(weights_sha256: str, source: str) -> str:
+    """Where the int8 model of these weights, converted from ``source`` ("hub" or "garden"), is kept."""
+    version = FORMAT.split("/")[1]
+    return os.path.join(cache_root(), "int8", f"{weights_sha256[:32]}-{source}-v{version}.tflite")
+
+
+def layer_key(i: int) -> str:
+    return f"layer_{i:03d}"
+
+
+def outputs_function(backend):
+    """A ``tf.function`` over ``[None, None]`` int32 inputs returning the backend's float32 outputs by name:
+    ``sequence_output``, ``pooled_output`` (when the model has one) and ``layer_000``... (when it gives them)."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec], autograph=False)
+    def encoder(input_word_ids, input_mask, input_type_ids):
+        out = backend(input_word_ids, input_mask, input_type_ids)
+        named = {"sequence_output": out.sequence}
+        if out.pooled is not None:
+            named["pooled_output"] = out.pooled
+        for i, x in enumerate(out.layers or []):
+            named[layer_key(i)] = x
+        return named
+
+    return encoder
+
+
+def convert(backend, trackable, path: str) -> None:
+    """Convert ``backend`` (its variables tracked by ``trackable``) to an int8 TFLite file at ``path``.
+
+    Raises:
+        FormatError: the converter cannot express the graph in TFLite's built-in ops (the op is named).
+    """
+    import tensorflow as tf
+
+    from hubembed._formats import export as export_format
+
+    fn = outputs_function(backend)
+    root = tf.Module()
+    root.model = trackable
+    root.encoder = fn
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="hubembed-int8-") as tmp:
+        export_format.save(tmp, root, fn.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        try:
+            blob = _quiet(converter.convert)
+        except Exception as e:  # the converter raises its own ConverterError with MLIR diagnostics
+            raise FormatError(f"the encoder could not be converted to int8 TFLite: {_first_error(e)}") from e
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp_file = tempfile.mkstemp(prefix=".converting-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+    os.replace(tmp_file, path)
+    log.info("quantized the encoder to int8 in %.1f s (%.1f MB): %s", time.time() - t0, len(blob) / 1e6, path)
+
+
+def _quiet(fn):
+    """Run ``fn`` with TensorFlow's Python logging at WARNING (the converter logs routine steps at INFO)."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        return fn()
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _first_error(e: Exception) -> str:
+    """The converter's first diagnostic (e.g. "'tf.StridedSlice' op is neither a custom op nor a flex op")."""
+    text = str(e)
+    found = re.search(r"error: (?:loc\([^\n]*?\): )?([^\n]+)", text)
+    return (found.group(1) if found else text.splitlines()[0] if text else type(e).__name__)[:400]
+
+
+def sidecar(path: str) -> str:
+    return path[: -len(".tflite")] + ".json"
+
+
+def write_record(path: str, record: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".record-", dir=os.path.dirname(path))
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"format": FORMAT, **record}, f, indent=1, sort_keys=True)
+    os.replace(tmp, sidecar(path))
+
+
+def read_record(path: str) -> Optional[Dict]:
+    """The sidecar of a converted file, or None when either is missing or the format is another's."""
+    try:
+        with open(sidecar(path), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if record.get("format") == FORMAT and os.path.exists(path) else None
