@@ -158,6 +158,7 @@ def extract(
     seq_length: Optional[int] = None,
     backend: str = "auto",
     trust: str = "registry",
+    quantize: Optional[str] = None,
     level: str = "sentence",
     format: Optional[str] = None,
     subword: str = "first",
@@ -203,7 +204,9 @@ def extract(
     input_path, out = _absolute(input_path), _absolute(out)
     settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
-    load_args = dict(handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+    load_args = dict(
+        handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+    )
     _check_out(out)  # before the model loads
     header, weights_sha256 = _header(input_path, reader_args, load_args, settings)
     start = time.perf_counter()
@@ -305,7 +308,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
     Args:
         model: what ``hubembed.load`` takes; ``update_model_path`` replaces it (Beam's model updates).
         spec, **spec_keywords: the ``EmbedSpec`` (or its fields), checked here, at pipeline construction.
-        seq_length, preprocess, backend, trust: as ``hubembed.load``.
+        seq_length, preprocess, backend, trust, quantize: as ``hubembed.load``.
         batch_size, max_tokens: ``Encoder.embed``'s batching inside one Beam batch.
         min_batch_size, max_batch_size, large_model, model_copies: Beam's batching and model sharing.
     """
@@ -319,6 +322,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
         preprocess=None,
         backend: str = "auto",
         trust: str = "registry",
+        quantize: Optional[str] = None,
         batch_size: int = BATCH_SIZE,
         max_tokens: Optional[int] = MAX_TOKENS,
         min_batch_size: Optional[int] = None,
@@ -330,7 +334,9 @@ class ModelHandler(_BeamModelHandler if beam else object):
         _need_beam()
         self.spec = EmbedSpec.make(spec, **spec_keywords)  # bad options fail here, before the pipeline runs
         self.model = str(model)
-        self.load_args = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+        self.load_args = dict(
+            preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+        )
         self.batching = dict(batch_size=batch_size, max_tokens=max_tokens)
         super().__init__(
             min_batch_size=min_batch_size,

@@ -29,7 +29,7 @@ from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.layers import LayerSpec
 from hubembed._pipeline.run import Packing, TextTokens, pool_text, text_tokens
-from hubembed._pipeline.spec import BACKENDS, EmbedSpec, LayerPlan
+from hubembed._pipeline.spec import BACKENDS, QUANTIZE, EmbedSpec, LayerPlan
 from hubembed._pipeline.texts import check_texts, split_pairs
 from hubembed._pipeline.tokens import SUBWORD, TokenEmbeddings, WordEmbeddings, to_words  # noqa: F401 (public here)
 from hubembed.errors import FormatError, InputError, StaleCacheError
@@ -976,7 +976,6 @@ def inspect(handle: str, *, preprocess=None, trust: str = "registry", seq_length
 
 
 # -- quantized compute (load(..., quantize=)) ----------------------------------------------------------------------
-QUANTIZE = ("int8", "bf16")
 PROBE_TEXTS = (
     "A man is playing a guitar on the street.",
     "Stock markets fell sharply on Monday after the announcement of new tariffs.",

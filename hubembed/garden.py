@@ -416,13 +416,16 @@ def _block_steps(block, x, attention_mask, want_sub: bool):
     The same order of operations as ``TransformerEncoderBlock.call`` for norm_first=False
     (tests check the two agree); it exists to expose what ``call`` keeps inside.
     """
+    import tensorflow as tf
+
+    x = tf.cast(x, block.compute_dtype)  # what the block's own call does to its inputs (mixed precision)
     attn, probs = block._attention_layer(
         query=x, value=x, key=x, attention_mask=attention_mask, return_attention_scores=True
     )
     normed = block._attention_layer_norm(x + attn)
     inter = block._intermediate_activation_layer(block._intermediate_dense(normed))
     ffn = block._output_dense(inter)
-    out = block._output_layer_norm(ffn + normed)
+    out = block._output_layer_norm(tf.cast(ffn, normed.dtype) + normed)  # as call: the layer norm is float32
     sub = {"attention_output": attn, "attention_normed": normed, "intermediate": inter, "ffn_output": ffn}
     return out, probs, (sub if want_sub else None)
 

@@ -241,6 +241,7 @@ def embed(
     seq_length: Optional[int] = None,
     backend: str = "auto",
     trust: str = "registry",
+    quantize: Optional[str] = None,
     batch_size: int = BATCH_SIZE,
     max_tokens: Optional[int] = MAX_TOKENS,
     check: bool = True,
@@ -252,7 +253,8 @@ def embed(
     Args:
         df: a ``pyspark.sql.DataFrame``.
         column: its string column to embed; a null text gets a null vector, an empty one is embedded (as ``embed``).
-        model, preprocess, seq_length, backend, trust: as ``hubembed.load``, on every Python worker (once each).
+        model, preprocess, seq_length, backend, trust, quantize: as ``hubembed.load``, on every Python worker
+            (once each).
         output_column: the new column: array<float> ([D] per text, equal to ``Encoder.embed``); int8 codes as
             array<byte>, uint8 codes as array<short>; with combine="none", array<array<...>> (one per layer).
         spec, **spec_keywords: the ``EmbedSpec`` or its fields (layers=, pooling=, ...), as ``Encoder.embed``.
@@ -275,7 +277,7 @@ def embed(
     _check_frame(df, column, new=(("output_column", output_column), ("worker_column", worker_column)))
     if output_column is None or output_column == worker_column:
         raise InputError(f"output_column={output_column!r}; valid: a new column name, other than worker_column")
-    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize)
     job = _job(model, load, spec, spec_keywords, batch_size, max_tokens)
     if check:
         enc, _ = _encoder(job.load)
@@ -369,6 +371,7 @@ def extract(
     seq_length: Optional[int] = None,
     backend: str = "auto",
     trust: str = "registry",
+    quantize: Optional[str] = None,
     level: str = "sentence",
     format: Optional[str] = None,
     subword: str = "first",
@@ -407,7 +410,7 @@ def extract(
     _check_frame(df, column, id_column)
     if on_empty not in inputs.ON_EMPTY:
         raise InputError(f"on_empty={on_empty!r}; valid: {', '.join(inputs.ON_EMPTY)}")
-    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize)
     job = _job(model, load, spec, spec_keywords, batch_size, max_tokens)
     settings = corpus.Settings(level, format, subword, job.spec, dtype, batch_size, max_tokens, shard_size, False)
     out = _prepare_out(out)

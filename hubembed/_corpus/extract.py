@@ -227,6 +227,7 @@ def extract(
     seq_length: Optional[int] = None,
     backend: str = "auto",
     trust: str = "registry",
+    quantize: Optional[str] = None,
     **spec_keywords,
 ) -> dict:
     """Embed every text of ``input_path`` into shards under ``out``, resumably.
@@ -234,7 +235,7 @@ def extract(
     Args:
         input_path: a .txt (a text a line), .jsonl, .csv, .tsv or .parquet file, or "-" (standard input).
         out: the output folder (new, empty, or one to resume).
-        model, preprocess, seq_length, backend, trust: as ``hubembed.load``; ``encoder``: an already loaded
+        model, preprocess, seq_length, backend, trust, quantize: as ``hubembed.load``; ``encoder``: an already loaded
             ``Encoder`` instead.
         level: sentence (one vector per text, as ``Encoder.embed``) | tokens (``embed_tokens``) | words
             (``embed_words`` with ``subword``).
@@ -259,6 +260,9 @@ def extract(
             are kept; ``resume=True`` continues).
     """
     spec = EmbedSpec.make(spec, **spec_keywords)
+    from hubembed.encoder import check_quantize
+
+    check_quantize(quantize)  # a mode this CPU runs well, before the folder or the model
     settings = Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
     reader = inputs.open_input(
         input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty
@@ -267,7 +271,9 @@ def extract(
     if encoder is None:
         import hubembed
 
-        encoder = hubembed.load(model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust)
+        encoder = hubembed.load(
+            model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+        )
     embedder = Embedder(encoder, settings)
     st = store.ShardStore(out, make_header(embedder, reader, input_path), resume=resume)
     if st.shards:

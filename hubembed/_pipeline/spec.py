@@ -34,6 +34,7 @@ from hubembed._pipeline.batching import LONG_MODES
 from hubembed.errors import InputError
 
 BACKENDS = ("auto", "hub", "garden")
+QUANTIZE = ("int8", "bf16")  # load(..., quantize=): the compute besides float32 (None)
 FIELDS = (
     "layers",
     "combine",
