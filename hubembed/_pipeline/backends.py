@@ -17,7 +17,9 @@ traced once per layer selection, it serves every batch size and length.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, List, Optional, Protocol
@@ -147,8 +149,11 @@ class LiteBackend:
         litert = optional("ai_edge_litert.interpreter", "quantize='int8' (the TFLite runtime, LiteRT)")
         self.path, self.source = path, source
         self.threads = threads or _cpus()
-        self.interpreter = litert.Interpreter(model_path=path, num_threads=self.threads)
-        self.runner = self.interpreter.get_signature_runner("serving_default")
+        with _quiet_native_info():  # LiteRT applies XNNPACK at the first call and says so on stderr
+            self.interpreter = litert.Interpreter(model_path=path, num_threads=self.threads)
+            self.runner = self.interpreter.get_signature_runner("serving_default")
+            one = np.ones((1, 2), np.int32)
+            self.runner(input_word_ids=one, input_mask=one, input_type_ids=one * 0)
         names = set(self.runner.get_output_details())
         self.has_pooled = "pooled_output" in names
         self._layer_keys = sorted(n for n in names if n.startswith("layer_"))  # layer_000, layer_001, ...
@@ -171,3 +176,23 @@ class LiteBackend:
 def _cpus() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _quiet_native_info():
+    """Silence native code's writes to stderr for a moment, when TensorFlow's own logging is silenced
+    (``TF_CPP_MIN_LOG_LEVEL`` >= 1, hubembed's default): LiteRT logs "INFO: Created TensorFlow Lite XNNPACK
+    delegate for CPU." without a level switch."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
