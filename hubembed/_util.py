@@ -25,6 +25,7 @@ EXTRAS = {
     "matplotlib.figure": ("matplotlib", "'hubembed[plot]'"),
     "sklearn": ("sklearn", "'hubembed[analysis]'"),
     "pyspark": ("pyspark", "'hubembed[spark]'"),
+    "ai_edge_litert.interpreter": ("ai-edge-litert", "'hubembed[int8]'"),
 }
 
 
