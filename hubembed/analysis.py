@@ -124,6 +124,8 @@ def features(
     }
     if (long, stride) != ("window", None):
         spec.update(long=long, stride=stride)
+    if getattr(encoder, "quantize", None):  # int8/bf16 features are their own (float32 keys stay as they were)
+        spec["quantize"] = encoder.quantize
     path = None
     if cache:
         h = hashlib.sha256(json.dumps({**spec, "weights": encoder.weights_sha256}, sort_keys=True).encode())

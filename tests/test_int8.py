@@ -165,3 +165,15 @@ def test_the_manifest_and_the_feature_cache_record_the_mode(tmp_path, texts):
         assert json.load(f)["header"]["spec"]["quantize"] == "int8"
     with pytest.raises(Exception, match="quantize"):  # resuming with another mode is refused
         hubembed.extract(str(src), str(tmp_path / "q"), model="minilm", resume=True, quiet=True)
+
+
+def test_probe_features_of_the_int8_model_are_its_own(minilm, int8, texts):
+    from hubembed import analysis
+
+    f32 = analysis.features(minilm, texts[:20], poolings=["mean"])
+    q = analysis.features(int8, texts[:20], poolings=["mean"])  # after float32: the disk cache must not answer
+    assert q.spec["quantize"] == "int8" and "quantize" not in f32.spec
+    assert "embeddings" not in q.layers and q.layers == [0, 1, 2, 3, 4, 5]
+    a, b = f32.data["mean"][:, -6:], q.data["mean"]
+    assert a.shape == b.shape and not np.allclose(a, b, atol=1e-5)
+    assert _cos(a, b).mean() >= MEAN_COSINE
