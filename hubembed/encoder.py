@@ -123,7 +123,8 @@ class Encoder:
         s = self.signature
         return (
             f"Encoder({self.handle!r}, format={s.format}, layers={s.num_layers}, hidden={s.hidden_size}, "
-            f"preprocessor={self.preprocessor.source!r})"
+            f"preprocessor={self.preprocessor.source!r}"
+            f"{'' if self.quantize is None else f', quantize={self.quantize!r}'})"
         )
 
     # -- shared steps ------------------------------------------------------
