@@ -177,3 +177,29 @@ def test_probe_features_of_the_int8_model_are_its_own(minilm, int8, texts):
     a, b = f32.data["mean"][:, -6:], q.data["mean"]
     assert a.shape == b.shape and not np.allclose(a, b, atol=1e-5)
     assert _cos(a, b).mean() >= MEAN_COSINE
+
+
+def test_beam_runs_the_int8_model_in_extract_and_run_inference(int8, texts, tmp_path):
+    import apache_beam as ab
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.testing.util import assert_that
+
+    from hubembed import beam
+
+    src = tmp_path / "c.txt"
+    src.write_text("\n".join(texts[:12]) + "\n", encoding="utf-8")
+    m = beam.extract(str(src), str(tmp_path / "out"), model="minilm", quantize="int8")
+    assert m["header"]["spec"]["quantize"] == "int8"
+    np.testing.assert_allclose(
+        hubembed.open_extraction(str(tmp_path / "out")).vectors(), int8.embed(texts[:12]), atol=1e-5
+    )
+    ref = dict(zip(texts[:12], int8.embed(texts[:12])))
+
+    def check(results):
+        got = {r.example: r.inference for r in results}
+        assert sorted(got) == sorted(ref)
+        assert max(np.abs(v - ref[k]).max() for k, v in got.items()) <= 1e-5
+
+    with ab.Pipeline() as p:
+        out = p | ab.Create(texts[:12]) | RunInference(beam.ModelHandler("minilm", quantize="int8"))
+        assert_that(out, check)
