@@ -1042,12 +1042,11 @@ def check_quantized(enc: Encoder, plan: LayerPlan) -> None:
         what.append("the embedding output (layer 'embeddings')")
     if plan.attention_layer is not None:
         what.append("pooling='attention' (attention weights)")
-    if not what and plan.garden and enc._quantized_source() == "hub":
-        what.extend(plan.reasons)  # layers the Hub model does not export: backend="garden" quantizes the rebuild
-        return_hint = " (or load with backend='garden', quantize='int8': the rebuild, quantized, gives every layer)"
-        raise InputError(_int8_refusal(what) + return_hint)
     if what:
         raise InputError(_int8_refusal(what))
+    if plan.garden and enc._quantized_source() == "hub":  # layers the Hub model does not export
+        hint = " (or load with backend='garden', quantize='int8': the rebuild, quantized, gives every layer)"
+        raise InputError(_int8_refusal(list(plan.reasons)) + hint)
 
 
 def quantized_backend(enc: Encoder) -> Backend:

@@ -118,6 +118,11 @@ def test_a_layer_axis_and_quantized_codes_keep_embeds_values(spark, tiny_models,
     np.testing.assert_allclose(got, enc.embed(texts, layers=[0, -1], combine="none", pooling="cls"), atol=1e-5)
     bits = np.array([r.bits for r in sorted(codes.collect(), key=lambda r: r.id)], np.int8)
     np.testing.assert_array_equal(bits, enc.embed(texts, precision="binary"))
+    int8 = hspark.embed(df, model=model, quantize="int8", layers=-2)  # the int8 model, loaded in each worker
+    got = np.array([r.vector for r in sorted(int8.collect(), key=lambda r: r.id)], np.float32)
+    np.testing.assert_allclose(got, hubembed.load(model, quantize="int8").embed(texts, layers=-2), atol=1e-5)
+    with pytest.raises(InputError, match="quantize='int4'"):
+        hspark.embed(df, model=model, quantize="int4")
 
 
 def test_bad_arguments_fail_on_the_driver_before_any_job(spark, tiny_models, tmp_path):
