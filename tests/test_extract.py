@@ -177,7 +177,7 @@ def test_killed_at_random_moments_and_resumed_equals_a_clean_run(tiny_models, tm
     final output equals an uninterrupted run's, bit for bit, with no duplicate or missing id."""
     model = tiny_models["tf2_dict"]
     src = str(tmp_path / "c.txt")
-    n = 8000  # long enough that random kills land mid-extraction (a whole run takes ~20 s here)
+    n = 12000  # long enough that random kills land mid-extraction (a whole run takes ~25 s here; 3+ kills)
     corpus(src, n, seed=1)
     clean = str(tmp_path / "clean")
     subprocess.run(_cli(model, src, clean), check=True, timeout=600, capture_output=True)
@@ -187,7 +187,7 @@ def test_killed_at_random_moments_and_resumed_equals_a_clean_run(tiny_models, tm
     t0 = time.perf_counter()
     for attempt in range(12):
         p = subprocess.Popen(_cli(model, src, out, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        delay = rng.uniform(4.0, 12.0) if attempt < 8 else 600
+        delay = rng.uniform(3.0, 10.0) if attempt < 8 else 600
         try:
             p.wait(timeout=delay)
         except subprocess.TimeoutExpired:
