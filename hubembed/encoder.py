@@ -993,11 +993,16 @@ def check_quantize(quantize: Optional[str]) -> None:
     Raises:
         InputError: an unknown mode; "bf16" on a CPU without bf16 instructions (TensorFlow would emulate it,
             several times slower than float32).
+        MissingDependencyError: "int8" without LiteRT (the ``int8`` extra).
     """
     if quantize is None:
         return
     if quantize not in QUANTIZE:
         raise InputError(f"quantize={quantize!r}; valid: {', '.join(map(repr, QUANTIZE))} or None (float32)")
+    if quantize == "int8":
+        from hubembed._util import optional
+
+        optional("ai_edge_litert.interpreter", "quantize='int8' (LiteRT runs the int8 model)")
     if quantize == "bf16":
         flags = cpu_flags()
         have = sorted(flags & {"avx512_bf16", "amx_bf16"})

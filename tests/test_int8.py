@@ -203,3 +203,20 @@ def test_beam_runs_the_int8_model_in_extract_and_run_inference(int8, texts, tmp_
     with ab.Pipeline() as p:
         out = p | ab.Create(texts[:12]) | RunInference(beam.ModelHandler("minilm", quantize="int8"))
         assert_that(out, check)
+
+
+def test_without_litert_int8_says_what_to_install_before_loading():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['ai_edge_litert'] = None\n"
+        "import hubembed\nfrom hubembed._hub import resolve\n"
+        "resolve.resolve = lambda *a, **k: print('LOADED')\n"
+        "try:\n    hubembed.load('minilm', quantize='int8')\n"
+        "except hubembed.MissingDependencyError as e:\n    print('MSG', e)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert "MSG" in r.stdout and "LOADED" not in r.stdout, r.stdout + r.stderr[-2000:]
+    assert "quantize='int8'" in r.stdout and "hubembed[int8]" in r.stdout
