@@ -1066,6 +1066,12 @@ def quantized_backend(enc: Encoder) -> Backend:
     from hubembed._pipeline.backends import LiteBackend
 
     source = enc._quantized_source()
+    if source == "garden" and enc.backend == "hub":
+        why = "bf16 runs" if enc.quantize == "bf16" else "a TF1 module's int8 model is converted from"
+        raise InputError(
+            f"quantize={enc.quantize!r} with backend='hub': {why} the Model Garden rebuild, which backend='hub' "
+            f"rules out (use backend='auto')"
+        )
     if enc.quantize == "bf16":
         return enc.garden().with_policy("mixed_bfloat16")
     path = lite.cache_path(enc.weights_sha256, source)

@@ -132,6 +132,9 @@ def test_every_hub_encoder_kind(kind, tiny_models, tiny_encoders):
     assert q._quantized.source == ("garden" if kind == "tf1_hub" else "hub")
     texts = ["the cat sat on the mat", "hello world", "a quick brown fox jumps"]
     assert _cos(q.embed(texts), f32.embed(texts)).min() >= 0.99
+    if kind == "tf1_hub":
+        with pytest.raises(InputError, match="rules out"):
+            hubembed.load(tiny_models[kind], quantize="int8", backend="hub")
     if f32.signature.has_encoder_outputs or kind == "tf1_hub":
         assert _cos(q.embed(texts, layers=0), f32.embed(texts, layers=0)).min() >= 0.99
     else:  # the Hub model exports no inner layer: its int8 graph has none either; the rebuild, quantized, has
