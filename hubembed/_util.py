@@ -3,11 +3,13 @@ and environment settings. Nothing here imports TensorFlow at import time."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import logging
 import os
 import re
+import secrets
 from typing import Optional
 
 from hubembed.errors import OutputError, missing
@@ -68,6 +70,21 @@ class _OneTraceEach(logging.Filter):
         return not _PER_PLAN.search(record.getMessage())
 
 
+@contextlib.contextmanager
+def tf_logging_at_warning():
+    """TensorFlow's and absl's Python loggers at WARNING for the block (saving a SavedModel and converting one to
+    TFLite log routine steps at INFO), restored after it."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def quiet_per_plan_tracing() -> None:
     """Install ``_OneTraceEach`` on TensorFlow's logger (once)."""
     logger = logging.getLogger("tensorflow")
@@ -86,12 +103,14 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
 
 
 def write_atomic(path: str, data: bytes, hint: str = "") -> None:
-    """Write ``data`` to ``path`` so a reader never sees half a file: path.tmp, flush, fsync, rename over path.
+    """Write ``data`` to ``path`` so a reader never sees half a file: a temporary file beside it (its own name
+    per writer, ending in .tmp, so writers racing for the same path never share one), flush, fsync, rename over
+    path.
 
     Raises:
-        OutputError: the write failed (the cause, and ``hint``: what the user can do); path.tmp is removed.
+        OutputError: the write failed (the cause, and ``hint``: what the user can do); the temporary file is removed.
     """
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -94,23 +94,17 @@ def staged(out: str, overwrite: bool = False):
 
 def save(folder: str, root, serving) -> None:
     """Save the SavedModel ``root`` into ``folder``, with ``serving`` (a tf.function) as ``serving_default``."""
-    import logging
-
     import tensorflow as tf
+
+    from hubembed._util import tf_logging_at_warning
 
     # Saving logs at INFO what is routine here (the assets written; the encoder's variables, captured by number,
     # renamed in the signature's inputs): keep it out of the user's output.
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
-        tf.saved_model.save(root, folder, signatures={"serving_default": serving})
+        with tf_logging_at_warning():
+            tf.saved_model.save(root, folder, signatures={"serving_default": serving})
     except (ValueError, AssertionError, TypeError) as e:  # e.g. a resource the encoder's functions capture, untracked
         raise FormatError(f"the export could not be saved as a SavedModel: {type(e).__name__}: {str(e)[:800]}") from e
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def write_record(folder: str, record: dict) -> None:

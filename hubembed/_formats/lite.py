@@ -8,7 +8,7 @@ so the matrix products run in int8 (XNNPACK's kernels; VNNI where the CPU has it
 The embedding tables, layer norms, softmax and the attention products stay float32. LiteRT
 (``ai_edge_litert``, the successor of ``tf.lite.Interpreter``) runs it, resizing its inputs per batch.
 
-The file is written once to ``$HUBEMBED_CACHE/int8/<fingerprint>-<source>-<format>.tflite`` (atomically:
+The file is written once to ``$HUBEMBED_CACHE/int8/<fingerprint>-<source>-<format>.tflite`` (``write_atomic``:
 two processes converting at once both write the same bytes) with a JSON sidecar that records the source,
 the outputs and the agreement with the float32 model measured on probe texts at conversion.
 """
@@ -23,14 +23,13 @@ import tempfile
 import time
 from typing import Dict, Optional
 
-from hubembed._util import cache_root
+from hubembed._util import cache_root, tf_logging_at_warning, write_atomic
 from hubembed.errors import FormatError
 
 log = logging.getLogger("hubembed")
 
 FORMAT = "hubembed-int8/1"
 SIGNATURE = "serving_default"
-INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def cache_path(weights_sha256: str, source: str) -> str:
@@ -83,28 +82,13 @@ def convert(backend, trackable, path: str) -> None:
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         try:
-            blob = _quiet(converter.convert)
+            with tf_logging_at_warning():
+                blob = converter.convert()
         except Exception as e:  # the converter raises its own ConverterError with MLIR diagnostics
             raise FormatError(f"the encoder could not be converted to int8 TFLite: {_first_error(e)}") from e
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp_file = tempfile.mkstemp(prefix=".converting-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp_file, path)
+    write_atomic(path, blob, "HUBEMBED_CACHE must be a writable folder")
     log.info("quantized the encoder to int8 in %.1f s (%.1f MB): %s", time.time() - t0, len(blob) / 1e6, path)
-
-
-def _quiet(fn):
-    """Run ``fn`` with TensorFlow's Python logging at WARNING (the converter logs routine steps at INFO)."""
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
-    try:
-        return fn()
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def _first_error(e: Exception) -> str:
@@ -119,10 +103,8 @@ def sidecar(path: str) -> str:
 
 
 def write_record(path: str, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".record-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, **record}, f, indent=1, sort_keys=True)
-    os.replace(tmp, sidecar(path))
+    data = json.dumps({"format": FORMAT, **record}, indent=1, sort_keys=True).encode("utf-8")
+    write_atomic(sidecar(path), data, "HUBEMBED_CACHE must be a writable folder")
 
 
 def read_record(path: str) -> Optional[Dict]:
