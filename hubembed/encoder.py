@@ -286,56 +286,39 @@ class Encoder:
         """
         texts = check_texts(texts)
         EmbedSpec(long=long, stride=stride)
-        if self.quantize is not None:
-            return self._encode_quantized(texts, batch_size, max_tokens, long, stride, embeddings)
+        plan, exported, source = self._encode_plan(bool(embeddings))
+        rows, info = self._rows(texts, long=long, stride=stride)
+        results: List[Optional[TextTokens]] = [None] * len(texts)
+        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
+            results[t] = tt
+        layers, ids, mask, types = _pad(results, len(plan.indices), self.signature.hidden_size)
+        pooled = _stack_pooled(results, plan, self.signature.hidden_size)
+        info.spec = self.spec(layers="all", long=long, stride=stride, backend=source)
+        info.report()
+        embeddings = None
+        if layer_spec.EMBEDDINGS in plan.indices:  # the rebuild's: first
+            embeddings, layers = layers[0], layers[1:]
+        return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
+
+    def _encode_plan(self, embeddings: bool) -> tuple:
+        """(every layer ``encode`` returns as a plan, whether the model gives the inner layers, what computes them:
+        "hub" or "garden"): the Hub model's exports, the rebuild's (embedding output first), or the quantized
+        model's (int8: its layers; bf16: the rebuild's)."""
+        if self.quantize == "int8":
+            if embeddings:
+                raise InputError(_int8_refusal(["the embedding output (encode(embeddings=True))"]))
+            q, L = self._quantized, self.signature.num_layers
+            kept = list(range(L)) if q.num_layers else [L - 1]
+            plan = LayerPlan(kept, layer_spec.Combine.make("none", len(kept)), need_pooled=q.has_pooled)
+            return plan, q.num_layers > 0, self._quantized_source()
         if embeddings and self.backend == "hub":
             raise InputError(
                 "embeddings=True: no Hub format exports the embedding output, so it comes from the Model Garden "
                 "rebuild, which backend='hub' rules out (load with backend='auto' or 'garden')"
             )
-        use_garden = self.backend == "garden" or bool(embeddings)
-        plan = self._all_layers_plan(use_garden)
-        rows, info = self._rows(texts, long=long, stride=stride)
-        results: List[Optional[TextTokens]] = [None] * len(texts)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
-            results[t] = tt
-        layers, ids, mask, types = _pad(results, len(plan.indices), self.signature.hidden_size)
-        pooled = _stack_pooled(results, plan, self.signature.hidden_size)
-        info.spec = self.spec(layers="all", long=long, stride=stride, backend="garden" if use_garden else "hub")
-        info.report()
-        embeddings = None
-        if use_garden:
-            embeddings, layers = layers[0], layers[1:]
+        use_garden = self.backend == "garden" or embeddings or self.quantize == "bf16"
         exported = self.signature.has_encoder_outputs or use_garden
-        return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
-
-    def _encode_quantized(self, texts, batch_size, max_tokens, long, stride, embeddings) -> EncoderOutputs:
-        """``encode`` with the quantized model: every layer it gives (bf16: the rebuild's, embeddings too)."""
-        q = self._quantized
-        if self.quantize == "bf16":
-            plan = self._all_layers_plan(True)
-        else:
-            if embeddings:
-                raise InputError(_int8_refusal(["the embedding output (encode(embeddings=True))"]))
-            L = self.signature.num_layers
-            kept = list(range(L)) if q.num_layers else [L - 1]
-            plan = LayerPlan(kept, layer_spec.Combine.make("none", len(kept)), need_pooled=q.has_pooled)
-        rows, info = self._rows(texts, long=long, stride=stride)
-        results: List[Optional[TextTokens]] = [None] * len(texts)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
-            results[t] = tt
-        layers, ids, mask, types = _pad(results, len(plan.indices), self.signature.hidden_size)
-        pooled = _stack_pooled(results, plan, self.signature.hidden_size)
-        info.spec = self.spec(layers="all", long=long, stride=stride, backend=self._quantized_source())
-        info.report()
-        emb = None
-        if self.quantize == "bf16":
-            emb, layers = layers[0], layers[1:]
-        exported = self.quantize == "bf16" or q.num_layers > 0
-        keep = embeddings or self.quantize == "bf16"
-        return EncoderOutputs(
-            pooled, layers[-1], layers if exported else None, mask, ids, types, info, emb if keep else None
-        )
+        return self._all_layers_plan(use_garden), exported, "garden" if use_garden else "hub"
 
     def _all_layers_plan(self, use_garden: bool) -> LayerPlan:
         L = self.signature.num_layers
