@@ -61,7 +61,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_jobs import DATA, _status, _stsb, datasets  # noqa: E402
+from bench_jobs import DATA, _status, _stsb, datasets, st_pipeline  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 PEER_VENV = os.path.join(ROOT, ".venv-onnx")
@@ -145,16 +145,7 @@ def hubembed_probe(enc):
 
 def _main_pipeline(name):
     if name == "st":
-        import torch  # noqa: F401  (the framework)
-
-        rss = _status("VmRSS:")
-        from sentence_transformers import SentenceTransformer
-
-        from hubembed import registry
-        from hubembed._hub import embedded
-
-        st = SentenceTransformer(embedded.source_dir(registry.get("minilm")), device="cpu")
-        return rss, lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True), None
+        return (*st_pipeline(), None)
     import tensorflow  # noqa: F401  (the framework)
 
     rss = _status("VmRSS:")

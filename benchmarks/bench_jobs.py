@@ -74,19 +74,24 @@ def _status(key):
     return float("nan")
 
 
+def st_pipeline():
+    """sentence-transformers float32 on the same weights: (RSS after `import torch`, texts -> vectors)."""
+    import torch  # noqa: F401  (the framework)
+
+    rss = _status("VmRSS:")
+    from sentence_transformers import SentenceTransformer
+
+    from hubembed import registry
+    from hubembed._hub import embedded
+
+    st = SentenceTransformer(embedded.source_dir(registry.get("minilm")), device="cpu")
+    return rss, lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True)
+
+
 def _pipeline(name):
     """(RSS after the framework import, a function texts -> vectors, a counter of word pieces or None)."""
     if name == "st":
-        import torch  # noqa: F401  (the framework)
-
-        rss = _status("VmRSS:")
-        from sentence_transformers import SentenceTransformer
-
-        from hubembed import registry
-        from hubembed._hub import embedded
-
-        st = SentenceTransformer(embedded.source_dir(registry.get("minilm")), device="cpu")
-        return rss, lambda texts: st.encode(texts, batch_size=32, convert_to_numpy=True), None
+        return (*st_pipeline(), None)
     import tensorflow as tf
 
     rss = _status("VmRSS:")
