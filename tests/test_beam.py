@@ -48,7 +48,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(port: int, proc, log_path, seconds: float = 90) -> None:
+def _wait_for(port: int, proc, log_path, seconds: float = 300) -> None:
     import socket
     import time
 

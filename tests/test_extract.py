@@ -171,43 +171,66 @@ def _cli(model, src, out, *extra):
     ]
 
 
+def _manifest_rows(out):
+    """Rows the manifest on disk lists (0 before the first shard); written atomically, so never half-read."""
+    try:
+        with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+            return int(json.load(f)["rows"])
+    except FileNotFoundError:
+        return 0
+
+
+def _run_until(cmd, out, rows, extra_delay, guard=600.0):
+    """Start the CLI and SIGKILL it once the manifest lists at least ``rows`` rows, then ``extra_delay`` seconds
+    later (so some kills land between shards, others mid-shard). Driven by progress, not the clock: however
+    slow start-up is (TensorFlow's import on a busy machine), the kill comes after real work. ``guard`` is a
+    wall-clock limit only against a hung process. Returns (killed, process)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + guard
+    while p.poll() is None and _manifest_rows(out) < rows:
+        assert time.monotonic() < end, f"no progress to {rows} rows in {guard:.0f} s"
+        time.sleep(0.01)
+    if p.poll() is None:
+        time.sleep(extra_delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            return True, p
+    p.wait()
+    return False, p
+
+
 @pytest.mark.slow
 def test_killed_at_random_moments_and_resumed_equals_a_clean_run(tiny_models, tmp_path):
-    """SIGKILL the CLI at random moments, resume each time; then corrupt a shard and leave a temp file: the
-    final output equals an uninterrupted run's, bit for bit, with no duplicate or missing id."""
+    """SIGKILL the CLI at random points of its progress (3 kills, each after a random number of rows past the
+    last), resume each time; after the second kill corrupt a shard and leave a temp file: the final output
+    equals an uninterrupted run's on this machine, bit for bit, with no duplicate or missing id."""
     model = tiny_models["tf2_dict"]
     src = str(tmp_path / "c.txt")
-    n = 12000  # long enough that random kills land mid-extraction (a whole run takes ~25 s here; 3+ kills)
+    n = 4000  # 100 shards of 40: room for three kills at random row counts
     corpus(src, n, seed=1)
     clean = str(tmp_path / "clean")
     subprocess.run(_cli(model, src, clean), check=True, timeout=600, capture_output=True)
+    rows_total = hubembed.open_extraction(clean).manifest["rows"]
     out = str(tmp_path / "killed")
     rng = random.Random(7)
-    kills, partial_seen, done = 0, [], False
-    t0 = time.perf_counter()
-    for attempt in range(12):
-        p = subprocess.Popen(_cli(model, src, out, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        delay = rng.uniform(3.0, 10.0) if attempt < 8 else 600
-        try:
-            p.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            kills += 1
-            if os.path.exists(os.path.join(out, "manifest.json")):
-                partial_seen.append(hubembed.open_extraction(out).manifest["rows"])
-            if kills == 2 and partial_seen and partial_seen[-1] > 0:
-                shard = os.path.join(out, "part-00000.npy")  # a shard damaged on disk: redone, not trusted
-                with open(shard, "r+b") as f:
-                    f.seek(200)
-                    f.write(b"\x00\x01\x02\x03")
-                open(os.path.join(out, "part-99999.npy.tmp"), "wb").write(b"half a shard")
-            continue
-        assert p.returncode == 0, p.stderr.read().decode()
-        done = True
-        break
-    assert done and kills >= 3, (kills, partial_seen, time.perf_counter() - t0)
-    assert any(0 < r < n - 200 for r in partial_seen), partial_seen  # some kills landed mid-extraction
+    partial_seen = []
+    for kill in range(3):
+        done = _manifest_rows(out)
+        target = rng.randint(done + 1, done + (rows_total - done) // 3)  # somewhere in the next third of the rest
+        killed, p = _run_until(_cli(model, src, out, "--resume"), out, target, extra_delay=rng.uniform(0.0, 0.3))
+        assert killed, (kill, target, p.returncode, p.stderr.read().decode()[-2000:])
+        partial_seen.append(_manifest_rows(out))
+        if kill == 1:
+            assert partial_seen[-1] > 0
+            shard = os.path.join(out, "part-00000.npy")  # a shard damaged on disk: redone, not trusted
+            with open(shard, "r+b") as f:
+                f.seek(200)
+                f.write(b"\x00\x01\x02\x03")
+            open(os.path.join(out, "part-99999.npy.tmp"), "wb").write(b"half a shard")
+    final = subprocess.run(_cli(model, src, out, "--resume"), capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert all(0 < r < rows_total for r in partial_seen), partial_seen  # every kill landed mid-extraction
     a, b = hubembed.open_extraction(clean, verify=True), hubembed.open_extraction(out, verify=True)
     assert b.complete and len(a) == len(b)
     assert a.ids() == b.ids() and len(set(b.ids())) == len(b)

@@ -28,7 +28,7 @@ def _texts(n=48):
     return texts
 
 
-def _wait_for_executors(session, n: int, seconds: float = 120) -> None:
+def _wait_for_executors(session, n: int, seconds: float = 300) -> None:
     """Both executors registered before a job runs, so the first tasks go to both."""
     import time
 
