@@ -848,7 +848,7 @@ def _load_export(r: resolve.Resolved, trust: str, **given) -> ExportedEmbedder:
     spec = EmbedSpec.from_dict(record["spec"])
     source = {"out": r.path, "model": record.get("model"), "weights_sha256": record.get("weights_sha256")}
     recorded = {"seq_length": record["seq_length"], "transform": record["spec"].get("transform")}
-    object.__setattr__(spec, "_source", {**source, **recorded})
+    spec = spec.with_source({**source, **recorded})
     return ExportedEmbedder(r.path, obj, export_format.ExportInfo.read(r.path, record), spec)
 
 

@@ -256,10 +256,7 @@ class Extraction:
         spec=ex.spec)``) refuses a model whose weights fingerprint or sequence length differ from this one's."""
 
         rec = self.record
-        spec = EmbedSpec.from_dict(rec)
-        object.__setattr__(
-            spec,
-            "_source",
+        spec = EmbedSpec.from_dict(rec).with_source(
             {
                 "out": self.out,
                 "model": self.header.get("model"),

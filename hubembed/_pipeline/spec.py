@@ -127,6 +127,9 @@ class EmbedSpec:
     truncate_dim: Optional[int] = None
     precision: str = "float32"
     ranges: Any = field(default=None)
+    # Where this spec was read from (an extraction or export: its folder, model, weights fingerprint, sequence
+    # length, transform), or None; not part of the spec's value (equality, hash, dictionaries).
+    source: Optional[dict] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -211,18 +214,15 @@ class EmbedSpec:
 
     def replace(self, **changes) -> "EmbedSpec":
         """A copy with ``changes`` (validated again); keeps what the spec was read from (``source``)."""
-        new = dataclasses.replace(self, **changes)
-        object.__setattr__(new, "_source", getattr(self, "_source", None))
-        return new
+        return dataclasses.replace(self, **changes)
+
+    def with_source(self, source: Optional[dict]) -> "EmbedSpec":
+        """This spec, recorded as read from ``source`` (an extraction's or export's record)."""
+        return dataclasses.replace(self, source=source)
 
     def for_tokens(self) -> "EmbedSpec":
         """The part of the spec token and word vectors depend on (no pooling, transform or normalisation)."""
         return EmbedSpec(**{k: getattr(self, k) for k in TOKEN_FIELDS})
-
-    @property
-    def source(self) -> Optional[dict]:
-        """Where this spec was read from (an extraction: its folder, model, weights fingerprint), or None."""
-        return getattr(self, "_source", None)
 
     # -- dictionaries --------------------------------------------------------------
     def to_dict(self) -> dict:
