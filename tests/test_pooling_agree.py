@@ -1,5 +1,5 @@
 """The three poolings agree on random inputs: numpy (``hubembed._pipeline.pooling``), TensorFlow (``hubembed.keras``:
-``masked_pool``, ``received_attention``) and streaming (``hubembed._pipeline.run._WindowPool``, for texts with more
+``masked_pool``, ``received_attention``) and streaming (``hubembed._pipeline.pooling.WindowPool``, for texts with more
 than ``STREAM_WINDOWS`` windows) against stitching (``_stitch`` + ``pool_text``).
 
 Every token pooling, special_tokens True/False, padded batches of varying lengths (pairs too) with a text that has
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from hubembed._pipeline import batching, pooling
 from hubembed._pipeline.layers import Combine
-from hubembed._pipeline.run import STREAMABLE, _stitch, _WindowPool, pool_text
+from hubembed._pipeline.pooling import STREAMABLE, WindowPool
+from hubembed._pipeline.run import _stitch, pool_text
 from hubembed.keras import masked_pool
 from hubembed.keras import received_attention as tf_received_attention
 
@@ -169,7 +170,7 @@ COMBINES = {
 
 
 def _plan(rng, combine, p):
-    """What _WindowPool and pool_text read of a LayerPlan (its combine), plus what this test feeds them."""
+    """What WindowPool and pool_text read of a LayerPlan (its combine), plus what this test feeds them."""
     how, k = COMBINES[combine]
     weights = rng.normal(size=k) if how == "scalar_mix" else None
     return SimpleNamespace(
@@ -194,7 +195,7 @@ def _plan(rng, combine, p):
 def test_window_stream_matches_stitched_pooling(
     p, special_tokens, seed, seq_length, windows_per_size, stride, combine, H
 ):
-    """_WindowPool over a text's windows (in any order) == pool_text of the same windows stitched by _stitch:
+    """WindowPool over a text's windows (in any order) == pool_text of the same windows stitched by _stitch:
     each window has its own random activations, so only pooling exactly the tokens the stitcher keeps agrees."""
     rng = np.random.default_rng(seed)
     size = seq_length - 2
@@ -204,7 +205,7 @@ def test_window_stream_matches_stitched_pooling(
     assert len(rows) == n_windows[0] > 1
     plan = _plan(rng, combine, p)
     k = len(plan.indices)
-    stream = _WindowPool(plan, p, special_tokens, len(rows))
+    stream = WindowPool(plan.combine, p, special_tokens, len(rows))
     parts = []
     for i in rng.permutation(len(rows)):  # batches are length-sorted: windows come in any order
         row = rows[i]

@@ -25,6 +25,8 @@ Model Garden fallback gives them (``received_attention`` turns them into weights
 
 from __future__ import annotations
 
+from typing import Any, Optional, Tuple
+
 import numpy as np
 
 from hubembed.errors import InputError
@@ -121,3 +123,70 @@ def _masked_max(x: np.ndarray, we: np.ndarray) -> np.ndarray:
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+# A text with more windows than this is pooled window by window (memory bounded by one batch), when the
+# pooling allows it; fewer windows are stitched into one token sequence first (exactly as before).
+STREAM_WINDOWS = 32
+STREAMABLE = ("mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention")
+
+
+class WindowPool:
+    """Streaming pooling of one long text, window by window, equal to ``pool`` over the stitched windows (its
+    token vectors are never held whole): running sum, count, max, [CLS] of the first window, [SEP] of the last,
+    pooled output. ``combine``: the plan's layer combination (``layers.Combine``)."""
+
+    def __init__(self, combine: Any, pooling: str, special_tokens: bool, n_windows: int):
+        self.combine, self.pooling, self.special_tokens, self.n_windows = combine, pooling, special_tokens, n_windows
+        self.seen, self.weight = 0, 0.0
+        self.sum: Any = 0.0
+        self.pooled: Any = 0.0
+        self.max: Optional[np.ndarray] = None
+        # (start, [CLS] or [SEP] vector, its attention weight)
+        self.first: Optional[Tuple[int, np.ndarray, float]] = None
+        self.last: Optional[Tuple[int, np.ndarray, float]] = None
+        self.closed = False  # the special tokens are added (result() can be called again)
+
+    def add(self, row: Any, vec: np.ndarray, pooled: Optional[np.ndarray], received: Optional[np.ndarray]) -> None:
+        """One window: ``row`` (a ``batching.Row``), its layers [k, S, H], pooled output, attention received."""
+        x = self.combine.apply(vec)  # [S, H'] (special tokens at 0 and -1)
+        lo, hi = row.keep
+        body = x[1 + lo : 1 + hi]
+        w = np.ones(len(body), np.float32) if received is None else received[1 + lo : 1 + hi].astype(np.float32)
+        self._take(body, w)
+        cls = (row.start, x[0], 1.0 if received is None else float(received[0]))
+        sep = (row.start, x[-1], 1.0 if received is None else float(received[-1]))
+        if self.first is None or row.start < self.first[0]:
+            self.first = cls
+        if self.last is None or row.start > self.last[0]:
+            self.last = sep
+        if pooled is not None:
+            self.pooled = self.pooled + pooled
+        self.seen += 1
+
+    def _take(self, x: np.ndarray, w: np.ndarray) -> None:
+        if not len(x):
+            return
+        self.sum = self.sum + (x * w.reshape((-1,) + (1,) * (x.ndim - 1))).sum(axis=0)
+        self.weight += float(w.sum())
+        m = x.max(axis=0)
+        self.max = m if self.max is None else np.maximum(self.max, m)
+
+    def result(self) -> np.ndarray:
+        assert self.first is not None and self.last is not None, "result() before any window"
+        if self.pooling == "cls":
+            return self.first[1]
+        if self.pooling == "pooled":
+            return self.pooled / self.n_windows
+        if self.special_tokens and not self.closed:  # [CLS] of the first window, [SEP] of the last: once
+            for _, v, w in (self.first, self.last):
+                self._take(v[None], np.array([w], np.float32))
+            self.closed = True
+        if self.pooling == "max":
+            return self.max
+        mean = self.sum / max(self.weight, 1e-12)
+        if self.pooling == "mean_sqrt_len":
+            return self.sum / np.sqrt(max(self.weight, 1.0))
+        if self.pooling == "mean_max":
+            return np.concatenate([mean, self.max], axis=-1)
+        return mean  # mean, attention (weights = attention received, as pooling.pool)

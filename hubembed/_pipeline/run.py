@@ -91,12 +91,6 @@ def _encode_batch(backend, plan: LayerPlan, packed) -> tuple:
     return acts, pooled, received
 
 
-# A text with more windows than this is pooled window by window (memory bounded by one batch), when the
-# pooling allows it; fewer windows are stitched into one token sequence first (exactly as before).
-STREAM_WINDOWS = 32
-STREAMABLE = ("mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention")
-
-
 @dataclass
 class Pooled:
     """A text already pooled window by window (``text_tokens(..., pool=...)``)."""
@@ -104,58 +98,6 @@ class Pooled:
     vector: np.ndarray
     n_windows: int
     truncated: int
-
-
-class _WindowPool:
-    """Running sums for one long text: sum, count, max, [CLS] of the first window, [SEP] of the last, pooled."""
-
-    def __init__(self, plan: "LayerPlan", pooling: str, special_tokens: bool, n_windows: int):
-        self.plan, self.pooling, self.special_tokens, self.n_windows = plan, pooling, special_tokens, n_windows
-        self.seen, self.sum, self.weight, self.max, self.pooled = 0, 0.0, 0.0, None, 0.0
-        self.first = self.last = None  # (start, [CLS] or [SEP] vector, its attention weight)
-        self.closed = False  # the special tokens are added (result() can be called again)
-
-    def add(self, row, vec, pooled, received) -> None:
-        x = self.plan.combine.apply(vec)  # [S, H'] (special tokens at 0 and -1)
-        lo, hi = row.keep
-        body = x[1 + lo : 1 + hi]
-        w = np.ones(len(body), np.float32) if received is None else received[1 + lo : 1 + hi].astype(np.float32)
-        self._take(body, w)
-        cls = (row.start, x[0], 1.0 if received is None else float(received[0]))
-        sep = (row.start, x[-1], 1.0 if received is None else float(received[-1]))
-        if self.first is None or row.start < self.first[0]:
-            self.first = cls
-        if self.last is None or row.start > self.last[0]:
-            self.last = sep
-        if pooled is not None:
-            self.pooled = self.pooled + pooled
-        self.seen += 1
-
-    def _take(self, x, w) -> None:
-        if not len(x):
-            return
-        self.sum = self.sum + (x * w.reshape((-1,) + (1,) * (x.ndim - 1))).sum(axis=0)
-        self.weight += float(w.sum())
-        m = x.max(axis=0)
-        self.max = m if self.max is None else np.maximum(self.max, m)
-
-    def result(self) -> np.ndarray:
-        if self.pooling == "cls":
-            return self.first[1]
-        if self.pooling == "pooled":
-            return self.pooled / self.n_windows
-        if self.special_tokens and not self.closed:  # [CLS] of the first window, [SEP] of the last: once
-            for _, v, w in (self.first, self.last):
-                self._take(v[None], np.array([w], np.float32))
-            self.closed = True
-        if self.pooling == "max":
-            return self.max
-        mean = self.sum / max(self.weight, 1e-12)
-        if self.pooling == "mean_sqrt_len":
-            return self.sum / np.sqrt(max(self.weight, 1.0))
-        if self.pooling == "mean_max":
-            return np.concatenate([mean, self.max], axis=-1)
-        return mean  # mean, attention (weights = attention received, as pooling.pool)
 
 
 def text_tokens(
@@ -172,14 +114,16 @@ def text_tokens(
     arrive and yielded as ``Pooled`` (their token vectors are never held whole).
     """
     pending: Dict[int, list] = {}
-    streaming: Dict[int, _WindowPool] = {}
-    stream = pool is not None and pool[0] in STREAMABLE
+    streaming: Dict[int, pooling_mod.WindowPool] = {}
+    stream = pool is not None and pool[0] in pooling_mod.STREAMABLE
     for idx, (ids, mask, types, special), acts, pooled, received in run_batches(backend, rows, plan, packing):
         for b, i in enumerate(idx):
             row = rows[i]
             length = int(mask[b].sum())
-            if stream and row.n_windows > STREAM_WINDOWS:
-                acc = streaming.setdefault(row.text, _WindowPool(plan, pool[0], pool[1], row.n_windows))
+            if stream and row.n_windows > pooling_mod.STREAM_WINDOWS:
+                acc = streaming.setdefault(
+                    row.text, pooling_mod.WindowPool(plan.combine, pool[0], pool[1], row.n_windows)
+                )
                 acc.add(
                     row,
                     acts[:, b, :length],
