@@ -19,10 +19,14 @@ if "tensorflow" not in _sys.modules:
 from hubembed._corpus.extract import extract
 from hubembed._corpus.store import Extraction, open_extraction
 from hubembed._hub.signature import Signature
+from hubembed._load import LoadOptions, inspect, load
 from hubembed._pipeline import quantize as quantize  # hubembed.quantize.Ranges, quantize(), dequantize()
 from hubembed._pipeline.graph import ExportedEmbedder
+from hubembed._pipeline.info import ExtractionInfo
+from hubembed._pipeline.outputs import EncoderOutputs, Internals
 from hubembed._pipeline.spec import EmbedSpec
-from hubembed.encoder import Encoder, EncoderOutputs, Internals, inspect, load
+from hubembed._pipeline.tokens import TokenEmbeddings, WordEmbeddings
+from hubembed.encoder import Encoder
 from hubembed.errors import (
     ConversionError,
     DownloadError,
@@ -40,6 +44,10 @@ from hubembed.errors import (
     UntrustedModelError,
 )
 
+# `import hubembed.quantize` and `from hubembed.quantize import Ranges`, as the README writes it: the module is
+# _pipeline's, registered under its public name too.
+_sys.modules.setdefault("hubembed.quantize", quantize)
+
 __all__ = [
     "ConversionError",
     "DownloadError",
@@ -48,11 +56,13 @@ __all__ = [
     "EncoderOutputs",
     "ExportedEmbedder",
     "Extraction",
+    "ExtractionInfo",
     "FormatError",
     "HandleError",
     "HubEmbedError",
     "InputError",
     "Internals",
+    "LoadOptions",
     "MissingDependencyError",
     "ModelNotFoundError",
     "NotASavedModelError",
@@ -60,8 +70,10 @@ __all__ = [
     "PreprocessorMismatchError",
     "Signature",
     "StaleCacheError",
+    "TokenEmbeddings",
     "UnknownModelError",
     "UntrustedModelError",
+    "WordEmbeddings",
     "extract",
     "inspect",
     "load",

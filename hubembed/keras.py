@@ -431,7 +431,7 @@ class _HubFeatureLogic:
         enc = hubembed.load(handle, preprocess=preprocess, seq_length=seq_length, backend=backend)
         if self.encoder_trainable and enc.signature.format == "tf1_hub" and backend == "auto":
             log.info("%s is a TF1 Hub module; fine-tuning it through the Model Garden rebuild", handle)
-            enc.backend = "garden"
+            enc.engine.backend = "garden"
         return enc
 
     def _make_plan(self, sig, backend, layers, combine, weights, gamma, attention_layer):

@@ -189,7 +189,7 @@ def _job(model, load: dict, spec: Optional[EmbedSpec], spec_keywords: dict, batc
         raise InputError(f"model={model!r}; valid: a handle (a registry name, a URL, a folder)")
     if load["backend"] not in BACKENDS:
         raise InputError(f"backend={load['backend']!r}; valid: {', '.join(BACKENDS)}")
-    from hubembed.encoder import check_quantize
+    from hubembed._engines import check_quantize
 
     check_quantize(load["quantize"])  # the driver's CPU; workers check their own when they load
     if load["preprocess"] is not None and not isinstance(load["preprocess"], (str, os.PathLike)):

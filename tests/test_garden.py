@@ -28,7 +28,7 @@ def garden_encoders(tiny_models, garden_models):
     out = {}
     for kind, path in {**tiny_models, **garden_models}.items():
         out[kind] = (hubembed.load(path, backend="hub"), hubembed.load(path, backend="garden"))
-        out[kind][1]._garden = out[kind][0].garden()  # one rebuild per model
+        out[kind][1].engine._garden = out[kind][0].garden()  # one rebuild per model
     return out
 
 
@@ -97,10 +97,10 @@ def test_list_style_and_tf1_give_all_their_layers(garden_encoders, tiny_models, 
 def test_auto_uses_the_hub_model_when_it_can_and_logs_the_fallback_once(tiny_models, caplog):
     enc = hubembed.load(tiny_models["tf2_list"])
     calls = []
-    enc.hub = _spy(enc.hub, calls, "hub")
+    enc.engine.hub = _spy(enc.hub, calls, "hub")
     caplog.set_level("INFO", logger="hubembed")
     enc.embed(SINGLE, layers=-1)
-    assert calls == ["hub"] * len(calls) and calls and enc._garden is None
+    assert calls == ["hub"] * len(calls) and calls and enc.engine._garden is None
     enc.embed(SINGLE, layers=0)
     enc.embed(SINGLE, layers=1)
     msgs = [r.getMessage() for r in caplog.records if "using the Model Garden rebuild" in r.getMessage()]

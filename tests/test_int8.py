@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import hubembed
-from hubembed import encoder as encoder_mod
+from hubembed import _engines
+from hubembed import _load as load_mod
 from hubembed._formats import lite
 from hubembed._pipeline.pooling import POOLINGS
 from hubembed.errors import InputError
@@ -40,7 +41,7 @@ def test_int8_vectors_agree_with_float32_on_real_weights(minilm, int8, texts):
     assert not np.allclose(int8.embed(texts[:5]), minilm.embed(texts[:5]), atol=1e-4)  # int8 did compute
     assert int8.quantize == "int8" and int8.obj is None  # the float32 weights are not kept
     rec = lite.read_record(lite.cache_path(minilm.weights_sha256, "hub"))
-    assert rec["probe_cosine"] >= encoder_mod.MIN_AGREEMENT and rec["signature"]["num_layers"] == 6
+    assert rec["probe_cosine"] >= _engines.MIN_AGREEMENT and rec["signature"]["num_layers"] == 6
 
 
 @pytest.mark.parametrize("pooling", [p for p in POOLINGS if p != "attention"])
@@ -92,8 +93,8 @@ def test_what_int8_does_not_compute_is_refused_with_the_reason(int8, texts):
 
 def test_bf16_is_refused_before_loading_on_a_cpu_without_it(monkeypatch):
     loads = []
-    monkeypatch.setattr(encoder_mod, "cpu_flags", lambda: {"avx2", "fma"})
-    monkeypatch.setattr(encoder_mod.resolve, "resolve", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr(_engines, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(load_mod.resolve, "resolve", lambda *a, **k: loads.append(a))
     with pytest.raises(InputError, match="no bf16 instructions .*no avx512_bf16 or amx_bf16.*use quantize='int8'"):
         hubembed.load("minilm", quantize="bf16")
     with pytest.raises(InputError, match="no bf16 instructions"):
@@ -101,9 +102,7 @@ def test_bf16_is_refused_before_loading_on_a_cpu_without_it(monkeypatch):
     assert loads == []
 
 
-@pytest.mark.skipif(
-    not encoder_mod.cpu_flags() & {"avx512_bf16", "amx_bf16"}, reason="this CPU has no bf16 instructions"
-)
+@pytest.mark.skipif(not _engines.cpu_flags() & {"avx512_bf16", "amx_bf16"}, reason="this CPU has no bf16 instructions")
 def test_bf16_where_the_cpu_has_it_agrees_and_gives_everything(minilm, texts):
     bf16 = hubembed.load("minilm", quantize="bf16")
     cos = _cos(bf16.embed(texts[:100]), minilm.embed(texts[:100]))
@@ -119,7 +118,7 @@ def test_a_cached_int8_model_loads_without_reading_the_float32_savedmodel(int8, 
     real = resolve.load
     monkeypatch.setattr(resolve, "load", lambda path, *a, **k: reads.append(path) or real(path, *a, **k))
     again = hubembed.load("minilm", quantize="int8")
-    assert again.obj is None and again._quantized.path == int8._quantized.path
+    assert again.obj is None and again.engine.quantized.path == int8.engine.quantized.path
     assert all("encoder" not in os.path.basename(p.rstrip("/")) for p in reads), reads  # the preprocessor only
     np.testing.assert_array_equal(again.embed(["same vectors"]), int8.embed(["same vectors"]))
     assert again.signature.num_layers == 6 and again.context()["quantize"] == "int8"
@@ -129,7 +128,7 @@ def test_a_cached_int8_model_loads_without_reading_the_float32_savedmodel(int8, 
 def test_every_hub_encoder_kind(kind, tiny_models, tiny_encoders):
     f32 = tiny_encoders[kind]
     q = hubembed.load(tiny_models[kind], quantize="int8")
-    assert q._quantized.source == ("garden" if kind == "tf1_hub" else "hub")
+    assert q.engine.quantized.source == ("garden" if kind == "tf1_hub" else "hub")
     texts = ["the cat sat on the mat", "hello world", "a quick brown fox jumps"]
     assert _cos(q.embed(texts), f32.embed(texts)).min() >= 0.99
     if kind == "tf1_hub":
@@ -149,7 +148,7 @@ def test_garden_exports_quantize_directly(garden_models, tiny_encoders):
     for kind in ("garden_bert", "garden_albert"):
         q = hubembed.load(garden_models[kind], quantize="int8", trust="any")
         f32 = hubembed.load(garden_models[kind], trust="any")
-        assert q._quantized.source == "hub"
+        assert q.engine.quantized.source == "hub"
         assert _cos(q.embed(texts, layers="-2:"), f32.embed(texts, layers="-2:")).min() >= 0.99
 
 

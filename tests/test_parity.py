@@ -150,7 +150,7 @@ def test_model_garden_rebuild_equals_the_hub_model_on_stsb(minilm, stsb_sentence
     import hubembed
 
     gar = hubembed.load("minilm", backend="garden")
-    gar._garden = minilm.garden()
+    gar.engine._garden = minilm.garden()
     texts = stsb_sentences[:300]
     a, b = minilm.encode(texts, batch_size=64), gar.encode(texts, batch_size=64)
     m = a.mask.astype(bool)

@@ -260,7 +260,7 @@ def extract(
             are kept; ``resume=True`` continues).
     """
     spec = EmbedSpec.make(spec, **spec_keywords)
-    from hubembed.encoder import check_quantize
+    from hubembed._engines import check_quantize
 
     check_quantize(quantize)  # a mode this CPU runs well, before the folder or the model
     settings = Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)

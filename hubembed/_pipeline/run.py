@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from hubembed._pipeline import batching
+from hubembed._pipeline import batching, tokens
 from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.spec import LayerPlan
+from hubembed._pipeline.texts import split_pairs
 
 log = logging.getLogger("hubembed")
 
@@ -35,6 +37,28 @@ class TextTokens:
     n_windows: int
     truncated: int
     attention: Optional[np.ndarray] = None  # [T]: attention each token receives (pooling="attention")
+
+
+def text_rows(
+    preprocessor: Any,
+    seq_length: int,
+    texts: Sequence,
+    *,
+    long: str,
+    stride: Optional[int],
+    word_ids: Optional[List[Any]] = None,
+) -> Tuple[List[batching.Row], ExtractionInfo]:
+    """Texts (or (a, b) pairs) -> the rows the encoder runs (a window each; long texts in overlapping windows or
+    truncated), and what happened to each text (tokens, windows, truncation, empty). ``word_ids``: the texts'
+    word-piece ids when already tokenized (word spans); ``preprocessor``: the paired one (``token_ids``)."""
+    firsts, seconds = split_pairs(texts)
+    ids = word_ids if word_ids is not None else tokens.token_ids(preprocessor, firsts)
+    pair_ids = tokens.token_ids(preprocessor, seconds) if seconds is not None else None
+    rows, n_windows, truncated = batching.make_rows(ids, seq_length, long=long, stride=stride, pairs=pair_ids)
+    n_tok = np.array([len(a) for a in ids], np.int64)
+    if pair_ids is not None:
+        n_tok += np.array([len(b) for b in pair_ids], np.int64)
+    return rows, ExtractionInfo(n_tok, n_windows, truncated, n_tok == 0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""``Encoder.export``: one self-contained SavedModel that embeds as ``Encoder.embed`` does, without hubembed.
+
+The spec is checked for what one graph can express before anything slow runs; the graph (``hubembed._pipeline.graph``)
+is saved in a staged folder, loaded back and compared with ``embed`` on probe texts, audited, and only then moved
+into place with its record (``hubembed.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Tuple
+
+import numpy as np
+
+from hubembed import garden
+from hubembed._formats import export as export_format
+from hubembed._hub.audit import audit
+from hubembed._pipeline import graph
+from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.spec import EmbedSpec, LayerPlan
+from hubembed._util import versions
+from hubembed.errors import FormatError, InputError
+
+if TYPE_CHECKING:
+    from hubembed.encoder import Encoder
+
+log = logging.getLogger("hubembed")
+
+
+def export_encoder(enc: Encoder, out: str, spec: EmbedSpec, overwrite: bool = False) -> str:
+    """``enc.export(out, spec)`` (see there)."""
+    if enc.quantize is not None:
+        raise InputError(
+            f"export: {enc.handle} was loaded with quantize={enc.quantize!r}; an export is one float32 "
+            f"TensorFlow SavedModel (int8 TFLite cannot be part of it): load without quantize= to export"
+        )
+    spec, plan, transform = _export_plan(enc, spec)
+    dim = spec.shape(plan, enc.signature.hidden_size, transform)[-1]
+    with export_format.staged(out, overwrite) as folder:  # refuses a used folder before the slow work
+        backend = enc.backend_for(plan)
+        variables = backend.model.variables if plan.garden else getattr(enc.obj, "variables", [])
+        head = graph.Head(plan, spec.pooling, spec.special_tokens, spec.normalize, transform)
+        batching_ = {"max_rows": BATCH_SIZE, "max_tokens": max(MAX_TOKENS, enc.seq_length)}
+        root, serving = graph.build(
+            enc.preprocessor.module,
+            backend,
+            head,
+            seq_length=enc.seq_length,
+            dim=dim,
+            batching=batching_,
+            variables=variables,
+        )
+        export_format.save(folder, root, serving)
+        check = _export_check(enc, folder, spec)
+        export_format.write_record(folder, _export_record(enc, spec, plan, transform, dim, batching_, check))
+        _export_audit(folder, enc.handle)
+    return os.path.abspath(os.path.expanduser(out))
+
+
+def _export_plan(enc: Encoder, spec: EmbedSpec) -> Tuple[EmbedSpec, LayerPlan, Any]:
+    """(spec as exported, LayerPlan, transform): what one graph can express, refused otherwise with the reason,
+    before anything slow runs. The export truncates long texts (``long="truncate"``), and a TF1 Hub module is
+    exported through the Model Garden rebuild (its TF1 signatures cannot be saved in a TF2 SavedModel)."""
+    enc.check_spec_source(spec)
+    if spec.stride is not None:
+        raise InputError(
+            f"stride={spec.stride} sets the overlap of windows, but an export truncates each text to one window "
+            f"({enc.seq_length - 2} word pieces): leave stride unset"
+        )
+    if spec.truncate_dim is not None or spec.precision != "float32":
+        raise InputError(
+            "truncate_dim and precision: an export returns the float32 vectors of the spec's pooling; truncate "
+            "or quantize its outputs (hubembed.quantize.quantize), or export without them"
+        )
+    transform = spec.transform_object()
+    spec = spec.replace(long="truncate")
+    backend = enc.backend
+    if enc.signature.format == "tf1_hub":
+        if backend == "hub":
+            raise InputError(
+                f"{enc.handle} is a TF1 Hub module: its signatures cannot be saved inside a TF2 SavedModel, so an "
+                f"export runs the Model Garden rebuild of it, which backend='hub' rules out; load it with "
+                f"backend='auto' (default) or 'garden'"
+            )
+        backend = "garden"
+    plan = spec.plan(enc.signature, backend)
+    if plan.combine.how == "none" and len(plan.indices) > 1:
+        raise InputError(
+            f"combine='none' keeps the {len(plan.indices)} layers apart ([N, {len(plan.indices)}, H] per call), but "
+            f"an export gives one vector per text ([B, D]): combine them (concat, mean, sum, weighted, scalar_mix)"
+        )
+    if plan.garden:
+        garden.require()
+    return spec, plan, transform
+
+
+# Probe texts for the export's check: plain, empty, accented and CJK, and one longer than any window.
+_PROBE = ["A man is playing a guitar.", "", "naïve café: 日本語, 😀!", "hello world " * 300]
+
+
+def _export_check(enc: Encoder, folder: str, spec: EmbedSpec) -> dict:
+    """Load the written SavedModel back, run it on probe texts and compare with ``embed``: an export that does not
+    reproduce it is refused."""
+    import tensorflow as tf  # TensorFlow: imported where it is used, so that `import hubembed` stays TF-free
+
+    level = log.level
+    log.setLevel(logging.ERROR)  # the long probe's truncation is expected, not news
+    try:
+        want = enc.embed(_PROBE, spec=spec)
+    finally:
+        log.setLevel(level)
+    got = tf.saved_model.load(folder)(tf.constant(_PROBE)).numpy()
+    diff = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+    if not diff <= 1e-4:
+        raise FormatError(
+            f"the exported graph of {enc.handle} does not reproduce Encoder.embed on probe texts (max |diff| "
+            f"{diff:.2e} relative, tolerance 1e-4); nothing was written"
+        )
+    return {"texts": len(_PROBE), "max_abs_diff": float(f"{diff:.3g}")}
+
+
+def _export_record(
+    enc: Encoder, spec: EmbedSpec, plan: LayerPlan, transform: Any, dim: int, batching_: dict, check: dict
+) -> dict:
+    """What ``hubembed.json`` says about an export."""
+    size = enc.seq_length - 2
+    return {
+        "format": export_format.FORMAT,
+        "model": enc.handle,
+        "model_format": enc.signature.format,
+        "weights_sha256": enc.weights_sha256,
+        "preprocessor": enc.preprocessor.to_dict(),
+        "spec": spec.record(plan, transform, **enc.context()),
+        "dim": int(dim),
+        "seq_length": enc.seq_length,
+        "truncation": {
+            "mode": "truncate",
+            "max_word_pieces": size,
+            "note": f"a text of more than {size} word pieces is cut to its first {size} (one window; "
+            f"Encoder.embed's default, long='window', would stitch overlapping windows instead)",
+        },
+        "batching": {**batching_, "note": "each call is sorted by length and encoded in chunks of at most these"},
+        "signatures": {"__call__ and serving_default": f"inputs: string [B] -> outputs: float32 [B, {dim}]"},
+        "check": check,
+        "requires": "tensorflow and tensorflow-text of the versions below (import tensorflow_text before loading)",
+        "versions": versions("tensorflow", "tensorflow_text"),
+    }
+
+
+def _export_audit(folder: str, handle: str) -> None:
+    a = audit(folder)
+    if not a.ok:
+        found = "; ".join(f"{f.op} in {f.where}: {f.why}" for f in a.findings[:10])
+        raise FormatError(f"the export of {handle} fails hubembed's audit ({found}); nothing was written")
