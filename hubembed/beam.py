@@ -26,6 +26,7 @@ retry failed bundles themselves).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 from hubembed._corpus import extract as corpus
 from hubembed._corpus import inputs, store
+from hubembed._corpus.job import CorpusJob, Settings
+from hubembed._load import LoadOptions
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._util import optional
@@ -96,14 +99,12 @@ class ReadRecords(beam.DoFn if beam else object):
 class EmbedShard(beam.DoFn if beam else object):
     """(shard index, records) -> the shard's manifest entry, its files written under ``out``."""
 
-    def __init__(self, out: str, load_args: dict, settings: corpus.Settings, weights_sha256: str):
-        self.out, self.load_args, self.settings, self.weights_sha256 = out, load_args, settings, weights_sha256
+    def __init__(self, out: str, load: LoadOptions, settings: Settings, weights_sha256: str):
+        self.out, self.load, self.settings, self.weights_sha256 = out, load, settings, weights_sha256
         self.embedder = None
 
     def setup(self):
-        import hubembed
-
-        encoder = hubembed.load(**self.load_args)
+        encoder = self.load.load()
         self.embedder = corpus.Embedder(encoder, self.settings, self.weights_sha256)
         LOADS["count"] += 1
         self.counted = False  # counted by the first process(): metrics are not collected during setup
@@ -199,19 +200,38 @@ def extract(
             "a Beam pipeline reads a file (its workers have no standard input); write the texts to "
             "a file, or run without --runner"
         )
-    spec = EmbedSpec.make(spec, **spec_keywords)
     # Workers run in their own working directory: a relative local path means the launcher's.
     input_path, out = _absolute(input_path), _absolute(out)
-    settings = corpus.Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
-    reader_args = dict(column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty)
-    load_args = dict(
-        handle=model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+    job = CorpusJob.make(
+        out,
+        spec=spec,
+        model=model,
+        preprocess=preprocess,
+        seq_length=seq_length,
+        backend=backend,
+        trust=trust,
+        quantize=quantize,
+        level=level,
+        format=format,
+        subword=subword,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        shard_size=shard_size,
+        cache=cache,
+        column=column,
+        id_column=id_column,
+        input_format=input_format,
+        on_bad=on_bad,
+        on_empty=on_empty,
+        **spec_keywords,
     )
+    settings, reader_args, load = job.settings, job.source.reader_args(), job.load
     _check_out(out)  # before the model loads
-    header, weights_sha256 = _header(input_path, reader_args, load_args, settings)
+    header, weights_sha256 = _header(input_path, reader_args, load, settings)
     start = time.perf_counter()
     p = beam.Pipeline(options=_options(pipeline_args, runner))
-    _build(p, input_path, out, reader_args, EmbedShard(out, load_args, settings, weights_sha256), header, runner)
+    _build(p, input_path, out, reader_args, EmbedShard(out, load, settings, weights_sha256), header, runner)
     result = p.run()
     result.wait_until_finish()
     return _finish(out, runner, time.perf_counter() - start, _model_loads(result))
@@ -239,14 +259,12 @@ def _options(pipeline_args, runner: str):
     return PipelineOptions(list(pipeline_args), runner=runner)
 
 
-def _header(input_path: str, reader_args: dict, load_args: dict, settings):
+def _header(input_path: str, reader_args: dict, load: LoadOptions, settings: Settings) -> Tuple[dict, str]:
     """The manifest's header and the weights fingerprint, computed on the launching machine (which checks the
     arguments and the input before any worker starts)."""
-    import hubembed
-
     reader = inputs.open_input(input_path, opener=_open, **reader_args)
-    local = corpus.Embedder(hubembed.load(**load_args), corpus.Settings(**{**settings.__dict__, "cache": False}))
-    return corpus.make_header(local, reader, input_path), local.weights_sha256
+    local = corpus.Embedder(load.load(), dataclasses.replace(settings, cache=False))
+    return corpus.make_header(local, reader.to_dict(), input_path), local.weights_sha256
 
 
 def _build(p, input_path: str, out: str, reader_args: dict, embed: "EmbedShard", header: dict, runner: str):
@@ -333,10 +351,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
     ):
         _need_beam()
         self.spec = EmbedSpec.make(spec, **spec_keywords)  # bad options fail here, before the pipeline runs
-        self.model = str(model)
-        self.load_args = dict(
-            preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
-        )
+        self.options = LoadOptions(str(model), preprocess, seq_length, backend, trust, quantize)
         self.batching = dict(batch_size=batch_size, max_tokens=max_tokens)
         super().__init__(
             min_batch_size=min_batch_size,
@@ -345,11 +360,13 @@ class ModelHandler(_BeamModelHandler if beam else object):
             model_copies=model_copies,
         )
 
-    def load_model(self):
-        import hubembed
+    @property
+    def model(self) -> str:
+        return self.options.model
 
+    def load_model(self) -> Any:
         LOADS["count"] += 1
-        return hubembed.load(self.model, **self.load_args)
+        return self.options.load()
 
     def _spec(self, inference_args: Optional[dict]) -> EmbedSpec:
         if not inference_args:
@@ -377,4 +394,4 @@ class ModelHandler(_BeamModelHandler if beam else object):
 
     def update_model_path(self, model_path: Optional[str] = None) -> None:
         if model_path:
-            self.model = str(model_path)
+            self.options = self.options.replace(model=str(model_path))

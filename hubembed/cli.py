@@ -16,10 +16,18 @@ import warnings
 
 import numpy as np
 
+import hubembed
+from hubembed import __version__, analysis, registry
+from hubembed._corpus import inputs
 from hubembed._corpus.extract import DTYPES
 from hubembed._corpus.inputs import INPUT_FORMATS, ON_BAD, ON_EMPTY
 from hubembed._corpus.shards import SHARD_FORMATS
+from hubembed._formats.convert import convert
+from hubembed._formats.export import check_out
+from hubembed._hub import audit as audit_mod
+from hubembed._hub import resolve
 from hubembed._hub.resolve import TRUST
+from hubembed._load import LoadOptions
 from hubembed._pipeline import batching
 from hubembed._pipeline.batching import LONG_MODES
 from hubembed._pipeline.layers import COMBINES
@@ -49,9 +57,6 @@ def _quiet_tensorflow() -> None:
 
 def _cmd_audit(args) -> int:
     """Audit the encoder (and the preprocessor it would be paired with, where known without loading)."""
-    from hubembed import registry
-    from hubembed._hub import audit as audit_mod
-    from hubembed._hub import resolve
 
     r = resolve.resolve(args.handle)
     paths = [(args.handle, r.path)]
@@ -84,8 +89,14 @@ def _cmd_audit(args) -> int:
     return 0 if all(a.ok for _, a in audits) else 3
 
 
+def _load_options(args: argparse.Namespace) -> LoadOptions:
+    """The load options a command was given (``--model``, ``--preprocess``, ``--seq-length``, ``--backend``,
+    ``--trust``, ``--quantize``; those a command does not have keep their defaults)."""
+    names = ("preprocess", "seq_length", "backend", "trust", "quantize")
+    return LoadOptions.make(model=args.model, **{k: getattr(args, k) for k in names if hasattr(args, k)})
+
+
 def _cmd_inspect(args) -> int:
-    import hubembed
 
     if args.audit:
         return _cmd_audit(args)
@@ -96,18 +107,9 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_embed(args) -> int:
 
-    import hubembed
-
     spec = _spec(args)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = hubembed.load(
-        args.model,
-        preprocess=args.preprocess,
-        seq_length=args.seq_length,
-        backend=args.backend,
-        trust=args.trust,
-        quantize=args.quantize,
-    )
+    enc = _load_options(args).load()
     vecs = enc.embed(texts, spec=spec)
     layers = args.layers
     if isinstance(enc, hubembed.ExportedEmbedder):  # an export embeds with its own spec (a different one: refused)
@@ -139,14 +141,10 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import hubembed
-    from hubembed._formats.export import check_out
 
     spec = _spec(args)  # the spec and the output folder are checked before the model loads
     check_out(args.out, args.overwrite)
-    enc = hubembed.load(
-        args.model, preprocess=args.preprocess, seq_length=args.seq_length, backend=args.backend, trust=args.trust
-    )
+    enc = _load_options(args).load()
     if isinstance(enc, hubembed.ExportedEmbedder):
         raise hubembed.InputError(f"{args.model} is an export already; export from the model it was made from")
     out = enc.export(args.out, spec, overwrite=args.overwrite)
@@ -166,7 +164,6 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from hubembed._formats.convert import convert
 
     out = convert(args.src, args.out, overwrite=args.overwrite)
     print(f"converted {args.src} -> {out} (encoder/, preprocess/, hubembed.json)")
@@ -242,7 +239,6 @@ def _extract_kwargs(args) -> dict:
 
 
 def _cmd_extract(args) -> int:
-    import hubembed
 
     kwargs = _extract_kwargs(args)
     if args.runner:
@@ -277,7 +273,6 @@ def _cmd_extract(args) -> int:
 
 def _labelled(path, args):
     """(texts, labels) of a labelled file: the label column is read as the row id."""
-    from hubembed._corpus import inputs
 
     r = inputs.open_input(
         path,
@@ -301,8 +296,6 @@ def _labelled(path, args):
 
 
 def _cmd_probe(args) -> int:
-    import hubembed
-    from hubembed import analysis
 
     spec = EmbedSpec(
         layers=_layer_arg(args.layers),
@@ -311,9 +304,7 @@ def _cmd_probe(args) -> int:
         long=args.long,
         stride=args.stride,
     )
-    enc = hubembed.load(
-        args.model, preprocess=args.preprocess, seq_length=args.seq_length, trust=args.trust, quantize=args.quantize
-    )
+    enc = _load_options(args).load()
     texts, labels = _labelled(args.data, args)
     poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
     kw = dict(
@@ -655,8 +646,6 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pipeline_args = extra  # Beam's own options (--runner given)
     if args.version:
-        from hubembed import __version__
-
         print(f"hubembed {__version__}")
         return 0
     if not getattr(args, "func", None):

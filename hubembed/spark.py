@@ -32,6 +32,7 @@ session; ``embed`` uses the DataFrame API only (tested on a classic session).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -43,11 +44,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from hubembed import registry
 from hubembed._corpus import extract as corpus
 from hubembed._corpus import inputs, store
+from hubembed._corpus.job import CorpusJob
+from hubembed._hub.resolve import is_url
+from hubembed._load import LoadOptions
 from hubembed._pipeline import quantize
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
-from hubembed._pipeline.spec import BACKENDS, EmbedSpec
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed._util import optional, write_atomic
 from hubembed.errors import InputError, OutputError
 
@@ -61,7 +66,7 @@ except ImportError:  # pragma: no cover - the spark extra is optional
 __all__ = ["embed", "extract"]
 
 LOADS = {"count": 0}  # models this process loaded through _encoder (the tests read it through worker_column)
-_MODELS: Dict[tuple, Any] = {}  # hubembed.load's arguments -> Encoder, for the life of the (worker) process
+_MODELS: Dict[LoadOptions, Any] = {}  # load options -> Encoder, for the life of the (worker) process
 _LOCK = threading.Lock()
 # Spark has no unsigned byte: uint8 codes (precision uint8/ubinary) go out as short.
 _ELEMENTS = {np.float32: "FloatType", np.int8: "ByteType", np.uint8: "ShortType"}
@@ -72,15 +77,13 @@ def _need_spark() -> None:
         optional("pyspark", "Embedding a Spark DataFrame")
 
 
-def _encoder(load: tuple):
-    """The encoder for ``hubembed.load(**dict(load))``, loaded once per process. Returns (encoder, loaded now)."""
+def _encoder(load: LoadOptions) -> Tuple[Any, bool]:
+    """The encoder of ``load``, loaded once per process. Returns (encoder, loaded now)."""
     with _LOCK:
         enc = _MODELS.get(load)
         if enc is not None:
             return enc, False
-        import hubembed
-
-        enc = _MODELS[load] = hubembed.load(**dict(load))
+        enc = _MODELS[load] = load.load()
         LOADS["count"] += 1
         return enc, True
 
@@ -90,7 +93,7 @@ class _Job:
     """What a worker needs to embed texts (pickled into the UDF): the model's load arguments, the spec with its
     transform and ranges loaded (no file is read on a worker), and the batching."""
 
-    load: Tuple[Tuple[str, Any], ...]
+    load: LoadOptions
     spec: EmbedSpec
     batch_size: int
     max_tokens: Optional[int]
@@ -150,9 +153,6 @@ def _local(path):
     if path is None:
         return None
     path = os.fspath(path)
-    from hubembed import registry
-    from hubembed._hub.resolve import is_url
-
     if registry.find(path) is None and not is_url(path) and os.path.exists(path):
         return os.path.abspath(path)
     return path
@@ -174,9 +174,9 @@ def _check_frame(df, column: str, id_column: Optional[str] = None, new: Tuple[st
             raise InputError(f"{name}={value!r}: give a new column name (the DataFrame has {', '.join(fields)})")
 
 
-def _job(model, load: dict, spec: Optional[EmbedSpec], spec_keywords: dict, batch_size, max_tokens) -> _Job:
-    """The arguments checked that need no model: the spec, the batching, the load arguments."""
-    spec = EmbedSpec.make(spec, **spec_keywords)
+def _job(load: LoadOptions, spec: EmbedSpec, batch_size: Any, max_tokens: Any) -> _Job:
+    """The arguments checked that need no model (the load options were checked when made): the spec with its
+    transform and ranges loaded here (shipped to the workers), the batching; local paths made absolute."""
     if spec.transform is not None:
         spec = spec.replace(transform=spec.transform_object())  # loaded once here, shipped to the workers
     if spec.ranges is not None:
@@ -185,17 +185,19 @@ def _job(model, load: dict, spec: Optional[EmbedSpec], spec_keywords: dict, batc
         raise InputError(f"batch_size={batch_size!r}; valid: a number of rows >= 1")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise InputError(f"max_tokens={max_tokens!r}; valid: a number of tokens >= 1, or None (rows only)")
+    # the driver's CPU checked the quantize mode (LoadOptions); workers check their own when they load
+    return _Job(
+        load.replace(model=_local(load.model), preprocess=_local(load.preprocess)), spec, batch_size, max_tokens
+    )
+
+
+def _load_options(model: Any, **keywords: Any) -> LoadOptions:
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model).strip():
         raise InputError(f"model={model!r}; valid: a handle (a registry name, a URL, a folder)")
-    if load["backend"] not in BACKENDS:
-        raise InputError(f"backend={load['backend']!r}; valid: {', '.join(BACKENDS)}")
-    from hubembed._engines import check_quantize
-
-    check_quantize(load["quantize"])  # the driver's CPU; workers check their own when they load
-    if load["preprocess"] is not None and not isinstance(load["preprocess"], (str, os.PathLike)):
-        raise InputError(f"preprocess={load['preprocess']!r}; valid: a preprocessor handle, or None")
-    load = dict(load, handle=_local(model), preprocess=_local(load["preprocess"]))
-    return _Job(tuple(sorted(load.items())), spec, batch_size, max_tokens)
+    preprocess = keywords.get("preprocess")
+    if preprocess is not None and not isinstance(preprocess, (str, os.PathLike)):
+        raise InputError(f"preprocess={preprocess!r}; valid: a preprocessor handle, or None")
+    return LoadOptions.make(model=os.fspath(model), **keywords)
 
 
 def _vector_type(spec: EmbedSpec):
@@ -280,8 +282,10 @@ def embed(
     _check_frame(df, column, new=(("output_column", output_column), ("worker_column", worker_column)))
     if output_column is None or output_column == worker_column:
         raise InputError(f"output_column={output_column!r}; valid: a new column name, other than worker_column")
-    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize)
-    job = _job(model, load, spec, spec_keywords, batch_size, max_tokens)
+    load = _load_options(
+        model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+    )
+    job = _job(load, EmbedSpec.make(spec, **spec_keywords), batch_size, max_tokens)
     if check:
         enc, _ = _encoder(job.load)
         enc.embed(["hubembed checks the arguments"], spec=job.spec, batch_size=batch_size, max_tokens=max_tokens)
@@ -413,13 +417,32 @@ def extract(
     _check_frame(df, column, id_column)
     if on_empty not in inputs.ON_EMPTY:
         raise InputError(f"on_empty={on_empty!r}; valid: {', '.join(inputs.ON_EMPTY)}")
-    load = dict(preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize)
-    job = _job(model, load, spec, spec_keywords, batch_size, max_tokens)
-    settings = corpus.Settings(level, format, subword, job.spec, dtype, batch_size, max_tokens, shard_size, False)
+    load = _load_options(
+        model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+    )
+    corpus_job = CorpusJob.make(
+        os.fspath(out),
+        spec=spec,
+        options=load,
+        level=level,
+        format=format,
+        subword=subword,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        shard_size=shard_size,
+        cache=False,
+        column=column,
+        id_column=id_column,
+        on_empty=on_empty,
+        **spec_keywords,
+    )
+    job = _job(load, corpus_job.settings.spec, batch_size, max_tokens)
+    settings = dataclasses.replace(corpus_job.settings, spec=job.spec)
     out = _prepare_out(out)
     local = corpus.Embedder(_encoder(job.load)[0], settings)  # the header: weights fingerprint, resolved spec
     source = {"format": "spark", "column": column, "id_column": id_column, "on_empty": on_empty}
-    header = dict(corpus.make_header(local, _Source(source), "-"), input=source)
+    header = dict(corpus.make_header(local, source, "-"), input=source)
     start = time.perf_counter()
     records, skipped, lines = _records(df, column, id_column, on_empty, settings.shard_size)
     try:  # in the Arrow workers embed() uses: the same per-worker models
@@ -428,16 +451,6 @@ def extract(
     finally:
         lines.unpersist()
     return _write_manifest(out, header, done, skipped, time.perf_counter() - start)
-
-
-class _Source:
-    """The input as ``corpus.make_header`` records it."""
-
-    def __init__(self, d: dict):
-        self.d = d
-
-    def to_dict(self) -> dict:
-        return dict(self.d)
 
 
 def _write_manifest(out: str, header: dict, done, skipped, seconds: float) -> dict:

@@ -22,22 +22,19 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
 import numpy as np
 
 from hubembed._corpus import featurecache, inputs, shards, store
-from hubembed._pipeline import quantize
+from hubembed._corpus.job import DTYPES, CorpusJob, Settings  # noqa: F401 (DTYPES, Settings: public here)
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.spec import EmbedSpec
-from hubembed._pipeline.tokens import SUBWORD
 from hubembed._util import versions
-from hubembed.errors import InputError, OutputError
+from hubembed.encoder import Encoder
+from hubembed.errors import OutputError
 
 log = logging.getLogger("hubembed")
-
-DTYPES = ("float32", "float16")
 
 
 def _versions() -> dict:
@@ -51,63 +48,10 @@ def _count_lines(path: str) -> Optional[int]:
         return sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
 
 
-@dataclass
-class Settings:
-    """How to embed and write a corpus: everything but the encoder and the input (picklable, for Beam)."""
-
-    level: str = "sentence"
-    format: Optional[str] = None
-    subword: str = "first"
-    spec: EmbedSpec = field(default_factory=EmbedSpec)
-    dtype: str = "float32"
-    batch_size: int = BATCH_SIZE
-    max_tokens: Optional[int] = MAX_TOKENS
-    shard_size: Optional[int] = None
-    cache: Union[bool, str] = True
-
-    def __post_init__(self):
-        if self.dtype not in DTYPES:
-            raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
-        self.format = self.format or shards.default_format(self.level)
-        shards.check(self.level, self.format, self.dtype, self.spec.combine)
-        if self.shard_size is None:
-            self.shard_size = 10000 if self.level == "sentence" else 1000
-        if not isinstance(self.shard_size, int) or self.shard_size < 1:
-            raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
-        if self.level == "words" and self.subword not in SUBWORD:
-            raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
-        self._check_output()
-        if self.spec.transform is not None:
-            if self.level != "sentence":
-                raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
-            self.spec = self.spec.replace(transform=self.spec.transform_object())  # loaded once, checked early
-
-    def _check_output(self) -> None:
-        """truncate_dim and precision: sentence vectors only; codes are stored as they are (npy or parquet)."""
-        spec = self.spec
-        if (spec.truncate_dim is not None or spec.precision != "float32") and self.level != "sentence":
-            raise InputError("truncate_dim and precision apply to sentence vectors; drop them for tokens/words")
-        if spec.precision == "float32":
-            return
-        if self.dtype != "float32":
-            raise InputError(
-                f"precision={spec.precision!r} stores {self.stored_dtype} codes; dtype= is for float vectors "
-                f"(leave it at float32)"
-            )
-        if self.format == "tfrecord":
-            raise InputError(f"TFRecord float lists cannot hold {spec.precision} codes; use format='npy' or 'parquet'")
-        self.spec = self.spec.replace(ranges=spec.ranges_object())  # loaded once, checked early
-
-    @property
-    def stored_dtype(self) -> str:
-        """The dtype of the vectors on disk: ``dtype``, or the codes' with ``precision``."""
-        return self.dtype if self.spec.precision == "float32" else quantize.dtype(self.spec.precision).__name__
-
-
 class Embedder:
     """Turns chunks of records into shard bytes with one encoder (and its feature cache)."""
 
-    def __init__(self, encoder, settings: Settings, weights_sha256: Optional[str] = None):
+    def __init__(self, encoder: Encoder, settings: Settings, weights_sha256: Optional[str] = None):
         self.encoder, self.s = encoder, settings
         self.weights_sha256 = weights_sha256 or encoder.weights_sha256
         self.record, self.dim = self._describe()
@@ -182,7 +126,9 @@ def input_digest(records) -> str:
     return h.hexdigest()
 
 
-def make_header(embedder: Embedder, reader, input_path: str) -> dict:
+def make_header(embedder: Embedder, source: dict, input_path: str) -> dict:
+    """The manifest's header: the model, its weights fingerprint and preprocessor, the resolved spec, the input
+    (``source``: how it was read) and the versions."""
     s = embedder.s
     return {
         "model": embedder.encoder.handle,
@@ -196,7 +142,7 @@ def make_header(embedder: Embedder, reader, input_path: str) -> dict:
             "dim": embedder.dim,
             "shard_size": s.shard_size,
         },
-        "input": {**reader.to_dict(), "path": os.path.abspath(input_path) if input_path != "-" else "-"},
+        "input": {**source, "path": os.path.abspath(input_path) if input_path != "-" else "-"},
         "versions": _versions(),
     }
 
@@ -259,26 +205,46 @@ def extract(
         OutputError: the folder holds other files or another extraction, or a write failed (finished shards
             are kept; ``resume=True`` continues).
     """
-    spec = EmbedSpec.make(spec, **spec_keywords)
-    from hubembed._engines import check_quantize
-
-    check_quantize(quantize)  # a mode this CPU runs well, before the folder or the model
-    settings = Settings(level, format, subword, spec, dtype, batch_size, max_tokens, shard_size, cache)
-    reader = inputs.open_input(
-        input_path, column=column, id_column=id_column, fmt=input_format, on_bad=on_bad, on_empty=on_empty
+    job = CorpusJob.make(
+        out,
+        spec=spec,
+        model=model,
+        preprocess=preprocess,
+        seq_length=seq_length,
+        backend=backend,
+        trust=trust,
+        quantize=quantize,
+        level=level,
+        format=format,
+        subword=subword,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        shard_size=shard_size,
+        cache=cache,
+        column=column,
+        id_column=id_column,
+        input_format=input_format,
+        on_bad=on_bad,
+        on_empty=on_empty,
+        resume=resume,
+        quiet=quiet,
+        **spec_keywords,
     )
-    store.check_folder(out, resume)  # before the model loads
-    if encoder is None:
-        import hubembed
+    return run(job, input_path, encoder)
 
-        encoder = hubembed.load(
-            model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
-        )
-    embedder = Embedder(encoder, settings)
-    st = store.ShardStore(out, make_header(embedder, reader, input_path), resume=resume)
+
+def run(job: CorpusJob, input_path: str, encoder: Optional[Encoder] = None) -> dict:
+    """Run ``job`` over ``input_path`` on this machine (``encoder``: already loaded; default ``job.load.load()``)."""
+    reader = inputs.open_input(input_path, **job.source.reader_args())
+    store.check_folder(job.out, job.resume)  # before the model loads
+    if encoder is None:
+        encoder = job.load.load()
+    embedder = Embedder(encoder, job.settings)
+    st = store.ShardStore(job.out, make_header(embedder, reader.to_dict(), input_path), resume=job.resume)
     if st.shards:
-        log.info("resuming %s after %d rows (%d shards intact)", out, st.rows_done, len(st.shards))
-    return _run(embedder, reader, st, quiet)
+        log.info("resuming %s after %d rows (%d shards intact)", job.out, st.rows_done, len(st.shards))
+    return _run(embedder, reader, st, job.quiet)
 
 
 def _check_done(st, shard_i: int, records) -> None:

@@ -1,0 +1,133 @@
+"""One corpus job: which model, loaded how (``LoadOptions``); how to embed and write (``Settings``); how the input
+is read (``InputOptions``); where to, and whether to resume. The three extract front-ends (``hubembed.extract``,
+``hubembed.beam.extract``, ``hubembed.spark.extract``) and the CLI build a ``CorpusJob`` with ``CorpusJob.make``
+from their keywords, so a new corpus option is added here, once, and checked here, before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Union
+
+from hubembed._corpus import shards
+from hubembed._load import LoadOptions
+from hubembed._pipeline import quantize
+from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.spec import EmbedSpec
+from hubembed._pipeline.tokens import SUBWORD
+from hubembed.errors import InputError
+
+DTYPES = ("float32", "float16")
+
+
+@dataclass
+class Settings:
+    """How to embed and write a corpus: everything but the encoder and the input (picklable, for Beam)."""
+
+    level: str = "sentence"
+    format: Optional[str] = None
+    subword: str = "first"
+    spec: EmbedSpec = field(default_factory=EmbedSpec)
+    dtype: str = "float32"
+    batch_size: int = BATCH_SIZE
+    max_tokens: Optional[int] = MAX_TOKENS
+    shard_size: Optional[int] = None
+    cache: Union[bool, str] = True
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        self.format = self.format or shards.default_format(self.level)
+        shards.check(self.level, self.format, self.dtype, self.spec.combine)
+        if self.shard_size is None:
+            self.shard_size = 10000 if self.level == "sentence" else 1000
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
+        if self.level == "words" and self.subword not in SUBWORD:
+            raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
+        self._check_output()
+        if self.spec.transform is not None:
+            if self.level != "sentence":
+                raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
+            self.spec = self.spec.replace(transform=self.spec.transform_object())  # loaded once, checked early
+
+    def _check_output(self) -> None:
+        """truncate_dim and precision: sentence vectors only; codes are stored as they are (npy or parquet)."""
+        spec = self.spec
+        if (spec.truncate_dim is not None or spec.precision != "float32") and self.level != "sentence":
+            raise InputError("truncate_dim and precision apply to sentence vectors; drop them for tokens/words")
+        if spec.precision == "float32":
+            return
+        if self.dtype != "float32":
+            raise InputError(
+                f"precision={spec.precision!r} stores {self.stored_dtype} codes; dtype= is for float vectors "
+                f"(leave it at float32)"
+            )
+        if self.format == "tfrecord":
+            raise InputError(f"TFRecord float lists cannot hold {spec.precision} codes; use format='npy' or 'parquet'")
+        self.spec = self.spec.replace(ranges=spec.ranges_object())  # loaded once, checked early
+
+    @property
+    def stored_dtype(self) -> str:
+        """The dtype of the vectors on disk: ``dtype``, or the codes' with ``precision``."""
+        return self.dtype if self.spec.precision == "float32" else quantize.dtype(self.spec.precision).__name__
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How the input is read (``hubembed._corpus.inputs.open_input``): the column of a table, the id column, the
+    format (default: by extension), and what to do with bad and empty rows."""
+
+    column: Optional[str] = None
+    id_column: Optional[str] = None
+    input_format: Optional[str] = None
+    on_bad: str = "fail"
+    on_empty: str = "skip"
+
+    def reader_args(self) -> Dict[str, Any]:
+        """As ``open_input``'s keywords."""
+        return dict(
+            column=self.column,
+            id_column=self.id_column,
+            fmt=self.input_format,
+            on_bad=self.on_bad,
+            on_empty=self.on_empty,
+        )
+
+
+_LOAD = {f.name for f in dataclasses.fields(LoadOptions)}
+_SETTINGS = {f.name for f in dataclasses.fields(Settings)} - {"spec"}
+_INPUT = {f.name for f in dataclasses.fields(InputOptions)}
+
+
+@dataclass(frozen=True)
+class CorpusJob:
+    """A whole corpus job but the input path and the runner (see the module's docstring)."""
+
+    out: str
+    load: LoadOptions = field(default_factory=LoadOptions)
+    settings: Settings = field(default_factory=Settings)
+    source: InputOptions = field(default_factory=InputOptions)
+    resume: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def make(
+        cls, out: str, *, spec: Optional[EmbedSpec] = None, options: Optional[LoadOptions] = None, **keywords: Any
+    ) -> "CorpusJob":
+        """The job from keywords: ``LoadOptions``' (model=, preprocess=, seq_length=, backend=, trust=, quantize=;
+        or ``options=``), ``Settings``' (level=, format=, subword=, dtype=, batch_size=, max_tokens=,
+        shard_size=, cache=), ``InputOptions``' (column=, id_column=, input_format=, on_bad=, on_empty=),
+        resume=, quiet=, and the ``EmbedSpec`` (``spec=`` or its fields: layers=, pooling=, ...).
+
+        Raises:
+            InputError: any of them out of range (before the folder, the input or the model are touched).
+        """
+        load = LoadOptions.make(options, **{k: v for k, v in keywords.items() if k in _LOAD})
+        spec = EmbedSpec.make(
+            spec, **{k: v for k, v in keywords.items() if k not in _LOAD | _SETTINGS | _INPUT | {"resume", "quiet"}}
+        )
+        settings = Settings(spec=spec, **{k: v for k, v in keywords.items() if k in _SETTINGS})
+        source = InputOptions(**{k: v for k, v in keywords.items() if k in _INPUT})
+        return cls(out, load, settings, source, bool(keywords.get("resume", False)), bool(keywords.get("quiet", False)))
