@@ -124,7 +124,11 @@ class Whitening:
         return f"Whitening(method={self.method!r}, k={self.k}, dim={self.mean.shape[0]}, fitted_on={self.n})"
 
 
-def as_transform(transform: Union[Whitening, str, "os.PathLike[str]", None]) -> Optional[Whitening]:
+# What ``EmbedSpec(transform=...)`` takes: None, a fitted Whitening, or the path of a saved one.
+TransformLike = Union[Whitening, str, "os.PathLike[str]", None]
+
+
+def as_transform(transform: TransformLike) -> Optional[Whitening]:
     """None, a Whitening, or the path of a saved one."""
     if transform is None or isinstance(transform, Whitening):
         return transform
