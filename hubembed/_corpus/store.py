@@ -84,7 +84,7 @@ def shard_name(index: int) -> str:
 class ShardStore:
     """An extraction folder being written (or resumed)."""
 
-    def __init__(self, out: str, header: dict, *, resume: bool = False):
+    def __init__(self, out: str, header: dict, *, resume: bool = False) -> None:
         self.out = out
         self.header = header  # model, spec, input, versions: what must match to resume
         self.shards: List[dict] = []
@@ -242,7 +242,7 @@ class Extraction:
     >>> ex[0], ex.by_id("17"), len(ex), ex.spec     # doctest: +SKIP
     """
 
-    def __init__(self, out: str, verify: bool = False):
+    def __init__(self, out: str, verify: bool = False) -> None:
         self.out = out
         self.manifest = read_manifest(out)
         self.shards = self.manifest["shards"]
