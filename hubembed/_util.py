@@ -10,7 +10,8 @@ import logging
 import os
 import re
 import secrets
-from typing import Optional
+from types import ModuleType
+from typing import Dict, Iterator, Optional
 
 from hubembed.errors import OutputError, missing
 
@@ -31,7 +32,7 @@ EXTRAS = {
 }
 
 
-def optional(module: str, why: str):
+def optional(module: str, why: str) -> ModuleType:
     """Import an optional dependency, or raise ``MissingDependencyError`` saying what needs it and what to install.
 
     Args:
@@ -45,7 +46,7 @@ def optional(module: str, why: str):
         raise missing(package, pip, why) from e
 
 
-def require_text():
+def require_text() -> ModuleType:
     """tensorflow_text (importing it registers the ops BERT preprocessors use), or a clear error."""
     return optional(
         "tensorflow_text",
@@ -71,7 +72,7 @@ class _OneTraceEach(logging.Filter):
 
 
 @contextlib.contextmanager
-def tf_logging_at_warning():
+def tf_logging_at_warning() -> Iterator[None]:
     """TensorFlow's and absl's Python loggers at WARNING for the block (saving a SavedModel and converting one to
     TFLite log routine steps at INFO), restored after it."""
     loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
@@ -126,11 +127,11 @@ def write_atomic(path: str, data: bytes, hint: str = "") -> None:
 
 
 # -- versions --------------------------------------------------------------------------------------------------
-def versions(*modules: str) -> dict:
+def versions(*modules: str) -> Dict[str, Optional[str]]:
     """{"hubembed": its version, module: its version (None if not installed)} for a record of what made a file."""
-    from hubembed import __version__
+    from hubembed import __version__  # here, not at the top: hubembed/__init__ imports this module (a cycle)
 
-    out = {"hubembed": __version__}
+    out: Dict[str, Optional[str]] = {"hubembed": __version__}
     for name in modules:
         try:
             out[name] = importlib.import_module(name).__version__

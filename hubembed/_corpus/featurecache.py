@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def cache_id(weights_sha256: str, spec: dict) -> str:
 class FeatureCache:
     """text sha256 -> float32 vector, for one model and spec."""
 
-    def __init__(self, root: str, weights_sha256: str, spec: dict):
+    def __init__(self, root: str, weights_sha256: str, spec: dict) -> None:
         self.id = cache_id(weights_sha256, spec)
         self.path = os.path.join(root, self.id + ".sqlite")
         try:
@@ -61,7 +61,7 @@ class FeatureCache:
                 f"feature cache {self.path} cannot be opened ({e}); run with --no-cache or --cache DIR"
             ) from None
         row = self._db.execute("SELECT value FROM meta WHERE key='shape'").fetchone()
-        self.shape: Optional[tuple] = tuple(json.loads(row[0])) if row else None
+        self.shape: Optional[Tuple[int, ...]] = tuple(json.loads(row[0])) if row else None
 
     def get(self, keys: Iterable[bytes]) -> Dict[bytes, np.ndarray]:
         keys = list(keys)

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Iterator, List, Optional, Tuple
 
 from hubembed._util import optional
 from hubembed.errors import InputError
@@ -27,6 +27,10 @@ from hubembed.errors import InputError
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 ON_BAD = ("fail", "skip")
 ON_EMPTY = ("skip", "keep", "fail")
+
+# (1-based line, the id the row gives or None, the text or None for a bad row); an id is any JSON or Parquet
+# value (str() of it is kept).
+RawRow = Tuple[int, object, Optional[str]]
 
 
 @dataclass
@@ -48,12 +52,12 @@ class Reader:
     on_bad: str = "fail"
     on_empty: str = "skip"
     skipped: List[Tuple[int, str]] = field(default_factory=list)
-    opener: Optional[Callable] = None  # path -> binary file; the Beam pipeline passes FileSystems.open
+    opener: Optional[Callable[[str], IO[bytes]]] = None  # path -> binary file; Beam passes FileSystems.open
 
-    def _open(self):
+    def _open(self) -> IO[bytes]:
         return self.opener(self.path) if self.opener else open(self.path, "rb")
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.on_bad not in ON_BAD:
             raise InputError(f"on_bad={self.on_bad!r}; valid: {', '.join(ON_BAD)}")
         if self.on_empty not in ON_EMPTY:
@@ -91,12 +95,12 @@ class Reader:
             yield Record(row, str(rid if rid is not None else line), text, line)
             row += 1
 
-    def _bad(self, line: int, why: str):
+    def _bad(self, line: int, why: str) -> None:
         if self.on_bad == "fail":
             raise InputError(f"{self.path}: line {line}: {why} (use on_bad='skip' to drop such rows)")
         self.skipped.append((line, why))
 
-    def _raw(self) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
+    def _raw(self) -> Iterator[RawRow]:
         """(line number, id or None, text or None for a bad row)."""
         if self.format == "parquet":
             yield from self._parquet()
@@ -126,7 +130,7 @@ class Reader:
             for i, raw in enumerate(f, 1):
                 yield i, raw
 
-    def _json(self, line: int, text: str):
+    def _json(self, line: int, text: str) -> Tuple[object, Optional[str]]:
         if not text.strip():
             return None, ""
         try:
@@ -145,20 +149,21 @@ class Reader:
             return None, None
         return (obj[self.id_column] if self.id_column else None), value
 
-    def _table_row(self, line: int, text: str):
+    def _table_row(self, line: int, text: str) -> Iterator[RawRow]:
         delim = "\t" if self.format == "tsv" else ","
-        by_position = str(self.column).isdigit() and (self.id_column is None or str(self.id_column).isdigit())
+        column = str(self.column)  # set for a table (__post_init__); by position, a digit string (or an int)
+        by_position = column.isdigit() and (self.id_column is None or str(self.id_column).isdigit())
         if by_position:  # no header: columns by 0-based position
             values = next(csv.reader(io.StringIO(text), delimiter=delim), [])
             if not values:
                 yield line, None, ""
                 return
-            want = max(int(self.column), int(self.id_column or 0))
+            want = max(int(column), int(self.id_column or 0))
             if len(values) <= want:
                 self._bad(line, f"{len(values)} fields, column {want} asked for")
                 yield line, None, None
                 return
-            yield line, (values[int(self.id_column)] if self.id_column else None), values[int(self.column)]
+            yield line, (values[int(self.id_column)] if self.id_column else None), values[int(column)]
             return
         if line == 1:
             self._header = next(csv.reader(io.StringIO(text), delimiter=delim))
@@ -177,9 +182,9 @@ class Reader:
             yield line, None, None
             return
         row = dict(zip(self._header, values))
-        yield line, (row[self.id_column] if self.id_column else None), row[self.column]
+        yield line, (row[self.id_column] if self.id_column else None), row[column]
 
-    def _parquet(self):
+    def _parquet(self) -> Iterator[RawRow]:
         optional("pyarrow", "Reading Parquet input")
         import pyarrow.parquet as pq
 
@@ -210,7 +215,7 @@ def open_input(
     fmt: Optional[str] = None,
     on_bad: str = "fail",
     on_empty: str = "skip",
-    opener: Optional[Callable] = None,
+    opener: Optional[Callable[[str], IO[bytes]]] = None,
 ) -> Reader:
     """A Reader for ``path`` ("-": standard input); the format comes from the extension unless ``fmt``.
 

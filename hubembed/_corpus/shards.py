@@ -22,16 +22,22 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from types import ModuleType
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from hubembed._pipeline.tokens import TokenEmbeddings, WordEmbeddings
 from hubembed._util import optional
 from hubembed.errors import InputError
 
 LEVELS = ("sentence", "tokens", "words")
 SHARD_FORMATS = ("npy", "parquet", "tfrecord")
 SUFFIX = {"npy": ".npy", "parquet": ".parquet", "tfrecord": ".tfrecord"}
+
+# One text's output at the tokens level (TokenEmbeddings) or the words level (WordEmbeddings).
+Item = Union[TokenEmbeddings, WordEmbeddings]
 
 
 def default_format(level: str) -> str:
@@ -64,7 +70,7 @@ class Chunk:
 
     ids: List[str]
     vectors: Optional[np.ndarray] = None  # sentence level
-    items: List = field(default_factory=list)  # TokenEmbeddings / WordEmbeddings
+    items: List[Item] = field(default_factory=list)  # TokenEmbeddings (tokens level) / WordEmbeddings (words)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,14 +88,24 @@ def render(fmt: str, level: str, chunk: Chunk, dtype: str) -> Dict[str, bytes]:
     return {".tfrecord": _tfrecord(level, chunk)}
 
 
-def _pyarrow():
+def _names(it: Item, level: str) -> List[str]:
+    """An item's tokens (tokens level: a TokenEmbeddings) or words (words level: a WordEmbeddings)."""
+    return cast(TokenEmbeddings, it).tokens if level == "tokens" else cast(WordEmbeddings, it).words
+
+
+def _token_ids(it: Item) -> np.ndarray:
+    """The word-piece ids of a tokens-level item (a TokenEmbeddings)."""
+    return cast(TokenEmbeddings, it).ids
+
+
+def _pyarrow() -> Tuple[ModuleType, ModuleType]:
     pa = optional("pyarrow", "Parquet output")
     import pyarrow.parquet as pq
 
     return pa, pq
 
 
-def _fixed(pa, flat: np.ndarray, dim: int):
+def _fixed(pa: ModuleType, flat: np.ndarray, dim: int) -> Any:  # a pyarrow FixedSizeListArray (no stubs)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim)
 
 
@@ -101,7 +117,7 @@ def _parquet(level: str, chunk: Chunk, dtype: str) -> bytes:
         table = pa.table({"id": ids, "vector": _fixed(pa, v, v.shape[1])})
     else:
         name = "tokens" if level == "tokens" else "words"
-        pieces = [it.tokens if level == "tokens" else it.words for it in chunk.items]
+        pieces = [_names(it, level) for it in chunk.items]
         counts = np.array([len(p) for p in pieces], np.int32)
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
         dim = chunk.items[0].vectors.shape[-1] if chunk.items else 0
@@ -121,7 +137,9 @@ def _parquet(level: str, chunk: Chunk, dtype: str) -> bytes:
             name: pa.ListArray.from_arrays(offsets, pa.array([p for ps in pieces for p in ps], pa.string())),
         }
         if level == "tokens":
-            tid = np.concatenate([np.asarray(it.ids, np.int32) for it in chunk.items]) if chunk.items else []
+            tid: ArrayLike = (
+                np.concatenate([np.asarray(_token_ids(it), np.int32) for it in chunk.items]) if chunk.items else []
+            )
             cols["token_ids"] = pa.ListArray.from_arrays(offsets, pa.array(tid, pa.int32()))
         cols["start"] = pa.ListArray.from_arrays(offsets, pa.array(spans[:, 0]))
         cols["end"] = pa.ListArray.from_arrays(offsets, pa.array(spans[:, 1]))
@@ -135,13 +153,14 @@ def _parquet(level: str, chunk: Chunk, dtype: str) -> bytes:
 def _tfrecord(level: str, chunk: Chunk) -> bytes:
     import tensorflow as tf
 
-    def b(values):
+    # tf.train.Feature protos (TensorFlow has no stubs).
+    def b(values: Iterable[str]) -> Any:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
 
-    def i(values):
+    def i(values: Iterable[Any]) -> Any:  # ints or numpy integers
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in values]))
 
-    def f(values):
+    def f(values: ArrayLike) -> Any:
         return tf.train.Feature(float_list=tf.train.FloatList(value=np.asarray(values, np.float32).reshape(-1)))
 
     fd, tmp = tempfile.mkstemp(suffix=".tfrecord")
@@ -150,21 +169,21 @@ def _tfrecord(level: str, chunk: Chunk) -> bytes:
         with tf.io.TFRecordWriter(tmp) as w:
             for n, rid in enumerate(chunk.ids):
                 if level == "sentence":
-                    feats = {"id": b([str(rid)]), "vector": f(chunk.vectors[n])}
+                    feats = {"id": b([str(rid)]), "vector": f(cast(np.ndarray, chunk.vectors)[n])}  # sentence: set
                 else:
                     it = chunk.items[n]
                     spans = np.asarray(it.spans).reshape(-1, 2)
                     feats = {
                         "id": b([str(rid)]),
                         "text": b([it.text]),
-                        level: b(it.tokens if level == "tokens" else it.words),
+                        level: b(_names(it, level)),
                         "start": i(spans[:, 0]),
                         "end": i(spans[:, 1]),
                         "vectors": f(it.vectors),
                         "dim": i([np.asarray(it.vectors).shape[-1]]),
                     }
                     if level == "tokens":
-                        feats["token_ids"] = i(it.ids)
+                        feats["token_ids"] = i(_token_ids(it))
                 w.write(
                     tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString(deterministic=True)
                 )
@@ -197,7 +216,7 @@ def files(fmt: str, base: str) -> Dict[str, str]:
     return {"file": base + SUFFIX[fmt]}
 
 
-def read(fmt: str, level: str, path: str):
+def read(fmt: str, level: str, path: str) -> Union[np.ndarray, List[Pieces]]:
     """A shard: sentence level -> [rows, D] array (memory-mapped for npy); else a list of Pieces."""
     if fmt == "npy":
         return np.load(path, mmap_mode="r")
@@ -228,7 +247,7 @@ def read(fmt: str, level: str, path: str):
     return _read_tfrecord(level, path)
 
 
-def _read_tfrecord(level: str, path: str):
+def _read_tfrecord(level: str, path: str) -> Union[np.ndarray, List[Pieces]]:
     import tensorflow as tf
 
     vecs, out = [], []

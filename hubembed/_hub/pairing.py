@@ -10,11 +10,13 @@ word-embedding rows.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union
 
 from hubembed import registry
+from hubembed._formats import convert
 from hubembed._hub import preprocess as pp
 from hubembed._hub import resolve
+from hubembed._hub.signature import Signature
 from hubembed.errors import FormatError, PreprocessorMismatchError
 
 
@@ -25,15 +27,13 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     memory from its vocab asset and casing by the class that wrote it: the same tokenizer, without the
     second or so that restoring its SavedModel's function library costs.
     """
-    from hubembed._formats import convert
-
     r = resolve.resolve(handle)
     own = convert.preprocessor_source(r.path)
     if own is not None:
-        vocab, lower, flavour = own
-        return pp.from_vocab(vocab, lower, source=handle, flavour=flavour)
+        vocab, lower_case, flavour = own
+        return pp.from_vocab(vocab, lower_case, source=handle, flavour=flavour)
     module = resolve.load(r.path, handle, audit=resolve.needs_audit(r, trust))
-    lower = None
+    lower: Optional[bool] = None
     if r.entry is not None and r.entry.casing in ("cased", "uncased"):
         lower = r.entry.casing == "uncased"
     if hasattr(module, "do_lower_case"):
@@ -41,7 +41,13 @@ def load_preprocessor(handle: str, trust: str = "registry") -> pp.Preprocessor:
     return pp.Preprocessor(module, handle, lower_case=lower)
 
 
-def pair(resolved: resolve.Resolved, signature, preprocess=None, trust: str = "registry") -> pp.Preprocessor:
+def pair(
+    resolved: resolve.Resolved,
+    signature: Signature,
+    # A Preprocessor, a handle, or a loaded preprocessing SavedModel (a TensorFlow object: no stubs).
+    preprocess: Union[pp.Preprocessor, str, Any, None] = None,
+    trust: str = "registry",
+) -> pp.Preprocessor:
     """The preprocessor for an encoder, with ``paired_by`` set; checked against the encoder."""
     if isinstance(preprocess, pp.Preprocessor):
         pre, how = preprocess, "caller"
@@ -64,12 +70,12 @@ def pair(resolved: resolve.Resolved, signature, preprocess=None, trust: str = "r
             f"(SentencePiece models such as ALBERT export sp_model_file). Name one with "
             f"preprocess=<handle> (CLI: --preprocess)"
         )
-    pre.paired_by = how
+    pre.paired_by = how  # type: ignore[attr-defined]  # preprocess.Preprocessor does not declare paired_by yet
     check(pre, signature)
     return pre
 
 
-def check(pre: pp.Preprocessor, signature) -> None:
+def check(pre: pp.Preprocessor, signature: Signature) -> None:
     enc_vocab: Optional[int] = signature.vocab_size
     if enc_vocab is not None and pre.vocab_size is not None and enc_vocab != pre.vocab_size:
         raise PreprocessorMismatchError(

@@ -24,10 +24,13 @@ import socket
 import time
 import urllib.error
 from dataclasses import dataclass
-from typing import Optional
+from types import ModuleType
+from typing import Any, Optional, Tuple
 
 from hubembed import _util, registry
 from hubembed._formats import export as export_format
+from hubembed._hub import audit as graph_audit
+from hubembed._hub import embedded
 from hubembed._util import env_number
 from hubembed.errors import (
     DownloadError,
@@ -56,7 +59,7 @@ class Resolved:
     export: Optional[dict] = None
 
 
-def _hub():
+def _hub() -> ModuleType:
     import tensorflow_hub as hub  # imports pkg_resources: needs setuptools<81
 
     return hub
@@ -101,8 +104,6 @@ def resolve(handle: str) -> Resolved:
     handle = handle.strip()
     entry = registry.find(handle)
     if entry is not None and entry.embedded:
-        from hubembed._hub import embedded
-
         return Resolved(handle, embedded.path(entry), entry)
     if entry is not None and not is_url(handle):
         # A registry name: download its canonical handle.
@@ -112,7 +113,7 @@ def resolve(handle: str) -> Resolved:
     return _resolve_local(handle)
 
 
-def _download_settings():
+def _download_settings() -> Tuple[int, float, float]:
     """(attempts, first backoff seconds, socket timeout seconds), from HUBEMBED_DOWNLOAD_* if set."""
     return (
         int(env_number("HUBEMBED_DOWNLOAD_ATTEMPTS", 3, minimum=1)),
@@ -217,9 +218,7 @@ def needs_audit(resolved: "Resolved", trust: str) -> bool:
 
 def check_audit(path: str, source: str) -> None:
     """Refuse a SavedModel whose graph does what an encoder or preprocessor has no reason to do."""
-    from hubembed._hub.audit import audit
-
-    a = audit(path)
+    a = graph_audit.audit(path)
     if not a.ok:
         found = "\n".join(f"  {f.op} in {f.where}: {f.why}" for f in a.findings[:20])
         raise UntrustedModelError(
@@ -233,7 +232,7 @@ def is_tf1_module(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "tfhub_module.pb"))
 
 
-def _load_saved_model(path: str):
+def _load_saved_model(path: str) -> Any:  # the restored SavedModel (TensorFlow has no stubs)
     """``hub.load(path)`` for a resolved folder. A local TF2 SavedModel is what ``hub.load`` hands to
     ``tf.saved_model.load`` unchanged, so tensorflow_hub (and its pkg_resources import) is only imported for
     TF1 Hub modules and remote paths."""
@@ -246,7 +245,7 @@ def _load_saved_model(path: str):
     return obj
 
 
-def load(path: str, source: str, audit: bool = False):
+def load(path: str, source: str, audit: bool = False) -> Any:  # the restored SavedModel (no stubs)
     """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
 
     if audit and not path.startswith("gs://"):

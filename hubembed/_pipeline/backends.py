@@ -22,37 +22,44 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, List, Optional, Protocol
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union, cast
 
 import numpy as np
 
 from hubembed._pipeline.layers import EMBEDDINGS
-from hubembed._util import quiet_per_plan_tracing
+from hubembed._pipeline.spec import LayerPlan
+from hubembed._util import optional, quiet_per_plan_tracing
 from hubembed.errors import InputError
+
+# A tf.Tensor, or a numpy array where a backend takes or gives one: TensorFlow ships no type stubs.
+Tensor = Any
+# The traced ``tf.function`` of ``HubBackend.compiled``: int32 [B, S] x 3 -> ``Activations.parts()``.
+CompiledCall = Callable[[Tensor, Tensor, Tensor], tuple]
 
 
 @dataclass
 class Activations:
     """What one batch gives, as tensors (TensorFlow) or arrays."""
 
-    sequence: Any  # [B, S, H]: the last layer
-    pooled: Any = None  # [B, H] or None (not exported, or not computed)
-    layers: Optional[List[Any]] = None  # per block [B, S, H] (None where not kept); None: not exported
-    embeddings: Any = None  # [B, S, H]: the embedding-layer output (Model Garden backend)
-    attention: Optional[List[Any]] = None  # per block [B, heads, S, S] (Model Garden backend)
+    sequence: Tensor  # [B, S, H]: the last layer
+    pooled: Optional[Tensor] = None  # [B, H] or None (not exported, or not computed)
+    layers: Optional[List[Optional[Tensor]]] = None  # per block [B, S, H] (None where not kept); None: not exported
+    embeddings: Optional[Tensor] = None  # [B, S, H]: the embedding-layer output (Model Garden backend)
+    attention: Optional[List[Tensor]] = None  # per block [B, heads, S, S] (Model Garden backend)
 
     def parts(self) -> tuple:
         """The fields as a tuple (what a ``tf.function`` can return)."""
         return self.sequence, self.pooled, self.layers, self.embeddings, self.attention
 
-    def layer(self, index):
+    def layer(self, index: Union[int, str]) -> Optional[Tensor]:
         """One layer by hubembed's numbering (a block index or "embeddings"); the last layer when the model
         exports no ``encoder_outputs`` (the plan allows only that then)."""
         if index == EMBEDDINGS:
             return self.embeddings
-        return self.layers[index] if self.layers is not None else self.sequence
+        # Any other string was refused when the layer spec was resolved: an int here.
+        return self.layers[cast(int, index)] if self.layers is not None else self.sequence
 
-    def stack(self, indices) -> np.ndarray:
+    def stack(self, indices: Sequence[Union[int, str]]) -> np.ndarray:
         """The layers ``indices`` as one numpy array [k, B, S, H]."""
         if self.layers is None:  # only the last layer exists (checked by the plan)
             return np.asarray(self.sequence)[None].repeat(len(indices), axis=0)
@@ -60,23 +67,42 @@ class Activations:
 
 
 class Backend(Protocol):
-    """The call every encoder backend implements."""
+    """The call every encoder backend implements: int32 [B, S] ids, mask and type ids (tensors or arrays,
+    positional), the plan of the layers to give (None: every one the backend exports)."""
 
-    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations: ...
+    def __call__(
+        self,
+        word_ids: Tensor,
+        mask: Tensor,
+        type_ids: Tensor,
+        /,
+        *,
+        training: bool = False,
+        plan: Optional[LayerPlan] = None,
+    ) -> Activations: ...
 
 
 class HubBackend:
     """A TF2 (dict- or list-style) or TF1 Hub encoder behind one call."""
 
-    def __init__(self, obj, fmt: str):
+    def __init__(self, obj: Any, fmt: str) -> None:
+        # obj: the restored SavedModel (tf.saved_model.load / hub.load), which has no type stubs.
         self.obj = obj
         self.format = fmt
-        self._tokens = obj.signatures["tokens"] if fmt == "tf1_hub" else None
-        self._fns = {}  # (training, layers kept) -> tf.function
+        # The TF1 module's "tokens" signature (a ConcreteFunction: no stubs); None for TF2 models.
+        self._tokens: Any = obj.signatures["tokens"] if fmt == "tf1_hub" else None
+        self._fns: Dict[Tuple[bool, Optional[Tuple[int, ...]]], CompiledCall] = {}  # (training, kept) -> tf.function
         self._lock = threading.Lock()  # one trace, even with threads racing for it
         self.eager_calls = 0  # calls that ran the restored model eagerly (each new shape costs)
 
-    def raw(self, word_ids, mask, type_ids, training: bool = False, keep=None) -> Activations:
+    def raw(
+        self,
+        word_ids: Tensor,
+        mask: Tensor,
+        type_ids: Tensor,
+        training: bool = False,
+        keep: Optional[Sequence[int]] = None,
+    ) -> Activations:
         """Call the restored model as it is (eagerly when called eagerly; inlined inside a graph).
 
         keep: the layer indices to return (the others are None in ``layers``, so a compiled function can free
@@ -101,7 +127,7 @@ class HubBackend:
         out = self._tokens(input_ids=word_ids, input_mask=mask, segment_ids=type_ids)
         return Activations(out["sequence_output"], out["pooled_output"])
 
-    def compiled(self, training: bool = False, keep=None):
+    def compiled(self, training: bool = False, keep: Optional[Sequence[int]] = None) -> CompiledCall:
         """The ``tf.function`` over ``[None, None]`` int32 inputs that calls the model, traced once (per
         ``training`` and ``keep``, never per shape); it returns ``Activations.parts()``."""
         import tensorflow as tf
@@ -113,14 +139,22 @@ class HubBackend:
                 spec = tf.TensorSpec([None, None], tf.int32)
 
                 @tf.function(input_signature=[spec, spec, spec], autograph=False)
-                def call(word_ids, mask, type_ids):
+                def call(word_ids: Tensor, mask: Tensor, type_ids: Tensor) -> tuple:
                     return self.raw(word_ids, mask, type_ids, training=key[0], keep=key[1]).parts()
 
                 call.get_concrete_function()
                 self._fns[key] = call
         return self._fns[key]
 
-    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
+    def __call__(
+        self,
+        word_ids: Tensor,
+        mask: Tensor,
+        type_ids: Tensor,
+        *,
+        training: bool = False,
+        plan: Optional[LayerPlan] = None,
+    ) -> Activations:
         """The ``Backend`` call: the layers ``plan`` uses (every exported one without a plan)."""
         import tensorflow as tf
 
@@ -143,9 +177,7 @@ class LiteBackend:
     SavedModel called eagerly). Inference only: it has no gradients and no dropout.
     """
 
-    def __init__(self, path: str, source: str, threads: Optional[int] = None):
-        from hubembed._util import optional
-
+    def __init__(self, path: str, source: str, threads: Optional[int] = None) -> None:
         litert = optional("ai_edge_litert.interpreter", "quantize='int8' (the TFLite runtime, LiteRT)")
         self.path, self.source = path, source
         self.threads = threads or _cpus()
@@ -160,7 +192,15 @@ class LiteBackend:
         self.num_layers = len(self._layer_keys)
         self._lock = threading.Lock()
 
-    def __call__(self, word_ids, mask, type_ids, *, training: bool = False, plan=None) -> Activations:
+    def __call__(
+        self,
+        word_ids: Tensor,
+        mask: Tensor,
+        type_ids: Tensor,
+        *,
+        training: bool = False,
+        plan: Optional[LayerPlan] = None,
+    ) -> Activations:
         if training:
             raise InputError(
                 "training=True: the int8 model runs inference only (no gradients, no dropout); "
@@ -179,7 +219,7 @@ def _cpus() -> int:
 
 
 @contextlib.contextmanager
-def _quiet_native_info():
+def _quiet_native_info() -> Iterator[None]:
     """Silence native code's writes to stderr for a moment, when TensorFlow's own logging is silenced
     (``TF_CPP_MIN_LOG_LEVEL`` >= 1, hubembed's default): LiteRT logs "INFO: Created TensorFlow Lite XNNPACK
     delegate for CPU." without a level switch."""

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def make_rows(
     long: str = "window",
     stride: Optional[int] = None,
     pairs: Optional[Sequence[np.ndarray]] = None,
-):
+) -> Tuple[List[Row], np.ndarray, np.ndarray]:
     """Rows for every text, plus per-text (n_windows, truncated tokens)."""
     if long not in LONG_MODES:
         raise InputError(f"long={long!r}; valid: {', '.join(LONG_MODES)}")
@@ -112,7 +112,7 @@ def make_rows(
     return rows, n_windows, truncated
 
 
-def trim_pair(a: np.ndarray, b: np.ndarray, budget: int):
+def trim_pair(a: np.ndarray, b: np.ndarray, budget: int) -> Tuple[np.ndarray, np.ndarray]:
     """Round-robin truncation of two segments to ``budget`` tokens (RoundRobinTrimmer's rule)."""
     if len(a) + len(b) <= budget:
         return a, b
@@ -134,7 +134,9 @@ def plan(
         raise InputError(f"max_tokens={max_tokens} is smaller than one row of seq_length {seq_length}")
     lengths = np.array([r.length for r in rows], np.int64)
     order = np.argsort(lengths, kind="stable")
-    batches, current, longest = [], [], 0
+    batches: List[np.ndarray] = []
+    current: List[int] = []
+    longest = 0
     for i in order:
         padded = round_up(max(longest, int(lengths[i])), bucket, seq_length)
         if current and (
@@ -149,7 +151,9 @@ def plan(
     return batches
 
 
-def pack(rows: Sequence[Row], special: dict, seq_length: int, bucket: int = BUCKET):
+def pack(
+    rows: Sequence[Row], special: Mapping[str, int], seq_length: int, bucket: int = BUCKET
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """numpy int32 (word_ids, mask, type_ids, special_mask) [B, S], S = longest row rounded up."""
     S = round_up(max(r.length for r in rows), bucket, seq_length)
     B = len(rows)

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hubembed.errors import InputError
 
 EMBEDDINGS = "embeddings"
 COMBINES = ("none", "concat", "mean", "sum", "weighted", "scalar_mix")
-LayerSpec = Union[int, str, Sequence[Union[int, str]]]
+LayerSpec = Union[int, np.integer, str, Sequence[Union[int, np.integer, str]]]
 
 
 def _valid(num_layers: int) -> str:
@@ -39,7 +40,7 @@ def _index(value: int, num_layers: int) -> int:
     return value % num_layers
 
 
-def resolve(spec: LayerSpec, num_layers: int) -> List[Union[int, str]]:
+def resolve(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]:
     """A layer spec -> the selected layers as non-negative indices (or "embeddings"), in order.
 
     A list (or a comma-separated string, flair's "-1,-2,-3,-4") is the concatenation of its items' layers,
@@ -94,7 +95,7 @@ def _resolve_one(spec: str, num_layers: int) -> List[Union[int, str]]:
                 f"layers={spec!r}: {bound} is out of range for an encoder of {num_layers} layers "
                 f"(a slice's bounds: {-num_layers}..{num_layers}; {_valid(num_layers)})"
             )
-    picked = list(range(num_layers))[slice(start, stop)]
+    picked: List[Union[int, str]] = list(range(num_layers)[slice(start, stop)])
     if not picked:
         raise InputError(f"layers={spec!r} selects no layer of {num_layers} ({_valid(num_layers)})")
     return picked
@@ -112,13 +113,17 @@ def count(spec: LayerSpec) -> Optional[int]:
     if isinstance(spec, (int, np.integer)):
         return 1
     if isinstance(spec, (list, tuple, range)):
-        counts = [count(item) for item in spec]
-        return None if not counts or None in counts else sum(counts)
+        return _total([count(item) for item in spec])
     if not isinstance(spec, str):
         return None
     parts = [p.strip().lower() for p in spec.split(",") if p.strip()]
-    counts = [_count_one(p) for p in parts]
-    return None if not counts or None in counts else sum(counts)
+    return _total([_count_one(p) for p in parts])
+
+
+def _total(counts: List[Optional[int]]) -> Optional[int]:
+    """The sum of the counts; None when there are none or one is unknown."""
+    known = [c for c in counts if c is not None]
+    return None if not counts or len(known) < len(counts) else sum(known)
 
 
 def _count_one(s: str) -> Optional[int]:
@@ -135,7 +140,7 @@ def _count_one(s: str) -> Optional[int]:
     return None
 
 
-def check_combine(how: str, weights, n_layers: Optional[int]) -> Optional[tuple]:
+def check_combine(how: str, weights: Optional[ArrayLike], n_layers: Optional[int]) -> Optional[Tuple[float, ...]]:
     """A combination's checks (the one place both the spec and the plan use); the weights as a tuple.
 
     ``n_layers``: how many layers are selected, or None when not known yet (the count is checked once it is).
@@ -149,10 +154,10 @@ def check_combine(how: str, weights, n_layers: Optional[int]) -> Optional[tuple]
     per = f": {n_layers}" if n_layers is not None else ""
     if weights is None:
         raise InputError(f"combine={how!r} needs weights= (one per selected layer{per})")
-    weights = tuple(float(w) for w in np.asarray(weights, dtype=np.float64).ravel())
-    if n_layers is not None and len(weights) != n_layers:
-        raise InputError(f"combine={how!r}: {len(weights)} weights for {n_layers} selected layers")
-    return weights
+    values = tuple(float(w) for w in np.asarray(weights, dtype=np.float64).ravel())
+    if n_layers is not None and len(values) != n_layers:
+        raise InputError(f"combine={how!r}: {len(values)} weights for {n_layers} selected layers")
+    return values
 
 
 @dataclass(frozen=True)
@@ -160,11 +165,11 @@ class Combine:
     """How the selected layers become one array."""
 
     how: str = "mean"
-    weights: Optional[tuple] = None
+    weights: Optional[Tuple[float, ...]] = None
     gamma: float = 1.0
 
     @classmethod
-    def make(cls, how: str, n_layers: int, weights=None, gamma: float = 1.0) -> "Combine":
+    def make(cls, how: str, n_layers: int, weights: Optional[ArrayLike] = None, gamma: float = 1.0) -> "Combine":
         return cls(how, check_combine(how, weights, n_layers), float(gamma))
 
     def coefficients(self) -> Optional[np.ndarray]:
@@ -191,5 +196,5 @@ class Combine:
             return stacked[0] if k == 1 else stacked.mean(axis=0)
         if self.how == "sum":
             return stacked[0] if k == 1 else stacked.sum(axis=0)
-        coeffs = self.coefficients()
+        coeffs = cast(np.ndarray, self.coefficients())  # "weighted" or "scalar_mix" here: never None
         return np.tensordot(coeffs, stacked, axes=(0, 0)).astype(np.float32)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Dict, Optional, Type, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from hubembed.errors import InputError
 
@@ -35,8 +37,9 @@ def width(precision: str, dim: int) -> int:
     return (dim + 7) // 8 if precision in ("binary", "ubinary") else dim
 
 
-def dtype(precision: str):
-    return {"float32": np.float32, "int8": np.int8, "binary": np.int8}.get(precision, np.uint8)
+def dtype(precision: str) -> Type[np.generic]:
+    types: Dict[str, Type[np.generic]] = {"float32": np.float32, "int8": np.int8, "binary": np.int8}
+    return types.get(precision, np.uint8)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +50,7 @@ class Ranges:
     high: np.ndarray  # [D] float32
 
     @classmethod
-    def fit(cls, calibration) -> "Ranges":
+    def fit(cls, calibration: ArrayLike) -> "Ranges":
         """The min and max of each dimension over calibration vectors [N, D] (N >= 2)."""
         x = np.asarray(calibration, np.float32)
         if x.ndim != 2 or len(x) < 2:
@@ -58,7 +61,7 @@ class Ranges:
         return cls(x.min(axis=0), x.max(axis=0))
 
     @classmethod
-    def of(cls, value) -> "Ranges":
+    def of(cls, value: RangesLike) -> "Ranges":
         """A Ranges, from itself, a path to a saved one, or a [2, D] array (sentence-transformers' ``ranges``)."""
         if isinstance(value, Ranges):
             return value
@@ -81,12 +84,16 @@ class Ranges:
     def sha256(self) -> str:
         return hashlib.sha256(self.low.tobytes() + self.high.tobytes()).hexdigest()
 
-    def _steps(self):
+    def _steps(self) -> np.ndarray:
         steps = (self.high - self.low) / 255
         return np.where(steps == 0, 1, steps).astype(np.float32)
 
 
-def quantize(x: np.ndarray, precision: str, ranges=None) -> np.ndarray:
+# A Ranges, the path of a saved one (.npz), or a [2, D] array of minima and maxima.
+RangesLike = Union[Ranges, str, ArrayLike]
+
+
+def quantize(x: np.ndarray, precision: str, ranges: Optional[RangesLike] = None) -> np.ndarray:
     """Vectors [..., D] float -> codes of ``precision`` (int8/uint8 need ``ranges``)."""
     check(precision)
     x = np.asarray(x, np.float32)
@@ -107,7 +114,7 @@ def quantize(x: np.ndarray, precision: str, ranges=None) -> np.ndarray:
     return (q - 128).astype(np.int8) if precision == "int8" else q.astype(np.uint8)
 
 
-def dequantize(codes: np.ndarray, precision: str, ranges=None) -> np.ndarray:
+def dequantize(codes: np.ndarray, precision: str, ranges: Optional[RangesLike] = None) -> np.ndarray:
     """int8/uint8 codes -> float32 vectors at their buckets' middles (float32: as given)."""
     check(precision)
     if precision == "float32":

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 from hubembed.errors import InputError
 
 log = logging.getLogger("hubembed")
 
+# One checked input row: a text, or an (a, b) pair of texts.
+Text = Union[str, Tuple[str, str]]
 
-def split_pairs(texts):
+
+def split_pairs(texts: Sequence[Text]) -> Tuple[List[str], Optional[List[str]]]:
     """Strings -> (texts, None); (a, b) pairs -> (firsts, seconds)."""
     if texts and isinstance(texts[0], tuple):
-        return [a for a, _ in texts], [b for _, b in texts]
-    return list(texts), None
+        pairs = cast(Sequence[Tuple[str, str]], texts)  # check_texts: all pairs or none
+        return [a for a, _ in pairs], [b for _, b in pairs]
+    return list(cast(Sequence[str], texts)), None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _text(i: int, t, where: str = "") -> str:
+def _text(i: int, t: object, where: str = "") -> str:
     if isinstance(t, bytes):
         try:
             return t.decode("utf-8")
@@ -36,7 +41,7 @@ def _text(i: int, t, where: str = "") -> str:
     return t
 
 
-def check_texts(texts, pairs: bool = True) -> list:
+def check_texts(texts: Optional[Iterable[Any]], pairs: bool = True) -> List[Text]:
     """Validate input rows: strings (bytes decoded as UTF-8), or (a, b) pairs where allowed."""
     if isinstance(texts, (str, bytes)):
         raise InputError("texts must be a list of strings, not one string (wrap it: [text])")
@@ -49,7 +54,7 @@ def check_texts(texts, pairs: bool = True) -> list:
             raise InputError("text pairs are supported by encode() and embed(), not by token or word extraction")
         if not all(is_pair):
             raise InputError(f"row {is_pair.index(False)}: mix of single texts and (a, b) pairs")
-        out = []
+        out: List[Text] = []
         for i, t in enumerate(texts):
             if len(t) != 2:
                 raise InputError(f"row {i}: a pair must have 2 texts, got {len(t)}")

@@ -12,14 +12,37 @@ the original text, and a word spans all of its characters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from hubembed._tokenizer import TENSORFLOW_TEXT, WordPiece
 
 
-def token_ids(preprocessor, texts: Sequence[str]) -> List[np.ndarray]:
+class Tokenizing(Protocol):
+    """What this stage needs of a preprocessor (``hubembed._hub.preprocess.Preprocessor``; ``_pipeline`` does not
+    import ``_hub``): its vocab file and casing, if known, and its WordPiece ids."""
+
+    @property
+    def vocab_file(self) -> Optional[str]: ...
+
+    @property
+    def lower_case(self) -> Optional[bool]: ...
+
+    def token_arrays(self, texts: List[str]) -> List[np.ndarray]: ...
+
+
+class VocabSource(Protocol):
+    """What this stage needs of an encoder's signature (``hubembed._hub.signature.Signature``)."""
+
+    @property
+    def vocab_file(self) -> Optional[str]: ...
+
+    @property
+    def casing(self) -> Optional[str]: ...
+
+
+def token_ids(preprocessor: Tokenizing, texts: Sequence[str]) -> List[np.ndarray]:
     """Content WordPiece ids per text (no [CLS]/[SEP]), from the paired preprocessor."""
     if not texts:
         return []
@@ -40,7 +63,7 @@ class WordTokenizer:
     """The preprocessor's tokenization (``hubembed._tokenizer.WordPiece``) over a vocab file, with character
     spans in the original text."""
 
-    def __init__(self, vocab_file: str, lower_case: bool, flavour: str = TENSORFLOW_TEXT):
+    def __init__(self, vocab_file: str, lower_case: bool, flavour: str = TENSORFLOW_TEXT) -> None:
         import tensorflow as tf
 
         self.lower_case = bool(lower_case)
@@ -50,7 +73,7 @@ class WordTokenizer:
         table = tf.lookup.StaticHashTable(init, default_value=-1)
         self._tok = WordPiece(table, lower_case, flavour)
 
-    def _normalize_chars(self, texts: Sequence[str]):
+    def _normalize_chars(self, texts: Sequence[str]) -> List[Tuple[str, np.ndarray]]:
         """Per text: (normalised string, original char index of each normalised byte)."""
         import tensorflow as tf
 
@@ -59,7 +82,8 @@ class WordTokenizer:
         # Each character normalised on its own (the normalisations are per character): a dropped one gives
         # no bytes, a case-folded ligature several, all mapped back to it.
         normed = [b.decode("utf-8") for b in self._tok.normalize(tf.constant(flat)).numpy()] if flat else []
-        out, k = [], 0
+        out: List[Tuple[str, np.ndarray]] = []
+        k = 0
         for cs in chars:
             pieces = normed[k : k + len(cs)]
             k += len(cs)
@@ -109,7 +133,7 @@ class WordTokenizer:
         return [self.vocab[i] for i in ids]
 
 
-def word_tokenizer_for(pre, signature) -> Optional[WordTokenizer]:
+def word_tokenizer_for(pre: Tokenizing, signature: VocabSource) -> Optional[WordTokenizer]:
     """The WordTokenizer matching a preprocessor (its vocab file and casing; the encoder's signature's if the
     preprocessor does not say)."""
     vocab = pre.vocab_file or signature.vocab_file
@@ -163,7 +187,7 @@ def _subword(pieces: np.ndarray, subword: str) -> np.ndarray:
     return np.concatenate([pieces[0], pieces[-1]], axis=-1)
 
 
-def to_words(te: TokenEmbeddings, w, subword: str) -> WordEmbeddings:
+def to_words(te: TokenEmbeddings, w: Words, subword: str) -> WordEmbeddings:
     n = len(te.ids)
     piece_word = w.piece_word[:n]
     n_words = int(piece_word.max()) + 1 if n else 0

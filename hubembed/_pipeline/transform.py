@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import warnings
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Whitening:
 
     def __init__(
         self, mean: np.ndarray, W: np.ndarray, method: str, k: Optional[int], n: int, about: Optional[dict] = None
-    ):
+    ) -> None:
         self.mean, self.W, self.method, self.k, self.n = mean, W, method, k, n
         self.about = about or {}
 
@@ -124,7 +124,11 @@ class Whitening:
         return f"Whitening(method={self.method!r}, k={self.k}, dim={self.mean.shape[0]}, fitted_on={self.n})"
 
 
-def as_transform(transform) -> Optional[Whitening]:
+# What ``EmbedSpec(transform=...)`` takes: None, a fitted Whitening, or the path of a saved one.
+TransformLike = Union[Whitening, str, "os.PathLike[str]", None]
+
+
+def as_transform(transform: TransformLike) -> Optional[Whitening]:
     """None, a Whitening, or the path of a saved one."""
     if transform is None or isinstance(transform, Whitening):
         return transform
