@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
+from hubembed._load import load as load_encoder
 from hubembed._pipeline import quantize
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
@@ -33,7 +34,6 @@ from hubembed._pipeline.texts import Text
 from hubembed._pipeline.transform import TransformLike
 from hubembed._util import sha256_file, write_atomic
 from hubembed.encoder import Encoder
-from hubembed.encoder import load as load_encoder
 from hubembed.errors import InputError, OutputError
 
 MANIFEST = "manifest.json"
