@@ -22,6 +22,7 @@ import json
 import os
 
 from hubembed._util import require_text
+from hubembed.errors import InputError
 
 TENSORFLOW_TEXT, HUGGINGFACE = "tensorflow_text", "huggingface"
 FLAVOURS = (TENSORFLOW_TEXT, HUGGINGFACE)
@@ -30,8 +31,9 @@ _TABLES = os.path.join(os.path.dirname(__file__), "data", "huggingface_bert_char
 
 
 def check_flavour(flavour: str) -> str:
+    """``flavour`` if it is one of ``FLAVOURS``, else InputError."""
     if flavour not in FLAVOURS:
-        raise ValueError(f"tokenizer flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
+        raise InputError(f"tokenizer flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
     return flavour
 
 

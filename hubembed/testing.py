@@ -32,6 +32,7 @@ import shutil
 import tempfile
 
 from hubembed._formats import names, preprocessor, writers
+from hubembed.errors import InputError
 
 KINDS = {"tf2_dict": "dict", "tf2_dict_no_layers": "dict_no_layers", "tf2_list": "list", "tf1_hub": "tf1"}
 GARDEN_KINDS = ("garden_bert", "garden_albert")
@@ -65,7 +66,7 @@ def build(
     activation (hubembed's own kinds): "gelu" (exact), "gelu_tanh" or "relu".
     """
     if kind not in KINDS and kind not in GARDEN_KINDS:
-        raise ValueError(f"kind {kind!r}; valid: {', '.join(list(KINDS) + list(GARDEN_KINDS))}")
+        raise InputError(f"kind {kind!r}; valid: {', '.join(list(KINDS) + list(GARDEN_KINDS))}")
     os.makedirs(out_dir, exist_ok=True)
     vocab = writers.write_tiny_vocab(os.path.join(out_dir, "vocab.txt"))
     with open(vocab, encoding="utf-8") as f:

@@ -29,7 +29,7 @@ import numpy as np
 from hubembed._formats.names import BertConfig
 from hubembed._tokenizer import HUGGINGFACE, TENSORFLOW_TEXT
 from hubembed._util import sha256_file, versions
-from hubembed.errors import ConversionError
+from hubembed.errors import ConversionError, InputError
 
 MANIFEST = "hubembed.json"
 FORMAT = "hubembed-converted/3"  # 2: dropout when training, Hugging Face tokenization; 3: TFLite-convertible ops
@@ -89,7 +89,7 @@ def _ln(hf: dict, prefix: str) -> Tuple[np.ndarray, np.ndarray]:
     for g, b in (("weight", "bias"), ("gamma", "beta")):
         if f"{prefix}.{g}" in hf:
             return hf[f"{prefix}.{g}"], hf[f"{prefix}.{b}"]
-    raise KeyError(f"{prefix}.weight")
+    raise ConversionError(f"the checkpoint lacks the BERT weight '{prefix}.weight' (or '{prefix}.gamma')")
 
 
 def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
@@ -173,16 +173,21 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
 
     try:
         weights = map_weights(load_file(weights_path), cfg)
-    except KeyError as e:
+    except KeyError as e:  # a weight map_weights looks up by name
         raise ConversionError(f"{weights_path} lacks the BERT weight {e}: not a BERT checkpoint?") from None
+    except ConversionError as e:  # a layer norm under neither of its names
+        raise ConversionError(f"{weights_path}: {e}: not a BERT checkpoint?") from None
     lower = _do_lower_case(src, vocab_file)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
     try:
-        writers.save_encoder(
-            weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
-        )
+        try:
+            writers.save_encoder(
+                weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
+            )
+        except InputError as e:  # weights whose shapes config.json does not describe
+            raise ConversionError(f"{weights_path} does not fit {src}/config.json: {e}") from None
         # Tokenized as the tokenizer the checkpoint was trained with: Hugging Face's.
         preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"), flavour=HUGGINGFACE)
         manifest = {

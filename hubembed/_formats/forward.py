@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubembed._formats.names import ACTIVATIONS, BertConfig
+from hubembed.errors import InputError
 
 
 def _activation(name: str):
@@ -20,7 +21,7 @@ def _activation(name: str):
         return lambda x: tf.nn.gelu(x, approximate=True)
     if name == "relu":
         return tf.nn.relu
-    raise ValueError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    raise InputError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 def _layer_norm(x, gamma, beta, eps):

@@ -27,6 +27,7 @@ import numpy as np
 
 from hubembed._formats.forward import bert_forward, mlm_logits
 from hubembed._formats.names import BertConfig, tf1_name, weight_shapes
+from hubembed.errors import InputError
 
 STYLES = ("dict", "dict_no_layers", "list", "tf1")
 
@@ -59,17 +60,24 @@ def save_encoder(
     do_lower_case: bool,
     style: str = "dict",
 ) -> str:
-    """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist)."""
+    """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist).
+
+    Raises:
+        InputError: an unknown style; a style that needs pooler weights without them; a weight the config
+            needs that is missing or has another shape.
+    """
     if style not in STYLES:
-        raise ValueError(f"style {style!r}; valid: {', '.join(STYLES)}")
+        raise InputError(f"style {style!r}; valid: {', '.join(STYLES)}")
     expected = _expected(weights, cfg)
     if "pooler_transform/kernel" not in weights and style in ("list", "tf1"):
-        raise ValueError(f"style {style!r} needs pooler weights (its outputs always include pooled_output)")
+        raise InputError(f"style {style!r} needs pooler weights (its outputs always include pooled_output)")
     for name, shape in expected.items():
         if name not in weights:
-            raise KeyError(f"weight {name} is missing")
+            raise InputError(f"weight {name} is missing (the config needs it)")
         if tuple(weights[name].shape) != tuple(shape):
-            raise ValueError(f"weight {name} has shape {weights[name].shape}, expected {shape}")
+            raise InputError(
+                f"weight {name} has shape {tuple(weights[name].shape)}, expected {tuple(shape)} (from the config)"
+            )
     if style == "tf1":
         return _save_tf1(weights, cfg, out_dir, vocab_file=vocab_file, do_lower_case=do_lower_case)
     return _save_tf2(weights, cfg, out_dir, vocab_file=vocab_file, do_lower_case=do_lower_case, style=style)
