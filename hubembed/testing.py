@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any, Dict, Optional
 
 from hubembed._formats import names, preprocessor, writers
 from hubembed.errors import InputError
@@ -58,7 +59,7 @@ def build(
     num_layers: int = 3,
     lower_case: bool = True,
     with_mlm: bool = True,
-    preprocess_from: str = None,
+    preprocess_from: Optional[str] = None,
     activation: str = "gelu",
 ) -> str:
     """Write a tiny encoder of ``kind`` + its preprocessor under ``out_dir``; returns the encoder folder.
@@ -128,9 +129,10 @@ def _export_garden(
         )
 
 
-def build_all(root: str, **kwargs) -> dict:
+def build_all(root: str, **kwargs: Any) -> Dict[str, str]:
     """Every kind under ``root/<kind>``: {kind: encoder folder}."""
-    out, pre = {}, None
+    out: Dict[str, str] = {}
+    pre: Optional[str] = None
     for kind in KINDS:
         out[kind] = build(kind, os.path.join(root, kind), preprocess_from=pre, **kwargs)
         pre = pre or os.path.join(root, kind, "preprocess")

@@ -3,20 +3,26 @@ own default (what it pads to when run alone) appears only where it differs, said
 
 import json
 import re
+from typing import Dict, List
 
+import pytest
+
+import hubembed
 from hubembed.cli import main
 
 
-def _lines(out):
+def _lines(out: str) -> List[str]:
     return [line.strip() for line in out.splitlines()]
 
 
-def _windows(out):
+def _windows(out: str) -> List[str]:
     """The lines that state a window length (a seq_length and its number) in the readable output."""
     return [line for line in _lines(out) if re.search(r"seq_length(:\s+| is )\d+", line)]
 
 
-def test_minilm_shows_the_window_it_packs_and_says_the_preprocessor_default_is_not_used(minilm, capsys):
+def test_minilm_shows_the_window_it_packs_and_says_the_preprocessor_default_is_not_used(
+    minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture
+) -> None:
     assert main(["inspect", "minilm"]) == 0
     out = capsys.readouterr().out
     assert _windows(out) == [
@@ -31,7 +37,9 @@ def test_minilm_shows_the_window_it_packs_and_says_the_preprocessor_default_is_n
     ]
 
 
-def test_minilm_with_the_preprocessor_window_shows_it_once(minilm, capsys):
+def test_minilm_with_the_preprocessor_window_shows_it_once(
+    minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture
+) -> None:
     assert main(["inspect", "minilm", "--seq-length", "128"]) == 0
     out = capsys.readouterr().out
     assert _windows(out) == ["seq_length:      128 (the window hubembed packs; from given)"]
@@ -39,7 +47,9 @@ def test_minilm_with_the_preprocessor_window_shows_it_once(minilm, capsys):
     assert "hubembed does not use it" not in out
 
 
-def test_tiny_models_show_one_window_and_the_built_preprocessor_default(tiny_models, capsys):
+def test_tiny_models_show_one_window_and_the_built_preprocessor_default(
+    tiny_models: Dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
     for kind, path in tiny_models.items():
         assert main(["inspect", path]) == 0, kind
         out = capsys.readouterr().out
@@ -51,7 +61,9 @@ def test_tiny_models_show_one_window_and_the_built_preprocessor_default(tiny_mod
         assert "(paired by encoder vocab_file; vocab 129)" in out, kind
 
 
-def test_tiny_model_json_keeps_its_keys_sorted_and_explains_the_preprocessor_default(tiny_models, capsys):
+def test_tiny_model_json_keeps_its_keys_sorted_and_explains_the_preprocessor_default(
+    tiny_models: Dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
     assert main(["inspect", tiny_models["tf2_dict"], "--seq-length", "24", "--json"]) == 0
     text = capsys.readouterr().out
     d = json.loads(text)
@@ -67,7 +79,7 @@ def test_tiny_model_json_keeps_its_keys_sorted_and_explains_the_preprocessor_def
     assert text.strip() == json.dumps(d, indent=2, sort_keys=True)
 
 
-def test_minilm_json(minilm, capsys):
+def test_minilm_json(minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", "minilm", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert (d["seq_length"], d["seq_length_from"], d["preprocessor"]["seq_length"]) == (256, "registry", 128)
@@ -76,7 +88,7 @@ def test_minilm_json(minilm, capsys):
     )
 
 
-def test_signature_without_a_preprocessor_or_window(tiny_encoders):
+def test_signature_without_a_preprocessor_or_window(tiny_encoders: Dict[str, "hubembed.Encoder"]) -> None:
     """A Signature read off the model alone (no load): describe and to_json still work."""
     import dataclasses
 

@@ -5,6 +5,8 @@ import ast
 import builtins
 import json
 import os
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import pytest
@@ -18,39 +20,39 @@ PACKAGE = os.path.join(os.path.dirname(__file__), "..", "hubembed")
 
 
 # -- the paths that raised builtin errors -------------------------------------------------------------------------
-def _tiny_weights(**kwargs):
+def _tiny_weights(**kwargs: Any) -> Tuple[names.BertConfig, Dict[str, np.ndarray]]:
     cfg = testing.tiny_config(vocab_size=40, num_layers=1)
     return cfg, names.random_weights(cfg, **kwargs)
 
 
-def _save(tmp_path, weights, cfg, style="dict"):
+def _save(tmp_path: Path, weights: Dict[str, np.ndarray], cfg: names.BertConfig, style: str = "dict") -> str:
     vocab = writers.write_tiny_vocab(str(tmp_path / "vocab.txt"))
     return writers.save_encoder(
         weights, cfg, str(tmp_path / "encoder"), vocab_file=vocab, do_lower_case=True, style=style
     )
 
 
-def test_save_encoder_unknown_style(tmp_path):
+def test_save_encoder_unknown_style(tmp_path: Path) -> None:
     cfg, weights = _tiny_weights()
     with pytest.raises(InputError, match=r"style 'tf3'; valid: dict, dict_no_layers, list, tf1"):
         _save(tmp_path, weights, cfg, style="tf3")
 
 
-def test_save_encoder_style_that_needs_a_pooler(tmp_path):
+def test_save_encoder_style_that_needs_a_pooler(tmp_path: Path) -> None:
     cfg, weights = _tiny_weights()
     del weights["pooler_transform/kernel"], weights["pooler_transform/bias"]
     with pytest.raises(InputError, match=r"style 'list' needs pooler weights"):
         _save(tmp_path, weights, cfg, style="list")
 
 
-def test_save_encoder_missing_weight(tmp_path):
+def test_save_encoder_missing_weight(tmp_path: Path) -> None:
     cfg, weights = _tiny_weights()
     del weights["transformer/layer_0/intermediate/bias"]
     with pytest.raises(InputError, match=r"weight transformer/layer_0/intermediate/bias is missing"):
         _save(tmp_path, weights, cfg)
 
 
-def test_save_encoder_weight_of_another_shape(tmp_path):
+def test_save_encoder_weight_of_another_shape(tmp_path: Path) -> None:
     cfg, weights = _tiny_weights()
     weights["word_embeddings/embeddings"] = weights["word_embeddings/embeddings"][:30]
     with pytest.raises(
@@ -60,29 +62,29 @@ def test_save_encoder_weight_of_another_shape(tmp_path):
     assert not (tmp_path / "encoder").exists()
 
 
-def test_unknown_activation():
+def test_unknown_activation() -> None:
     with pytest.raises(InputError, match=r"activation 'swish'; valid: gelu, gelu_tanh, relu"):
         forward._activation("swish")
 
 
-def test_unknown_tokenizer_flavour():
+def test_unknown_tokenizer_flavour() -> None:
     with pytest.raises(InputError, match=r"tokenizer flavour 'spacy'; valid: tensorflow_text, huggingface"):
         check_flavour("spacy")
 
 
-def test_unknown_testing_kind(tmp_path):
+def test_unknown_testing_kind(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"kind 'tf3_dict'; valid: tf2_dict, .*garden_albert"):
         testing.build("tf3_dict", str(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
 
 
-def test_input_errors_stay_value_errors():
+def test_input_errors_stay_value_errors() -> None:
     """Callers that caught the ValueError still catch it."""
     with pytest.raises(ValueError):
         check_flavour("spacy")
 
 
-def test_layer_norm_under_neither_name():
+def test_layer_norm_under_neither_name() -> None:
     with pytest.raises(
         ConversionError,
         match=r"lacks the BERT weight 'embeddings.LayerNorm.weight' \(or 'embeddings.LayerNorm.gamma'\)",
@@ -90,7 +92,7 @@ def test_layer_norm_under_neither_name():
         convert._ln({"embeddings.LayerNorm.beta": np.zeros(4)}, "embeddings.LayerNorm")
 
 
-def _hf_checkpoint(d, vocab_size=40, rows=40, drop=()):
+def _hf_checkpoint(d: str, vocab_size: int = 40, rows: int = 40, drop: Iterable[str] = ()) -> str:
     """A tiny Hugging Face BERT folder written with numpy (config.json, model.safetensors, vocab.txt)."""
     from safetensors.numpy import save_file
 
@@ -122,14 +124,14 @@ def _hf_checkpoint(d, vocab_size=40, rows=40, drop=()):
     return d
 
 
-def test_convert_checkpoint_without_a_layer_norm(tmp_path):
+def test_convert_checkpoint_without_a_layer_norm(tmp_path: Path) -> None:
     src = _hf_checkpoint(str(tmp_path / "hf"), drop=("embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"))
     with pytest.raises(ConversionError, match=r"model.safetensors: the checkpoint lacks the BERT weight 'embeddings"):
         convert.convert(src, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
-def test_convert_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
+def test_convert_checkpoint_whose_weights_do_not_fit_its_config(tmp_path: Path) -> None:
     src = _hf_checkpoint(str(tmp_path / "hf"), vocab_size=40, rows=38)
     with pytest.raises(
         ConversionError,
@@ -158,7 +160,7 @@ TODO_NOT_OWNED = {
 }
 
 
-def _builtin_exception(exc):
+def _builtin_exception(exc: ast.expr) -> Optional[str]:
     """The name of the builtin exception class ``raise exc`` raises, else None (a hubembed error, a variable)."""
     target = exc.func if isinstance(exc, ast.Call) else exc
     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "builtins":
@@ -177,24 +179,25 @@ class _Raises(ast.NodeVisitor):
     A bare ``raise`` (a re-raise) and ``raise err`` / ``raise err from e`` of a caught exception name no class.
     """
 
-    def __init__(self):
-        self.scope, self.found = [], []
+    def __init__(self) -> None:
+        self.scope: List[str] = []
+        self.found: List[Tuple[str, str, int]] = []
 
-    def _scoped(self, node):
+    def _scoped(self, node: Union[ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef]) -> None:
         self.scope.append(node.name)
         self.generic_visit(node)
         self.scope.pop()
 
     visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _scoped
 
-    def visit_Raise(self, node):
+    def visit_Raise(self, node: ast.Raise) -> None:
         name = _builtin_exception(node.exc) if node.exc is not None else None
         if name is not None:
             self.found.append((".".join(self.scope) or "<module>", name, node.lineno))
         self.generic_visit(node)
 
 
-def builtin_raises():
+def builtin_raises() -> List[Tuple[str, str, str, int]]:
     """(path relative to the repository, enclosing function, builtin class, line) over the package but errors.py."""
     root = os.path.normpath(os.path.join(PACKAGE, ".."))
     out = []
@@ -211,7 +214,7 @@ def builtin_raises():
     return out
 
 
-def test_the_guard_sees_builtin_raises():
+def test_the_guard_sees_builtin_raises() -> None:
     visitor = _Raises()
     visitor.visit(
         ast.parse(
@@ -233,7 +236,7 @@ def test_the_guard_sees_builtin_raises():
     ]
 
 
-def test_no_raise_of_a_builtin_exception_class():
+def test_no_raise_of_a_builtin_exception_class() -> None:
     found = builtin_raises()
     unexpected = [r for r in found if r[:3] not in PROTOCOL | TODO_NOT_OWNED]
     assert not unexpected, "raise a hubembed error (hubembed/errors.py) instead: " + ", ".join(
@@ -243,7 +246,7 @@ def test_no_raise_of_a_builtin_exception_class():
     assert {r[:3] for r in found} >= PROTOCOL | TODO_NOT_OWNED
 
 
-def test_every_hubembed_error_is_a_hubembed_error():
+def test_every_hubembed_error_is_a_hubembed_error() -> None:
     import hubembed.errors as errors
 
     classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, BaseException)]

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -42,7 +42,7 @@ _ACTIVATIONS = {
 }
 
 
-def read_hf_config(src: str) -> Tuple[dict, "object"]:
+def read_hf_config(src: str) -> Tuple[dict, BertConfig]:
     """Read and check config.json; returns (raw config, BertConfig)."""
 
     path = os.path.join(src, "config.json")
@@ -92,13 +92,13 @@ def _ln(hf: dict, prefix: str) -> Tuple[np.ndarray, np.ndarray]:
     raise ConversionError(f"the checkpoint lacks the BERT weight '{prefix}.weight' (or '{prefix}.gamma')")
 
 
-def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
+def map_weights(hf: Dict[str, np.ndarray], cfg: BertConfig) -> Dict[str, np.ndarray]:
     """Hugging Face BERT names -> Model Garden export names (TF Hub BERT formats, section 8)."""
     # BertModel keys have no prefix; BertForMaskedLM/PreTraining/... put the encoder under "bert.".
     enc = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in hf.items()}
     H, N = cfg.hidden_size, cfg.num_heads
     D = H // N
-    w = {
+    w: Dict[str, Any] = {
         "word_embeddings/embeddings": enc["embeddings.word_embeddings.weight"],
         "position_embedding/embeddings": enc["embeddings.position_embeddings.weight"],
         "type_embeddings/embeddings": enc["embeddings.token_type_embeddings.weight"],
@@ -212,7 +212,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     return out_dir
 
 
-def _file_sizes(root: str) -> dict:
+def _file_sizes(root: str) -> Dict[str, int]:
     """Relative path -> size of every file (cheap integrity check for caches)."""
     out = {}
     for dirpath, _, files in os.walk(root):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict
+from typing import Any, Dict, Iterable, Mapping
 
 import numpy as np
 
@@ -32,11 +32,11 @@ from hubembed.errors import InputError
 STYLES = ("dict", "dict_no_layers", "list", "tf1")
 
 
-def _expected(weights, cfg) -> Dict[str, tuple]:
+def _expected(weights: Mapping[str, Any], cfg: BertConfig) -> Dict[str, tuple]:
     return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights, with_pooler="pooler_transform/kernel" in weights)
 
 
-def _input_specs():
+def _input_specs() -> Dict[str, Any]:
     import tensorflow as tf
 
     return {
@@ -44,7 +44,7 @@ def _input_specs():
     }
 
 
-def _vocab_attrs(obj, vocab_file: str, do_lower_case: bool):
+def _vocab_attrs(obj: Any, vocab_file: str, do_lower_case: bool) -> None:
     import tensorflow as tf
 
     obj.vocab_file = tf.saved_model.Asset(vocab_file)
@@ -83,7 +83,9 @@ def save_encoder(
     return _save_tf2(weights, cfg, out_dir, vocab_file=vocab_file, do_lower_case=do_lower_case, style=style)
 
 
-def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
+def _save_tf2(
+    weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, *, vocab_file: str, do_lower_case: bool, style: str
+) -> str:
     import tensorflow as tf
 
     names = list(_expected(weights, cfg))
@@ -91,7 +93,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     w = dict(zip(names, variables))
     has_mlm = "mlm/output_bias" in w
 
-    def outputs(inputs, training):
+    def outputs(inputs: Mapping[str, Any], training: bool) -> Dict[str, Any]:
         ids, mask, types = inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]
         pooled, layers = bert_forward(w, cfg, ids, mask, types, training=training)
         out = {"sequence_output": layers[-1]}
@@ -110,16 +112,18 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     if style == "list":
 
         @tf.function
-        def call(inputs, training=False):
+        def call(inputs: Any, training: bool = False) -> Any:
             ids, mask, seg = inputs
             out = outputs({"input_word_ids": ids, "input_mask": mask, "input_type_ids": seg}, training)
             return [out["pooled_output"], out["sequence_output"]]
 
-        spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")]
+        spec: Any = [
+            tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")
+        ]
     else:
 
         @tf.function
-        def call(inputs, training=False):
+        def call(inputs: Any, training: bool = False) -> Any:
             return outputs(inputs, training)
 
         spec = _input_specs()
@@ -131,7 +135,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
         mlm = tf.train.Checkpoint()
 
         @tf.function
-        def mlm_call(inputs, training=False):
+        def mlm_call(inputs: Mapping[str, Any], training: bool = False) -> Dict[str, Any]:
             out = outputs(inputs, training)
             out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
             return out
@@ -150,7 +154,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     # The serving signature must be flat: encoder_outputs become encoder_outputs_<i>, much
     # as Keras mangles them in official exports (readers use __call__'s structured outputs).
     @tf.function
-    def serving(*args):
+    def serving(*args: Any) -> Dict[str, Any]:
         out = call(list(args) if style == "list" else args[0], training=False)
         if style == "list":
             return {"pooled_output": out[0], "sequence_output": out[1]}
@@ -163,7 +167,9 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     return out_dir
 
 
-def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
+def _save_tf1(
+    weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, *, vocab_file: str, do_lower_case: bool
+) -> str:
     """A TF1 Hub module: a TF1 SavedModel with empty tags + tfhub_module.pb."""
     import tensorflow as tf
 
@@ -176,7 +182,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
 
         # TF1 BERT checkpoints keep q/k/v and attention-output kernels 2-D (biases 1-D): store
         # them so. bert_forward's dense layers take a kernel of any shape (reshaped to [in, -1]).
-        def tf1_value(n):
+        def tf1_value(n: str) -> np.ndarray:
             a = weights[n]
             if "/self_attention/" in n and n.endswith("kernel"):
                 return a.reshape(H, H)
@@ -193,7 +199,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_const)
         lower = tf.constant(bool(do_lower_case), name="do_lower_case")
 
-        def sig(inputs, outputs):
+        def sig(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
             info = v1.saved_model.utils.build_tensor_info
             return v1.saved_model.signature_def_utils.build_signature_def(
                 inputs={k: info(t) for k, t in inputs.items()},
@@ -235,7 +241,7 @@ def replace_dir(tmp_dir: str, out_dir: str) -> None:
     os.replace(tmp_dir, out_dir)
 
 
-def write_tiny_vocab(path: str, extra_words=()) -> str:
+def write_tiny_vocab(path: str, extra_words: Iterable[str] = ()) -> str:
     """A small WordPiece vocabulary for test models."""
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     base = (
