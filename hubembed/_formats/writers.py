@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Callable, Dict, Iterable, Mapping
 
 import numpy as np
 
@@ -132,24 +132,7 @@ def _save_tf2(
     root.__call__ = call
 
     if has_mlm and style != "list":
-        mlm = tf.train.Checkpoint()
-
-        @tf.function
-        def mlm_call(inputs: Mapping[str, Any], training: bool = False) -> Dict[str, Any]:
-            out = outputs(inputs, training)
-            out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
-            return out
-
-        mlm_spec = dict(
-            _input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
-        )
-        for training in (False, True):
-            mlm_call.get_concrete_function(mlm_spec, training=training)
-        mlm.__call__ = mlm_call
-        mlm.variables = variables
-        mlm.trainable_variables = list(variables)
-        mlm.regularization_losses = []
-        root.mlm = mlm
+        root.mlm = _mlm_object(outputs, w, cfg, variables)
 
     # The serving signature must be flat: encoder_outputs become encoder_outputs_<i>, much
     # as Keras mangles them in official exports (readers use __call__'s structured outputs).
@@ -165,6 +148,32 @@ def _save_tf2(
     serving_fn = serving.get_concrete_function(*spec) if style == "list" else serving.get_concrete_function(spec)
     tf.saved_model.save(root, out_dir, signatures={"serving_default": serving_fn})
     return out_dir
+
+
+def _mlm_object(
+    outputs: Callable[[Any, bool], Dict[str, Any]], w: Dict[str, Any], cfg: BertConfig, variables: list
+) -> Any:
+    """The ``.mlm`` sub-object: ``outputs`` (the encoder call) plus ``mlm_logits`` at ``masked_lm_positions``."""
+    import tensorflow as tf
+
+    mlm = tf.train.Checkpoint()
+
+    @tf.function
+    def mlm_call(inputs: Mapping[str, Any], training: bool = False) -> Dict[str, Any]:
+        out = outputs(inputs, training)
+        out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
+        return out
+
+    mlm_spec = dict(
+        _input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
+    )
+    for training in (False, True):
+        mlm_call.get_concrete_function(mlm_spec, training=training)
+    mlm.__call__ = mlm_call
+    mlm.variables = variables
+    mlm.trainable_variables = list(variables)
+    mlm.regularization_losses = []
+    return mlm
 
 
 def _save_tf1(
