@@ -20,8 +20,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+from typing import Any, Dict, Sequence, Tuple
 
 from hubembed._util import require_text
+from hubembed.errors import InputError
 
 TENSORFLOW_TEXT, HUGGINGFACE = "tensorflow_text", "huggingface"
 FLAVOURS = (TENSORFLOW_TEXT, HUGGINGFACE)
@@ -30,13 +32,14 @@ _TABLES = os.path.join(os.path.dirname(__file__), "data", "huggingface_bert_char
 
 
 def check_flavour(flavour: str) -> str:
+    """``flavour`` if it is one of ``FLAVOURS``, else InputError."""
     if flavour not in FLAVOURS:
-        raise ValueError(f"tokenizer flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
+        raise InputError(f"tokenizer flavour {flavour!r}; valid: {', '.join(FLAVOURS)}")
     return flavour
 
 
 @functools.lru_cache(maxsize=None)
-def hf_classes() -> dict:
+def hf_classes() -> Dict[str, str]:
     """RE2 character classes of Hugging Face's BERT tokenizer: drop, space, chinese, mark, punct.
 
     Read off the tokenizer itself (``scripts/hf_bert_tables.py``), not taken from RE2's Unicode categories:
@@ -46,20 +49,20 @@ def hf_classes() -> dict:
     with open(_TABLES, encoding="utf-8") as f:
         data = json.load(f)
 
-    def re2(ranges):
+    def re2(ranges: Sequence[Sequence[int]]) -> str:
         return "[" + "".join(f"\\x{{{a:X}}}" + (f"-\\x{{{b:X}}}" if b > a else "") for a, b in ranges) + "]"
 
     return {k: re2(data[k]) for k in ("drop", "space", "chinese", "mark", "punct")}
 
 
-def _tf_text_patterns():
+def _tf_text_patterns() -> Tuple[str, str]:
     """tensorflow_text's BertTokenizer split: (delimiters, delimiters kept as tokens)."""
     from tensorflow_text.python.ops import bert_tokenizer as bt
 
     return bt._DELIM_REGEX_PATTERN, bt._KEEP_DELIM_NO_WHITESPACE_PATTERN
 
 
-def _hf_patterns():
+def _hf_patterns() -> Tuple[str, str]:
     """Hugging Face's BertPreTokenizer split (after normalisation only spaces are whitespace)."""
     c = hf_classes()
     keep = f"{c['punct']}|{c['chinese']}"
@@ -69,7 +72,7 @@ def _hf_patterns():
 class WordPiece:
     """BERT tokenization over a vocab lookup ``table`` (int64 ids), in one of ``FLAVOURS``."""
 
-    def __init__(self, table, lower_case: bool, flavour: str = TENSORFLOW_TEXT):
+    def __init__(self, table: Any, lower_case: bool, flavour: str = TENSORFLOW_TEXT) -> None:
         import tensorflow as tf
 
         text = require_text()
@@ -85,7 +88,7 @@ class WordPiece:
             max_bytes_per_word=4 * MAX_WORD,  # never reached: _unk_long_words decides first
         )
 
-    def normalize(self, strings):
+    def normalize(self, strings: Any) -> Any:
         """The text as the flavour's tokenizer sees it before splitting (string tensor in, same shape out)."""
         import tensorflow as tf
 
@@ -105,28 +108,28 @@ class WordPiece:
         # word-final capital sigma into the final form, which Hugging Face's fast tokenizer never does.
         return tf.strings.lower(tf.strings.regex_replace(strings, "\u03a3", "\u03c3"), encoding="utf-8")
 
-    def _too_long(self, words):
+    def _too_long(self, words: Any) -> Any:
         import tensorflow as tf
 
         unit = "UTF8_CHAR" if self.flavour == HUGGINGFACE else "BYTE"
         return tf.strings.length(words, unit=unit) > MAX_WORD
 
-    def _unk_long_words(self, words):
+    def _unk_long_words(self, words: Any) -> Any:
         import tensorflow as tf
 
         return tf.ragged.map_flat_values(lambda w: tf.where(self._too_long(w), "[UNK]", w), words)
 
-    def _words(self, normalized):
+    def _words(self, normalized: Any) -> Tuple[Any, Any, Any]:
         """(words, byte starts, byte ends), RaggedTensors [B, (words)]: whitespace splits, punctuation and
         CJK characters are words of their own."""
         return self._text.regex_split_with_offsets(normalized, self._delim, self._keep)
 
-    def tokenize(self, strings):
+    def tokenize(self, strings: Any) -> Any:
         """int64 RaggedTensor [B, (words), (pieces)] of WordPiece ids."""
         words, _, _ = self._words(self.normalize(strings))
         return self._pieces.tokenize(self._unk_long_words(words))
 
-    def pieces_with_offsets(self, normalized):
+    def pieces_with_offsets(self, normalized: Any) -> Tuple[Any, Any, Any]:
         """(ids, starts, ends): RaggedTensors [B, (words), (pieces)]; byte offsets into ``normalized`` (the
         output of ``normalize``). A word too long for the vocabulary is one ``[UNK]`` spanning the word."""
         import tensorflow as tf

@@ -30,8 +30,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any, Dict, Optional
 
 from hubembed._formats import names, preprocessor, writers
+from hubembed.errors import InputError
 
 KINDS = {"tf2_dict": "dict", "tf2_dict_no_layers": "dict_no_layers", "tf2_list": "list", "tf1_hub": "tf1"}
 GARDEN_KINDS = ("garden_bert", "garden_albert")
@@ -57,7 +59,7 @@ def build(
     num_layers: int = 3,
     lower_case: bool = True,
     with_mlm: bool = True,
-    preprocess_from: str = None,
+    preprocess_from: Optional[str] = None,
     activation: str = "gelu",
 ) -> str:
     """Write a tiny encoder of ``kind`` + its preprocessor under ``out_dir``; returns the encoder folder.
@@ -65,7 +67,7 @@ def build(
     activation (hubembed's own kinds): "gelu" (exact), "gelu_tanh" or "relu".
     """
     if kind not in KINDS and kind not in GARDEN_KINDS:
-        raise ValueError(f"kind {kind!r}; valid: {', '.join(list(KINDS) + list(GARDEN_KINDS))}")
+        raise InputError(f"kind {kind!r}; valid: {', '.join(list(KINDS) + list(GARDEN_KINDS))}")
     os.makedirs(out_dir, exist_ok=True)
     vocab = writers.write_tiny_vocab(os.path.join(out_dir, "vocab.txt"))
     with open(vocab, encoding="utf-8") as f:
@@ -127,9 +129,10 @@ def _export_garden(
         )
 
 
-def build_all(root: str, **kwargs) -> dict:
+def build_all(root: str, **kwargs: Any) -> Dict[str, str]:
     """Every kind under ``root/<kind>``: {kind: encoder folder}."""
-    out, pre = {}, None
+    out: Dict[str, str] = {}
+    pre: Optional[str] = None
     for kind in KINDS:
         out[kind] = build(kind, os.path.join(root, kind), preprocess_from=pre, **kwargs)
         pre = pre or os.path.join(root, kind, "preprocess")

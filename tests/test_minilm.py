@@ -67,7 +67,8 @@ def test_readable_inspect_output(minilm, capsys):
     assert main(["inspect", "minilm"]) == 0
     out = capsys.readouterr().out
     assert "layers:          6 (from encoder_outputs)" in out
-    assert "minilm-preprocess (paired by registry; seq_length 128, vocab 30522)" in out
+    assert "minilm-preprocess (paired by registry; vocab 30522)" in out
+    assert "its own default seq_length is 128 (what it pads to when run alone, as in hub.KerasLayer);" in out
 
 
 def test_tokens_equal_hugging_face(minilm, hf_tokenizer, stsb_sentences):

@@ -22,14 +22,14 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from hubembed._formats.names import BertConfig
 from hubembed._tokenizer import HUGGINGFACE, TENSORFLOW_TEXT
 from hubembed._util import sha256_file, versions
-from hubembed.errors import ConversionError
+from hubembed.errors import ConversionError, InputError
 
 MANIFEST = "hubembed.json"
 FORMAT = "hubembed-converted/3"  # 2: dropout when training, Hugging Face tokenization; 3: TFLite-convertible ops
@@ -42,7 +42,7 @@ _ACTIVATIONS = {
 }
 
 
-def read_hf_config(src: str) -> Tuple[dict, "object"]:
+def read_hf_config(src: str) -> Tuple[dict, BertConfig]:
     """Read and check config.json; returns (raw config, BertConfig)."""
 
     path = os.path.join(src, "config.json")
@@ -89,16 +89,16 @@ def _ln(hf: dict, prefix: str) -> Tuple[np.ndarray, np.ndarray]:
     for g, b in (("weight", "bias"), ("gamma", "beta")):
         if f"{prefix}.{g}" in hf:
             return hf[f"{prefix}.{g}"], hf[f"{prefix}.{b}"]
-    raise KeyError(f"{prefix}.weight")
+    raise ConversionError(f"the checkpoint lacks the BERT weight '{prefix}.weight' (or '{prefix}.gamma')")
 
 
-def map_weights(hf: Dict[str, np.ndarray], cfg) -> Dict[str, np.ndarray]:
+def map_weights(hf: Dict[str, np.ndarray], cfg: BertConfig) -> Dict[str, np.ndarray]:
     """Hugging Face BERT names -> Model Garden export names (TF Hub BERT formats, section 8)."""
     # BertModel keys have no prefix; BertForMaskedLM/PreTraining/... put the encoder under "bert.".
     enc = {k[len("bert.") :] if k.startswith("bert.") else k: v for k, v in hf.items()}
     H, N = cfg.hidden_size, cfg.num_heads
     D = H // N
-    w = {
+    w: Dict[str, Any] = {
         "word_embeddings/embeddings": enc["embeddings.word_embeddings.weight"],
         "position_embedding/embeddings": enc["embeddings.position_embeddings.weight"],
         "type_embeddings/embeddings": enc["embeddings.token_type_embeddings.weight"],
@@ -173,16 +173,21 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
 
     try:
         weights = map_weights(load_file(weights_path), cfg)
-    except KeyError as e:
+    except KeyError as e:  # a weight map_weights looks up by name
         raise ConversionError(f"{weights_path} lacks the BERT weight {e}: not a BERT checkpoint?") from None
+    except ConversionError as e:  # a layer norm under neither of its names
+        raise ConversionError(f"{weights_path}: {e}: not a BERT checkpoint?") from None
     lower = _do_lower_case(src, vocab_file)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
     try:
-        writers.save_encoder(
-            weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
-        )
+        try:
+            writers.save_encoder(
+                weights, cfg, os.path.join(tmp, "encoder"), vocab_file=vocab_file, do_lower_case=lower, style="dict"
+            )
+        except InputError as e:  # weights whose shapes config.json does not describe
+            raise ConversionError(f"{weights_path} does not fit {src}/config.json: {e}") from None
         # Tokenized as the tokenizer the checkpoint was trained with: Hugging Face's.
         preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"), flavour=HUGGINGFACE)
         manifest = {
@@ -207,7 +212,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     return out_dir
 
 
-def _file_sizes(root: str) -> dict:
+def _file_sizes(root: str) -> Dict[str, int]:
     """Relative path -> size of every file (cheap integrity check for caches)."""
     out = {}
     for dirpath, _, files in os.walk(root):

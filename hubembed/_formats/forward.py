@@ -5,12 +5,15 @@ approximation (Model Garden's and the original BERT's "gelu").
 
 from __future__ import annotations
 
+from typing import Any, Callable, List, Mapping, Optional, Tuple
+
 import numpy as np
 
 from hubembed._formats.names import ACTIVATIONS, BertConfig
+from hubembed.errors import InputError
 
 
-def _activation(name: str):
+def _activation(name: str) -> Callable[[Any], Any]:
     import tensorflow as tf
 
     if name == "gelu":
@@ -20,10 +23,10 @@ def _activation(name: str):
         return lambda x: tf.nn.gelu(x, approximate=True)
     if name == "relu":
         return tf.nn.relu
-    raise ValueError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    raise InputError(f"activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
-def _layer_norm(x, gamma, beta, eps):
+def _layer_norm(x: Any, gamma: Any, beta: Any, eps: float) -> Any:
     import tensorflow as tf
 
     # moments + batch_normalization, as Keras' LayerNormalization: a pattern oneDNN can fuse.
@@ -31,7 +34,7 @@ def _layer_norm(x, gamma, beta, eps):
     return tf.nn.batch_normalization(x, mean, var, offset=beta, scale=gamma, variance_epsilon=eps)
 
 
-def _dense(x2, kernel, bias):
+def _dense(x2: Any, kernel: Any, bias: Any) -> Any:
     """[R, in] x kernel (any shape whose leading dims are `in`) + bias, as 2-D MatMul + BiasAdd.
 
     2-D MatMul + BiasAdd (+ activation) is what grappler's remapper fuses into one
@@ -43,7 +46,7 @@ def _dense(x2, kernel, bias):
     return tf.nn.bias_add(tf.matmul(x2, tf.reshape(kernel, [n_in, -1])), tf.reshape(bias, [-1]))
 
 
-def _dropout(rate: float, training: bool):
+def _dropout(rate: float, training: bool) -> Callable[[Any], Any]:
     """Dropout as Hugging Face's and Model Garden's BERT apply it; the identity unless training."""
     import tensorflow as tf
 
@@ -52,7 +55,9 @@ def _dropout(rate: float, training: bool):
     return lambda x: tf.nn.dropout(x, rate=rate)
 
 
-def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = False):
+def bert_forward(
+    w: Mapping[str, Any], cfg: BertConfig, word_ids: Any, mask: Any, type_ids: Any, training: bool = False
+) -> Tuple[Optional[Any], List[Any]]:
     """The BERT encoder: returns (pooled [B,H] or None without a pooler, [layer outputs [B,S,H]] x L).
 
     ``training`` (a Python bool) applies the config's dropout where BERT has it: after the embedding
@@ -78,7 +83,7 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = 
     adder = tf.reshape(1.0 - tf.cast(mask, x.dtype), [batch, 1, 1, seq_len]) * -1e9
     scale = 1.0 / float(np.sqrt(D))
 
-    def heads(t):  # [B*S, H] -> [B, N, S, D]
+    def heads(t: Any) -> Any:  # [B*S, H] -> [B, N, S, D]
         return tf.transpose(tf.reshape(t, [batch, seq_len, N, D]), [0, 2, 1, 3])
 
     layers = []
@@ -107,7 +112,7 @@ def bert_forward(w, cfg: BertConfig, word_ids, mask, type_ids, training: bool = 
     return pooled, layers
 
 
-def mlm_logits(w, cfg: BertConfig, sequence, positions):
+def mlm_logits(w: Mapping[str, Any], cfg: BertConfig, sequence: Any, positions: Any) -> Any:
     """MLM head (transform + layer norm + tied output embedding) at ``positions`` [B,P]."""
     import tensorflow as tf
 

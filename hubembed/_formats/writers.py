@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict
+from typing import Any, Callable, Dict, Iterable, Mapping
 
 import numpy as np
 
 from hubembed._formats.forward import bert_forward, mlm_logits
 from hubembed._formats.names import BertConfig, tf1_name, weight_shapes
+from hubembed.errors import InputError
 
 STYLES = ("dict", "dict_no_layers", "list", "tf1")
 
 
-def _expected(weights, cfg) -> Dict[str, tuple]:
+def _expected(weights: Mapping[str, Any], cfg: BertConfig) -> Dict[str, tuple]:
     return weight_shapes(cfg, with_mlm="mlm/output_bias" in weights, with_pooler="pooler_transform/kernel" in weights)
 
 
-def _input_specs():
+def _input_specs() -> Dict[str, Any]:
     import tensorflow as tf
 
     return {
@@ -43,7 +44,7 @@ def _input_specs():
     }
 
 
-def _vocab_attrs(obj, vocab_file: str, do_lower_case: bool):
+def _vocab_attrs(obj: Any, vocab_file: str, do_lower_case: bool) -> None:
     import tensorflow as tf
 
     obj.vocab_file = tf.saved_model.Asset(vocab_file)
@@ -59,23 +60,32 @@ def save_encoder(
     do_lower_case: bool,
     style: str = "dict",
 ) -> str:
-    """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist)."""
+    """Write a Hub-format encoder of the given style to ``out_dir`` (which must not exist).
+
+    Raises:
+        InputError: an unknown style; a style that needs pooler weights without them; a weight the config
+            needs that is missing or has another shape.
+    """
     if style not in STYLES:
-        raise ValueError(f"style {style!r}; valid: {', '.join(STYLES)}")
+        raise InputError(f"style {style!r}; valid: {', '.join(STYLES)}")
     expected = _expected(weights, cfg)
     if "pooler_transform/kernel" not in weights and style in ("list", "tf1"):
-        raise ValueError(f"style {style!r} needs pooler weights (its outputs always include pooled_output)")
+        raise InputError(f"style {style!r} needs pooler weights (its outputs always include pooled_output)")
     for name, shape in expected.items():
         if name not in weights:
-            raise KeyError(f"weight {name} is missing")
+            raise InputError(f"weight {name} is missing (the config needs it)")
         if tuple(weights[name].shape) != tuple(shape):
-            raise ValueError(f"weight {name} has shape {weights[name].shape}, expected {shape}")
+            raise InputError(
+                f"weight {name} has shape {tuple(weights[name].shape)}, expected {tuple(shape)} (from the config)"
+            )
     if style == "tf1":
         return _save_tf1(weights, cfg, out_dir, vocab_file=vocab_file, do_lower_case=do_lower_case)
     return _save_tf2(weights, cfg, out_dir, vocab_file=vocab_file, do_lower_case=do_lower_case, style=style)
 
 
-def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
+def _save_tf2(
+    weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, *, vocab_file: str, do_lower_case: bool, style: str
+) -> str:
     import tensorflow as tf
 
     names = list(_expected(weights, cfg))
@@ -83,7 +93,7 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     w = dict(zip(names, variables))
     has_mlm = "mlm/output_bias" in w
 
-    def outputs(inputs, training):
+    def outputs(inputs: Mapping[str, Any], training: bool) -> Dict[str, Any]:
         ids, mask, types = inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]
         pooled, layers = bert_forward(w, cfg, ids, mask, types, training=training)
         out = {"sequence_output": layers[-1]}
@@ -102,16 +112,18 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     if style == "list":
 
         @tf.function
-        def call(inputs, training=False):
+        def call(inputs: Any, training: bool = False) -> Any:
             ids, mask, seg = inputs
             out = outputs({"input_word_ids": ids, "input_mask": mask, "input_type_ids": seg}, training)
             return [out["pooled_output"], out["sequence_output"]]
 
-        spec = [tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")]
+        spec: Any = [
+            tf.TensorSpec([None, None], tf.int32, name=n) for n in ("input_word_ids", "input_mask", "segment_ids")
+        ]
     else:
 
         @tf.function
-        def call(inputs, training=False):
+        def call(inputs: Any, training: bool = False) -> Any:
             return outputs(inputs, training)
 
         spec = _input_specs()
@@ -120,29 +132,12 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     root.__call__ = call
 
     if has_mlm and style != "list":
-        mlm = tf.train.Checkpoint()
-
-        @tf.function
-        def mlm_call(inputs, training=False):
-            out = outputs(inputs, training)
-            out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
-            return out
-
-        mlm_spec = dict(
-            _input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
-        )
-        for training in (False, True):
-            mlm_call.get_concrete_function(mlm_spec, training=training)
-        mlm.__call__ = mlm_call
-        mlm.variables = variables
-        mlm.trainable_variables = list(variables)
-        mlm.regularization_losses = []
-        root.mlm = mlm
+        root.mlm = _mlm_object(outputs, w, cfg, variables)
 
     # The serving signature must be flat: encoder_outputs become encoder_outputs_<i>, much
     # as Keras mangles them in official exports (readers use __call__'s structured outputs).
     @tf.function
-    def serving(*args):
+    def serving(*args: Any) -> Dict[str, Any]:
         out = call(list(args) if style == "list" else args[0], training=False)
         if style == "list":
             return {"pooled_output": out[0], "sequence_output": out[1]}
@@ -155,7 +150,35 @@ def _save_tf2(weights, cfg, out_dir, *, vocab_file, do_lower_case, style):
     return out_dir
 
 
-def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
+def _mlm_object(
+    outputs: Callable[[Any, bool], Dict[str, Any]], w: Dict[str, Any], cfg: BertConfig, variables: list
+) -> Any:
+    """The ``.mlm`` sub-object: ``outputs`` (the encoder call) plus ``mlm_logits`` at ``masked_lm_positions``."""
+    import tensorflow as tf
+
+    mlm = tf.train.Checkpoint()
+
+    @tf.function
+    def mlm_call(inputs: Mapping[str, Any], training: bool = False) -> Dict[str, Any]:
+        out = outputs(inputs, training)
+        out["mlm_logits"] = mlm_logits(w, cfg, out["sequence_output"], inputs["masked_lm_positions"])
+        return out
+
+    mlm_spec = dict(
+        _input_specs(), masked_lm_positions=tf.TensorSpec([None, None], tf.int32, name="masked_lm_positions")
+    )
+    for training in (False, True):
+        mlm_call.get_concrete_function(mlm_spec, training=training)
+    mlm.__call__ = mlm_call
+    mlm.variables = variables
+    mlm.trainable_variables = list(variables)
+    mlm.regularization_losses = []
+    return mlm
+
+
+def _save_tf1(
+    weights: Dict[str, np.ndarray], cfg: BertConfig, out_dir: str, *, vocab_file: str, do_lower_case: bool
+) -> str:
     """A TF1 Hub module: a TF1 SavedModel with empty tags + tfhub_module.pb."""
     import tensorflow as tf
 
@@ -168,7 +191,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
 
         # TF1 BERT checkpoints keep q/k/v and attention-output kernels 2-D (biases 1-D): store
         # them so. bert_forward's dense layers take a kernel of any shape (reshaped to [in, -1]).
-        def tf1_value(n):
+        def tf1_value(n: str) -> np.ndarray:
             a = weights[n]
             if "/self_attention/" in n and n.endswith("kernel"):
                 return a.reshape(H, H)
@@ -185,7 +208,7 @@ def _save_tf1(weights, cfg, out_dir, *, vocab_file, do_lower_case):
         v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, vocab_const)
         lower = tf.constant(bool(do_lower_case), name="do_lower_case")
 
-        def sig(inputs, outputs):
+        def sig(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> Any:
             info = v1.saved_model.utils.build_tensor_info
             return v1.saved_model.signature_def_utils.build_signature_def(
                 inputs={k: info(t) for k, t in inputs.items()},
@@ -227,7 +250,7 @@ def replace_dir(tmp_dir: str, out_dir: str) -> None:
     os.replace(tmp_dir, out_dir)
 
 
-def write_tiny_vocab(path: str, extra_words=()) -> str:
+def write_tiny_vocab(path: str, extra_words: Iterable[str] = ()) -> str:
     """A small WordPiece vocabulary for test models."""
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     base = (

@@ -5,7 +5,7 @@ built in memory from a vocab file (``hubembed._formats.preprocessor``); tokenize
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import Any, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -18,19 +18,21 @@ class Preprocessor:
     """A uniform view of a BERT preprocessor (a loaded SavedModel or a built one).
 
     Attributes: ``source`` (handle or "built from <vocab>"), ``vocab_size``,
-    ``special`` (ids), ``seq_length`` (its default), ``lower_case`` (if known), ``flavour`` (how it tokenizes:
-    ``hubembed._tokenizer.FLAVOURS``; a loaded SavedModel is taken to tokenize as tfhub.dev's do).
+    ``special`` (ids), ``seq_length`` (its own default: what ``__call__`` pads to when it runs alone, as in
+    hub.KerasLayer; hubembed never uses it, it packs the encoder's ``seq_length`` with ``pack``), ``lower_case``
+    (if known), ``flavour`` (how it tokenizes: ``hubembed._tokenizer.FLAVOURS``; a loaded SavedModel is taken to
+    tokenize as tfhub.dev's do), ``paired_by`` (how ``pairing.pair`` chose it; None until then).
     """
 
     def __init__(
         self,
-        module,
+        module: Any,
         source: str,
         vocab_file: Optional[str] = None,
         lower_case: Optional[bool] = None,
         special: Optional[dict] = None,
         flavour: str = TENSORFLOW_TEXT,
-    ):
+    ) -> None:
         for attr in ("tokenize", "bert_pack_inputs"):
             if not hasattr(module, attr):
                 raise FormatError(
@@ -42,6 +44,7 @@ class Preprocessor:
         self.vocab_file = vocab_file
         self.lower_case = lower_case
         self.flavour = flavour
+        self.paired_by: Optional[str] = None  # set by pairing.pair
         if special is None:
             special = {k: int(v.numpy()) for k, v in module.tokenize.get_special_tokens_dict().items()}
         self.special = special
@@ -50,7 +53,8 @@ class Preprocessor:
 
     @property
     def seq_length(self) -> int:
-        """The default seq_length of ``__call__`` (read off its output signature, else off one call)."""
+        """The default seq_length of ``__call__`` (read off its output signature, else off one call): what the
+        preprocessor pads to when it runs alone, not the window hubembed packs (``Encoder.seq_length``)."""
         if self._seq_length is None:
             self._seq_length = _declared_seq_length(self.module)
         if self._seq_length is None:
@@ -58,22 +62,22 @@ class Preprocessor:
             self._seq_length = int(self.module(tf.constant([""]))["input_word_ids"].shape[1])
         return self._seq_length
 
-    def tokenize(self, texts):
+    def tokenize(self, texts: Iterable[str]) -> Any:
         """int32 RaggedTensor [B, (words), (pieces)] (WordPiece) or [B, (tokens)]."""
         tf = _tf()
         strings = tf.constant(list(texts), tf.string)
         eager = getattr(self.module, "tokenize_eagerly", None)  # an in-memory BertPreprocessor
         return eager(strings) if eager is not None else self.module.tokenize(strings)
 
-    def token_arrays(self, texts) -> List[np.ndarray]:
+    def token_arrays(self, texts: Iterable[str]) -> List[np.ndarray]:
         """The WordPiece ids of each text as int32 arrays, flat, without special tokens."""
         return ragged_rows(self.tokenize(texts))
 
-    def token_ids(self, texts) -> list:
+    def token_ids(self, texts: Iterable[str]) -> List[List[int]]:
         """The WordPiece ids of each text, flat, without special tokens."""
         return [row.tolist() for row in self.token_arrays(texts)]
 
-    def pack(self, segments, seq_length: int):
+    def pack(self, segments: Sequence[Any], seq_length: int) -> Any:
         """Pack 1 or 2 tokenized segments to ``seq_length`` (the three-key dict)."""
         tf = _tf()
         return self.module.bert_pack_inputs(list(segments), seq_length=tf.constant(seq_length, tf.int32))
@@ -89,7 +93,7 @@ class Preprocessor:
         }
 
 
-def _declared_seq_length(module) -> Optional[int]:
+def _declared_seq_length(module: Any) -> Optional[int]:
     """The padded length ``module.__call__`` declares in its saved output signature, if it is fixed."""
     try:
         fns = module.__call__.concrete_functions
@@ -120,7 +124,7 @@ def from_vocab(
     )
 
 
-def ragged_rows(ragged) -> List[np.ndarray]:
+def ragged_rows(ragged: Any) -> List[np.ndarray]:
     """An int RaggedTensor [B, (words), (pieces)] or [B, (pieces)] -> B flat int32 arrays."""
     if ragged.shape.rank > 2:
         ragged = ragged.merge_dims(-2, -1)

@@ -17,7 +17,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from hubembed.errors import FormatError
 
@@ -57,7 +57,11 @@ class Signature:
     seq_length_from: Optional[str] = None  # "registry" (the trained maximum) | "max positions" | "given"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["preprocessor"] is not None:  # its seq_length is its own default, not the window: say so
+            note = preprocessor_window(self.preprocessor, self.seq_length, "the top-level seq_length")
+            out["preprocessor"]["seq_length_note"] = " ".join(note) if note else None
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -88,26 +92,51 @@ class Signature:
         if self.signatures:
             lines.append(f"  signatures:      {', '.join(self.signatures)}")
         if self.preprocessor:
-            p = self.preprocessor
-            lines.append(
-                f"  preprocessor:    {p.get('source')} (paired by {p.get('paired_by')}; "
-                f"seq_length {p.get('seq_length')}, vocab {p.get('vocab_size')})"
-            )
+            lines += self._describe_preprocessor()
         lines.append("  extraction:")
         lines += [f"    {k:<13} {v}" for k, v in self.extraction.items()]
         return "\n".join(lines)
+
+    def _describe_preprocessor(self) -> List[str]:
+        """The preprocessor's lines: its own default window only where it is not the one hubembed packs."""
+        p = self.preprocessor or {}
+        lines = [f"  preprocessor:    {p.get('source')} (paired by {p.get('paired_by')}; vocab {p.get('vocab_size')})"]
+        note = preprocessor_window(p, self.seq_length, "seq_length above")
+        if note and p.get("seq_length") != self.seq_length:  # one window shown: the other said not to be used
+            lines += [f"                   {part}" for part in note]
+        return lines
+
+
+def preprocessor_window(preprocessor: Optional[dict], seq_length: Optional[int], where: str) -> Optional[List[str]]:
+    """What the preprocessor's own ``seq_length`` is, next to the window hubembed packs (``seq_length``,
+    which ``where`` names): [its own default, what hubembed does], or None when it declares none.
+
+    hubembed packs every row itself to ``seq_length`` (``bert_pack_inputs``), so the length the preprocessor's
+    ``__call__`` pads to when it runs alone (hub.KerasLayer on a preprocessing SavedModel) is never used.
+    """
+    own = (preprocessor or {}).get("seq_length")
+    if own is None:
+        return None
+    built = str((preprocessor or {}).get("source") or "").startswith("built from")  # pp.from_vocab, in memory
+    alone = "what it pads to when run alone" + ("" if built else ", as in hub.KerasLayer")
+    first = f"its own default seq_length is {own} ({alone});"
+    if seq_length is None:
+        return [first, f"hubembed does not use it: it packs the window load() sets ({where})"]
+    if own == seq_length:
+        return [first, f"hubembed packs {seq_length} too ({where})"]
+    return [first, f"hubembed does not use it: it packs {seq_length} ({where})"]
 
 
 def _na(v: Any) -> str:
     return "unknown" if v is None else str(v)
 
 
-def _spec(name: str, spec) -> dict:
+def _spec(name: str, spec: Any) -> dict:
     shape = None if spec.shape.rank is None else [d for d in spec.shape.as_list()]
     return {"name": name, "dtype": spec.dtype.name, "shape": shape}
 
 
-def _concrete(fn):
+def _concrete(fn: Any) -> Any:
     """The inference (training=False) concrete function of a restored ``__call__``."""
     fns = list(getattr(fn, "concrete_functions", []) or [])
     if not fns:
@@ -123,7 +152,7 @@ def _concrete(fn):
     return fns[0]
 
 
-def detect_format(obj, path: str) -> str:
+def detect_format(obj: Any, path: str) -> str:
     """One of MODEL_FORMATS; FormatError if ``obj`` is not a BERT-family encoder."""
     if hasattr(obj, "tokenize") and hasattr(obj, "bert_pack_inputs"):
         raise FormatError(
@@ -162,7 +191,7 @@ def detect_format(obj, path: str) -> str:
     )
 
 
-def io_specs(obj, fmt: str):
+def io_specs(obj: Any, fmt: str) -> Tuple[List[dict], List[dict]]:
     """(inputs, outputs) as lists of {name, dtype, shape}; encoder_outputs listed per layer."""
     if fmt == "tf1_hub":
         sig = obj.signatures["tokens"]
@@ -187,7 +216,7 @@ def io_specs(obj, fmt: str):
     return ins, outs
 
 
-def variable_shapes(obj) -> dict:
+def variable_shapes(obj: Any) -> Dict[str, tuple]:
     """name -> shape of the model's variables (names without ':0')."""
     out = {}
     for v in getattr(obj, "variables", []) or []:
@@ -195,7 +224,7 @@ def variable_shapes(obj) -> dict:
     return out
 
 
-def layers_from_names(names) -> Optional[int]:
+def layers_from_names(names: Iterable[str]) -> Optional[int]:
     """Number of Transformer blocks from variable names (layer_i / layer.i / layer_with_weights-i)."""
     idx = set()
     for n in names:
@@ -205,7 +234,7 @@ def layers_from_names(names) -> Optional[int]:
     return max(idx) + 1 if idx else None
 
 
-def _find_shape(shapes: dict, *needles: str) -> Optional[tuple]:
+def _find_shape(shapes: Dict[str, tuple], *needles: str) -> Optional[tuple]:
     for needle in needles:
         for name, shape in shapes.items():
             if needle in name and len(shape) == 2:
@@ -213,7 +242,7 @@ def _find_shape(shapes: dict, *needles: str) -> Optional[tuple]:
     return None
 
 
-def tf1_tokenization_info(obj, path: str):
+def tf1_tokenization_info(obj: Any, path: str) -> Tuple[Optional[str], Optional[bool]]:
     """(vocab_file, do_lower_case) from a TF1 module's tokenization_info signature."""
     sigs = obj.signatures
     if "tokenization_info" not in sigs:
@@ -226,7 +255,7 @@ def tf1_tokenization_info(obj, path: str):
     return (candidate if os.path.isfile(candidate) else (vocab if os.path.isfile(vocab) else None)), lower
 
 
-def vocab_and_casing(obj, fmt: str, path: str):
+def vocab_and_casing(obj: Any, fmt: str, path: str) -> Tuple[Optional[str], Optional[bool]]:
     """(vocab_file path or None, do_lower_case or None) as the model itself declares them."""
     if fmt == "tf1_hub":
         return tf1_tokenization_info(obj, path)
@@ -236,7 +265,7 @@ def vocab_and_casing(obj, fmt: str, path: str):
     return vocab_path, (bool(lower.numpy()) if lower is not None else None)
 
 
-def read_signature(obj, path: str, handle: str, entry=None) -> Signature:
+def read_signature(obj: Any, path: str, handle: str, entry: Any = None) -> Signature:
     """Build the Signature of a loaded encoder."""
     fmt = detect_format(obj, path)
     ins, outs = io_specs(obj, fmt)
@@ -244,6 +273,7 @@ def read_signature(obj, path: str, handle: str, entry=None) -> Signature:
     n_layer_outputs = sum(1 for o in outs if o["name"].startswith("encoder_outputs["))
     shapes = variable_shapes(obj)
     has_layers = n_layer_outputs > 0
+    num_layers: Optional[int]
     if has_layers:
         num_layers, layers_from = n_layer_outputs, "encoder_outputs"
     elif layers_from_names(shapes):
@@ -290,7 +320,7 @@ def read_signature(obj, path: str, handle: str, entry=None) -> Signature:
 
 def extraction_summary(sig: Signature) -> dict:
     """What can be extracted, in words."""
-    L = sig.num_layers
+    L = sig.num_layers or 0  # set whenever encoder_outputs are exported (one per layer)
     out = {
         "pooled": "pooled_output" if sig.has_pooled_output else "not exported (use pooling='cls' or 'mean')",
         "tokens": "sequence_output (last layer)",
