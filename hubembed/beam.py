@@ -202,30 +202,7 @@ def extract(
         )
     # Workers run in their own working directory: a relative local path means the launcher's.
     input_path, out = _absolute(input_path), _absolute(out)
-    job = CorpusJob.make(
-        out,
-        spec=spec,
-        model=model,
-        preprocess=preprocess,
-        seq_length=seq_length,
-        backend=backend,
-        trust=trust,
-        quantize=quantize,
-        level=level,
-        format=format,
-        subword=subword,
-        dtype=dtype,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        shard_size=shard_size,
-        cache=cache,
-        column=column,
-        id_column=id_column,
-        input_format=input_format,
-        on_bad=on_bad,
-        on_empty=on_empty,
-        **spec_keywords,
-    )
+    job = CorpusJob.from_arguments(locals(), skip=("input_path", "runner", "pipeline_args"))  # checked here
     settings, reader_args, load = job.settings, job.source.reader_args(), job.load
     _check_out(out)  # before the model loads
     header, weights_sha256 = _header(input_path, reader_args, load, settings)

@@ -191,6 +191,9 @@ def _job(load: LoadOptions, spec: EmbedSpec, batch_size: Any, max_tokens: Any) -
     )
 
 
+LOAD_KEYWORDS = ("preprocess", "seq_length", "backend", "trust", "quantize")
+
+
 def _load_options(model: Any, **keywords: Any) -> LoadOptions:
     if not isinstance(model, (str, os.PathLike)) or not os.fspath(model).strip():
         raise InputError(f"model={model!r}; valid: a handle (a registry name, a URL, a folder)")
@@ -420,22 +423,8 @@ def extract(
     load = _load_options(
         model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
     )
-    corpus_job = CorpusJob.make(
-        os.fspath(out),
-        spec=spec,
-        options=load,
-        level=level,
-        format=format,
-        subword=subword,
-        dtype=dtype,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        shard_size=shard_size,
-        cache=False,
-        column=column,
-        id_column=id_column,
-        on_empty=on_empty,
-        **spec_keywords,
+    corpus_job = CorpusJob.from_arguments(
+        locals(), skip=("df", "load", "model", *LOAD_KEYWORDS), options=load, out=os.fspath(out), cache=False
     )
     job = _job(load, corpus_job.settings.spec, batch_size, max_tokens)
     settings = dataclasses.replace(corpus_job.settings, spec=job.spec)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from hubembed._corpus import shards
 from hubembed._load import LoadOptions
@@ -131,3 +131,13 @@ class CorpusJob:
         settings = Settings(spec=spec, **{k: v for k, v in keywords.items() if k in _SETTINGS})
         source = InputOptions(**{k: v for k, v in keywords.items() if k in _INPUT})
         return cls(out, load, settings, source, bool(keywords.get("resume", False)), bool(keywords.get("quiet", False)))
+
+    @classmethod
+    def from_arguments(cls, arguments: Dict[str, Any], *, skip: Sequence[str] = (), **overrides: Any) -> "CorpusJob":
+        """The job from a front-end's own arguments (its ``locals()`` on entry: ``out``, the job's keywords and
+        ``spec_keywords``), leaving out ``skip`` (the front-end's own: the input, the runner...); ``overrides``
+        replace or add keywords (e.g. ``cache=False``)."""
+        out = overrides.pop("out", arguments["out"])
+        left_out = set(skip) | {"out", "spec_keywords"} | set(overrides)
+        keywords = {k: v for k, v in arguments.items() if k not in left_out}
+        return cls.make(out, **keywords, **overrides, **arguments.get("spec_keywords", {}))

@@ -181,7 +181,7 @@ def _resolve_remote(handle: str) -> str:
                 f"could not download {handle}: " + "; ".join(errors) + f"\ncache folder: {folder} (removed again)"
             )
         time.sleep(backoff * 2**i)
-    raise AssertionError("unreachable")  # pragma: no cover
+    raise DownloadError(f"could not download {handle}: " + "; ".join(errors))  # pragma: no cover (unreachable)
 
 
 def _resolve_local(handle: str) -> Resolved:
