@@ -163,7 +163,7 @@ def _long_text(n_chars, seed=0):
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "attention"])
 def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encoders, monkeypatch, pooling):
-    from hubembed._pipeline import run as extraction
+    from hubembed._pipeline import pooling as streaming
 
     enc = tiny_encoders["tf2_dict"]
     texts = [_long_text(12000), "a short one", _long_text(9000, seed=1)]
@@ -171,8 +171,8 @@ def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encod
         for layers, combine in ((-1, "mean"), ("-2:", "concat"))[: 1 if pooling == "pooled" else 2]:
             kw = dict(pooling=pooling, special_tokens=special, layers=layers, combine=combine)
             streamed, info = enc.embed(texts, return_info=True, **kw)
-            assert info.n_windows[0] > extraction.STREAM_WINDOWS
-            monkeypatch.setattr(extraction, "STREAM_WINDOWS", 10**9)
+            assert info.n_windows[0] > streaming.STREAM_WINDOWS
+            monkeypatch.setattr(streaming, "STREAM_WINDOWS", 10**9)
             stitched = enc.embed(texts, **kw)
             monkeypatch.undo()
             np.testing.assert_allclose(streamed, stitched, atol=2e-5, rtol=1e-5, err_msg=str(kw))
