@@ -22,17 +22,18 @@ import hashlib
 import logging
 import os
 import time
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import numpy as np
 
 from hubembed._corpus import featurecache, inputs, shards, store
 from hubembed._corpus.job import DTYPES, CorpusJob, Settings  # noqa: F401 (DTYPES, Settings: public here)
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
+from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._util import versions
 from hubembed.encoder import Encoder
-from hubembed.errors import OutputError
+from hubembed.errors import FormatError, InputError, OutputError
 
 log = logging.getLogger("hubembed")
 
@@ -51,21 +52,23 @@ def _count_lines(path: str) -> Optional[int]:
 class Embedder:
     """Turns chunks of records into shard bytes with one encoder (and its feature cache)."""
 
-    def __init__(self, encoder: Encoder, settings: Settings, weights_sha256: Optional[str] = None):
+    def __init__(self, encoder: Encoder, settings: Settings, weights_sha256: Optional[str] = None) -> None:
         self.encoder, self.s = encoder, settings
         self.weights_sha256 = weights_sha256 or encoder.weights_sha256
         self.record, self.dim = self._describe()
-        self.cache = None
+        self.cache: Optional[featurecache.FeatureCache] = None
         if self.s.level == "sentence" and self.s.cache:
             root = self.s.cache if isinstance(self.s.cache, str) else featurecache.default_root()
             self.cache = featurecache.FeatureCache(root, self.weights_sha256, self.record)
         self.stats = {"encoded": 0, "from_cache": 0, "duplicates": 0}
 
-    def _describe(self):
+    def _describe(self) -> Tuple[dict, int]:
         """The spec resolved for this encoder (what the manifest and the cache key record), and the width of a
         vector: from the spec and the signature (arguments are checked here, before any text is read)."""
         enc, s = self.encoder, self.s
         hidden = enc.signature.hidden_size
+        if hidden is None:  # the vector width below needs it (it failed there before, with a TypeError)
+            raise FormatError(f"{enc.handle}: its signature gives no hidden size; extract needs the vectors' width")
         context = {k: v for k, v in enc.context().items() if k not in ("model", "hubembed")}
         if s.level == "sentence":
             enc.check_spec_source(s.spec)
@@ -81,16 +84,18 @@ class Embedder:
             width *= 2 if s.subword == "first_last" else 1
         return record, int(width)
 
-    def _pieces(self, texts):
-        kw = dict(batch_size=self.s.batch_size, max_tokens=self.s.max_tokens, spec=self.s.spec.for_tokens())
+    def _pieces(self, texts: List[str]) -> List[shards.Item]:
+        kw: Dict[str, Any] = dict(
+            batch_size=self.s.batch_size, max_tokens=self.s.max_tokens, spec=self.s.spec.for_tokens()
+        )
         if self.s.level == "tokens":
-            return self.encoder.embed_tokens(texts, **kw)
-        return self.encoder.embed_words(texts, subword=self.s.subword, **kw)
+            return list(self.encoder.embed_tokens(texts, **kw))
+        return list(self.encoder.embed_words(texts, subword=self.s.subword, **kw))
 
     def vectors(self, texts: List[str]) -> np.ndarray:
         """Sentence vectors: each distinct text encoded once, cached texts not at all."""
         keys = [featurecache.text_key(t) for t in texts]
-        first = {}
+        first: Dict[bytes, str] = {}
         for k, t in zip(keys, texts):
             first.setdefault(k, t)
         found = self.cache.get(first) if self.cache is not None else {}
@@ -107,18 +112,20 @@ class Embedder:
         self.stats["duplicates"] += len(texts) - len(first)
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
 
-    def chunk(self, records) -> shards.Chunk:
+    def chunk(self, records: List[inputs.Record]) -> shards.Chunk:
         ids, texts = [r.id for r in records], [r.text for r in records]
         if self.s.level == "sentence":
             return shards.Chunk(ids, vectors=self.vectors(texts))
         self.stats["encoded"] += len(texts)
         return shards.Chunk(ids, items=self._pieces(texts))
 
-    def render(self, records) -> Dict[str, bytes]:
-        return shards.render(self.s.format, self.s.level, self.chunk(records), self.s.stored_dtype)
+    def render(self, records: List[inputs.Record]) -> Dict[str, bytes]:
+        fmt = self.s.format
+        assert fmt is not None  # Settings.__post_init__ resolves the default format
+        return shards.render(fmt, self.s.level, self.chunk(records), self.s.stored_dtype)
 
 
-def input_digest(records) -> str:
+def input_digest(records: Iterable[inputs.Record]) -> str:
     """sha256 over the ids and texts of a shard's records: resume checks the input did not change."""
     h = hashlib.sha256()
     for r in records:
@@ -152,7 +159,7 @@ def extract(
     out: str,
     *,
     model: str = "minilm",
-    encoder=None,
+    encoder: Optional[Encoder] = None,
     level: str = "sentence",
     format: Optional[str] = None,
     subword: str = "first",
@@ -169,12 +176,12 @@ def extract(
     on_bad: str = "fail",
     on_empty: str = "skip",
     quiet: bool = False,
-    preprocess=None,
+    preprocess: Optional[str] = None,
     seq_length: Optional[int] = None,
     backend: str = "auto",
     trust: str = "registry",
     quantize: Optional[str] = None,
-    **spec_keywords,
+    **spec_keywords: Any,
 ) -> dict:
     """Embed every text of ``input_path`` into shards under ``out``, resumably.
 
@@ -239,7 +246,14 @@ def run(job: CorpusJob, input_path: str, encoder: Optional[Encoder] = None) -> d
     reader = inputs.open_input(input_path, **job.source.reader_args())
     store.check_folder(job.out, job.resume)  # before the model loads
     if encoder is None:
-        encoder = job.load.load()
+        loaded = job.load.load()
+        if isinstance(loaded, ExportedEmbedder):  # it has no signature, layers or tokens (this failed later before)
+            raise InputError(
+                f"{loaded.path} is a hubembed export (strings -> {loaded.dim}-dim vectors, the spec baked in), not an "
+                f"encoder: extract cannot use it. Extract with the model it was exported from: "
+                f"model={loaded.record.get('model')!r}"
+            )
+        encoder = loaded
     embedder = Embedder(encoder, job.settings)
     st = store.ShardStore(job.out, make_header(embedder, reader.to_dict(), input_path), resume=job.resume)
     if st.shards:
@@ -247,7 +261,7 @@ def run(job: CorpusJob, input_path: str, encoder: Optional[Encoder] = None) -> d
     return _run(embedder, reader, st, job.quiet)
 
 
-def _check_done(st, shard_i: int, records) -> None:
+def _check_done(st: store.ShardStore, shard_i: int, records: List[inputs.Record]) -> None:
     """At resume: the records of finished shard ``shard_i`` must be the ones it was made from."""
     want = st.shards[shard_i].get("input_sha256")
     if want and input_digest(records) != want:
@@ -259,7 +273,7 @@ def _check_done(st, shard_i: int, records) -> None:
         )
 
 
-def _progress(path: str, total: Optional[int], done_lines: int, quiet: bool):
+def _progress(path: str, total: Optional[int], done_lines: int, quiet: bool) -> Any:
     """A tqdm bar over input lines (on stderr; none with quiet)."""
     from tqdm.auto import tqdm
 
@@ -274,22 +288,24 @@ def _progress(path: str, total: Optional[int], done_lines: int, quiet: bool):
     )
 
 
-def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
+def _run(embedder: Embedder, reader: inputs.Reader, st: store.ShardStore, quiet: bool) -> dict:
     start = time.perf_counter()
     shard_size = embedder.s.shard_size
     done_lines, done_rows = st.lines_done, st.rows_done
     total = _count_lines(reader.path) if reader.path != "-" else None
     bar = _progress(reader.path, total, done_lines, quiet)
-    chunk, n_new, last_line = [], 0, done_lines
-    done_chunk, done_i = [], 0  # records of finished shards, re-read at resume to check the input
-    recorded = set()  # skipped lines already listed in the manifest
+    chunk: List[inputs.Record] = []
+    n_new, last_line = 0, done_lines
+    done_chunk: List[inputs.Record] = []  # records of finished shards, re-read at resume to check the input
+    done_i = 0
+    recorded: Set[int] = set()  # skipped lines already listed in the manifest
 
-    def new_skips(up_to: float):
+    def new_skips(up_to: float) -> List[Tuple[int, str]]:
         out = [s for s in reader.skipped if done_lines < s[0] <= up_to and s[0] not in recorded]
         recorded.update(s[0] for s in out)
         return out
 
-    def flush():
+    def flush() -> None:
         nonlocal chunk, n_new
         blobs = embedder.render(chunk)
         st.write_shard(blobs, len(chunk), chunk[-1].line, new_skips(chunk[-1].line), input_digest(chunk))
@@ -325,7 +341,7 @@ def _run(embedder: Embedder, reader, st, quiet: bool) -> dict:
     return _finish(embedder, st, n_new, seconds)
 
 
-def _finish(embedder: Embedder, st, n_new: int, seconds: float) -> dict:
+def _finish(embedder: Embedder, st: store.ShardStore, n_new: int, seconds: float) -> dict:
     """The manifest completed with the run's summary, and a one-line log of it."""
     summary = {
         "rows": st.rows_done,
@@ -337,7 +353,7 @@ def _finish(embedder: Embedder, st, n_new: int, seconds: float) -> dict:
         **{f"texts_{k}_this_run": v for k, v in embedder.stats.items()},
     }
     m = st.finish(summary)
-    reasons = {}
+    reasons: Dict[str, int] = {}
     for _, why in st.skipped:
         key = why.split(" (")[0]
         reasons[key] = reasons.get(key, 0) + 1

@@ -35,7 +35,7 @@ class Settings:
     shard_size: Optional[int] = None
     cache: Union[bool, str] = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
         self.format = self.format or shards.default_format(self.level)

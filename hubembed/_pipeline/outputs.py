@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -95,7 +95,9 @@ def stack_pooled(results: Sequence[TextTokens], plan: LayerPlan, H: int) -> Opti
     """The texts' pooled outputs [N, H], or None where the plan does not fetch them."""
     if not plan.need_pooled:
         return None
-    return np.stack([r.pooled for r in results]) if results else np.zeros((0, H), np.float32)
+    # need_pooled: every text's rows were encoded with the pooled output, so none of them is None.
+    pooled = cast(List[np.ndarray], [r.pooled for r in results])
+    return np.stack(pooled) if results else np.zeros((0, H), np.float32)
 
 
 class InternalsBuffer:
@@ -110,7 +112,7 @@ class InternalsBuffer:
         heads: int,
         attention: bool,
         sublayer_names: Optional[Sequence[str]],
-    ):
+    ) -> None:
         k = len(chosen)
         self.chosen, self.attention, self.shape = list(chosen), attention, (k, N, S)
         self.emb = np.zeros((N, S, H), np.float32)
@@ -138,9 +140,10 @@ class InternalsBuffer:
         assert self.sub is not None
         for name in self.sub:
             v = out["sublayers"][name][layer].numpy()
-            if self.sub[name] is None:
-                self.sub[name] = np.zeros(self.shape + (v.shape[-1],), np.float32)
-            self.sub[name][j, t, :s] = v  # type: ignore[index]  # set just above
+            arr = self.sub[name]
+            if arr is None:
+                arr = self.sub[name] = np.zeros(self.shape + (v.shape[-1],), np.float32)
+            arr[j, t, :s] = v
 
     def result(self, info: ExtractionInfo) -> Internals:
         return Internals(self.chosen, self.emb, self.layers, self.att, self.sub, self.mask, self.ids, self.types, info)

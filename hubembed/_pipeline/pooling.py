@@ -81,8 +81,8 @@ def pool(
     special: np.ndarray,
     pooling: str,
     special_tokens: bool = True,
-    weights: np.ndarray = None,
-):
+    weights: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Pool token vectors; returns [B, H] (or [B, k, H]; [B, 2H] for mean_max).
 
     weights [B, S]: per-token weights for pooling="attention" (see ``received_attention``).
@@ -136,7 +136,7 @@ class WindowPool:
     token vectors are never held whole): running sum, count, max, [CLS] of the first window, [SEP] of the last,
     pooled output. ``combine``: the plan's layer combination (``layers.Combine``)."""
 
-    def __init__(self, combine: Any, pooling: str, special_tokens: bool, n_windows: int):
+    def __init__(self, combine: Any, pooling: str, special_tokens: bool, n_windows: int) -> None:
         self.combine, self.pooling, self.special_tokens, self.n_windows = combine, pooling, special_tokens, n_windows
         self.seen, self.weight = 0, 0.0
         self.sum: Any = 0.0
@@ -183,6 +183,8 @@ class WindowPool:
                 self._take(v[None], np.array([w], np.float32))
             self.closed = True
         if self.pooling == "max":
+            # The windows' keep ranges tile a (many-window, so non-empty) text: _take has set it.
+            assert self.max is not None, "max pooling before any token"
             return self.max
         mean = self.sum / max(self.weight, 1e-12)
         if self.pooling == "mean_sqrt_len":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class Packing:
     max_tokens: Optional[int]
 
 
-def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing: Packing) -> Iterator[tuple]:
+def run_batches(backend: Any, rows: Sequence[batching.Row], plan: LayerPlan, packing: Packing) -> Iterator[tuple]:
     """Yield (row indices, packed arrays, selected layers [k, B, S, H], pooled [B, H] or None,
     attention received per token [B, S] or None).
 
@@ -84,7 +84,7 @@ def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing:
         rows, batch_size=packing.batch_size, max_tokens=packing.max_tokens, seq_length=packing.seq_length
     )
 
-    def encode(idx):
+    def encode(idx: np.ndarray) -> tuple:
         packed = batching.pack([rows[i] for i in idx], packing.special, packing.seq_length)
         return (idx, packed) + _encode_batch(backend, plan, packed)
 
@@ -92,6 +92,7 @@ def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing:
         ahead = pool.submit(encode, batches[0]) if batches else None
         for k in range(len(batches)):
             current = ahead
+            assert current is not None  # submitted for batch k (batches[0] before the loop, k + 1 in it)
             ahead = pool.submit(encode, batches[k + 1]) if k + 1 < len(batches) else None
             try:
                 result = current.result()
@@ -102,7 +103,7 @@ def run_batches(backend, rows: Sequence[batching.Row], plan: LayerPlan, packing:
             yield result
 
 
-def _encode_batch(backend, plan: LayerPlan, packed) -> tuple:
+def _encode_batch(backend: Any, plan: LayerPlan, packed: tuple) -> tuple:
     """(selected layers [k, B, S, H], pooled [B, H] or None, attention received [B, S] or None) for one batch."""
     import tensorflow as tf
 
@@ -125,13 +126,13 @@ class Pooled:
 
 
 def text_tokens(
-    backend,
+    backend: Any,
     rows: Sequence[batching.Row],
     truncated: np.ndarray,
     plan: LayerPlan,
     packing: Packing,
     pool: Optional[Tuple[str, bool]] = None,
-) -> Iterator[Tuple[int, TextTokens]]:
+) -> Iterator[Tuple[int, Union[TextTokens, Pooled]]]:
     """Yield (text index, TextTokens) for every text, as soon as all its rows are encoded.
 
     pool=(pooling, special_tokens): texts with more than STREAM_WINDOWS windows are pooled as their windows
@@ -139,14 +140,14 @@ def text_tokens(
     """
     pending: Dict[int, list] = {}
     streaming: Dict[int, pooling_mod.WindowPool] = {}
-    stream = pool is not None and pool[0] in pooling_mod.STREAMABLE
+    stream = pool if pool is not None and pool[0] in pooling_mod.STREAMABLE else None  # None: never streamed
     for idx, (ids, mask, types, special), acts, pooled, received in run_batches(backend, rows, plan, packing):
         for b, i in enumerate(idx):
             row = rows[i]
             length = int(mask[b].sum())
-            if stream and row.n_windows > pooling_mod.STREAM_WINDOWS:
+            if stream is not None and row.n_windows > pooling_mod.STREAM_WINDOWS:
                 acc = streaming.setdefault(
-                    row.text, pooling_mod.WindowPool(plan.combine, pool[0], pool[1], row.n_windows)
+                    row.text, pooling_mod.WindowPool(plan.combine, stream[0], stream[1], row.n_windows)
                 )
                 acc.add(
                     row,
@@ -181,18 +182,20 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
     """Windows -> one sequence: [CLS] of the first window, each token from its best window, last [SEP]."""
     parts.sort(key=lambda p: p[0].start)
     first, last = parts[0], parts[-1]
-    vec, ids, att = [first[4][:, :1]], [first[1][:1]], [first[6][:1]] if first[6] is not None else None
+    vec: List[np.ndarray] = [first[4][:, :1]]
+    id_parts: List[np.ndarray] = [first[1][:1]]
+    att: Optional[List[np.ndarray]] = [first[6][:1]] if first[6] is not None else None
     for row, pids, _, _, pvec, _, patt in parts:
         lo, hi = row.keep
         vec.append(pvec[:, 1 + lo : 1 + hi])  # +1: skip [CLS]
-        ids.append(pids[1 + lo : 1 + hi])
+        id_parts.append(pids[1 + lo : 1 + hi])
         if att is not None:
             att.append(patt[1 + lo : 1 + hi])
     vec.append(last[4][:, -1:])
-    ids.append(last[1][-1:])
+    id_parts.append(last[1][-1:])
     if att is not None:
         att.append(last[6][-1:])
-    ids = np.concatenate(ids)
+    ids = np.concatenate(id_parts)
     special = np.zeros(len(ids), bool)
     special[[0, -1]] = True
     pooled = None if first[5] is None else np.mean([p[5] for p in parts], axis=0)
@@ -208,11 +211,12 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
     )
 
 
-def pool_text(tt: TextTokens, plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:
+def pool_text(tt: Union[TextTokens, Pooled], plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:
     """One text's vector: combine its layers, then pool."""
     if isinstance(tt, Pooled):
         return tt.vector
     if pooling == "pooled":
+        assert tt.pooled is not None  # pooling="pooled": the plan fetches the pooled output (need_pooled)
         return tt.pooled
     x = plan.combine.apply(tt.vectors)[None]  # [1, T, H'] (or [1, T, k, H])
     mask = np.ones((1, x.shape[1]), bool)
