@@ -212,32 +212,7 @@ def extract(
         OutputError: the folder holds other files or another extraction, or a write failed (finished shards
             are kept; ``resume=True`` continues).
     """
-    job = CorpusJob.make(
-        out,
-        spec=spec,
-        model=model,
-        preprocess=preprocess,
-        seq_length=seq_length,
-        backend=backend,
-        trust=trust,
-        quantize=quantize,
-        level=level,
-        format=format,
-        subword=subword,
-        dtype=dtype,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        shard_size=shard_size,
-        cache=cache,
-        column=column,
-        id_column=id_column,
-        input_format=input_format,
-        on_bad=on_bad,
-        on_empty=on_empty,
-        resume=resume,
-        quiet=quiet,
-        **spec_keywords,
-    )
+    job = CorpusJob.from_arguments(locals(), skip=("input_path", "encoder"))  # every option checked here
     return run(job, input_path, encoder)
 
 
