@@ -151,7 +151,7 @@ PROTOCOL = {
     ("hubembed/encoder.py", "__getattr__", "AttributeError"),
     ("hubembed/_corpus/store.py", "Extraction.__getitem__", "IndexError"),
 }
-# Left as it is: Extraction.by_id raises KeyError as a mapping does (tests/test_extract.py); issue 29 (duplicate
+# Left as it is: Extraction.by_id raises KeyError as a mapping does (tests/corpus/test_extract.py); issue 29 (duplicate
 # ids, by_id honest about them) is where its error is reconsidered.
 TODO_NOT_OWNED = {
     ("hubembed/_corpus/store.py", "Extraction.by_id", "KeyError"),

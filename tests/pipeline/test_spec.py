@@ -14,7 +14,7 @@ import hubembed
 from hubembed import EmbedSpec, InputError, testing
 from hubembed.analysis import Whitening
 
-HERE = os.path.dirname(__file__)
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 PRE_SPEC = os.path.join(HERE, "data", "pre_spec")  # written by hubembed 0.1.0 before EmbedSpec (commit 889a3d7)
 
 
