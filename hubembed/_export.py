@@ -29,7 +29,31 @@ log = logging.getLogger("hubembed")
 
 
 def export_encoder(enc: Encoder, out: str, spec: EmbedSpec, overwrite: bool = False) -> str:
-    """``enc.export(out, spec)`` (see there)."""
+    """``Encoder.export``: one self-contained SavedModel embedding as ``embed(texts, spec=spec)`` does, no hubembed.
+
+    Its ``__call__`` and ``serving_default`` take a string tensor ``[B]`` and return float32 ``[B, D]``;
+    tokenizing (the paired preprocessor's own), packing (each batch in length-sorted chunks, each padded to
+    its own longest text), the encoder, the layer selection and combination, the masked pooling, the
+    transform and the normalisation all run inside it. Texts longer than the window (``seq_length - 2``
+    word pieces) are truncated; ``hubembed.json`` beside it says so, with the source model, its weights
+    fingerprint, the spec, the dimension and the versions. Loading it takes TensorFlow and
+    tensorflow-text (``import tensorflow_text`` first); ``hubembed.load(out)`` gives an ``ExportedEmbedder``.
+
+    Args:
+        out: the folder to write (new or empty; ``overwrite=True`` replaces one).
+        spec: an ``EmbedSpec``, or its keywords (``layers=``, ``pooling=``, ``transform=``...), as ``embed``.
+        overwrite: replace ``out`` if it exists.
+
+    Returns:
+        ``out``, as an absolute path.
+
+    Raises:
+        InputError: a spec one graph cannot express (the message says which part and why: a layer axis kept
+            with ``combine="none"``, a window ``stride``) or that does not fit this encoder.
+        OutputError: ``out`` exists and is not empty.
+        MissingDependencyError: the spec or a TF1 Hub module needs the Model Garden rebuild, not installed.
+        FormatError: the written model does not reproduce ``embed`` on probe texts, or fails the audit.
+    """
     if enc.quantize is not None:
         raise InputError(
             f"export: {enc.handle} was loaded with quantize={enc.quantize!r}; an export is one float32 "

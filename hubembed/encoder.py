@@ -30,10 +30,11 @@ from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.layers import LayerSpec
 from hubembed._pipeline.outputs import EncoderOutputs, Internals, InternalsBuffer, pad, stack_pooled
-from hubembed._pipeline.run import Packing, TextTokens, pool_text, text_rows, text_tokens
+from hubembed._pipeline.run import Packing, pool_text, text_rows, text_tokens
 from hubembed._pipeline.spec import EmbedSpec, LayerPlan
 from hubembed._pipeline.texts import check_texts
-from hubembed._pipeline.tokens import SUBWORD, TokenEmbeddings, WordEmbeddings, to_words
+from hubembed._pipeline.tokens import TokenEmbeddings, WordEmbeddings
+from hubembed._tokenlevel import TokenLevel
 from hubembed.errors import InputError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["Encoder", "EncoderOutputs", "Internals", "TokenEmbeddings", "WordEmbeddings", "ExtractionInfo"]
 
 
-class Encoder:
+class Encoder(TokenLevel):
     """A loaded Hub encoder with its paired preprocessor.
 
     >>> enc = hubembed.load("minilm")                                    # doctest: +SKIP
@@ -162,23 +163,7 @@ class Encoder:
         Raises:
             InputError: the weights fingerprint, the sequence length or the transform differ from the extraction's.
         """
-        src = spec.source
-        if not src:
-            return
-        where = src.get("out", "the extraction")
-        want = src.get("weights_sha256")
-        if want and want != self.weights_sha256:
-            raise InputError(
-                f"{self.handle}: weights fingerprint {self.weights_sha256[:16]}... differs from the one "
-                f"{where} was embedded with ({want[:16]}..., model {src.get('model')!r}): its vectors "
-                f"would not be comparable; load that model"
-            )
-        if src.get("seq_length") and src["seq_length"] != self.seq_length:
-            raise InputError(
-                f"{self.handle}: seq_length {self.seq_length}, but {where} was embedded with "
-                f"seq_length {src['seq_length']}: load(..., seq_length={src['seq_length']})"
-            )
-        spec.transform_object()  # a recorded transform must be given back, and be the same one
+        _check_spec_source(self, spec)
 
     def output_shape(self, spec: EmbedSpec) -> tuple:
         """The shape of one text's vector from ``embed(spec=spec)``: from the spec and the signature, without
@@ -221,19 +206,7 @@ class Encoder:
         """
         texts = check_texts(texts)
         EmbedSpec(long=long, stride=stride)
-        plan, exported, source = self.engine.all_layers(bool(embeddings))
-        rows, info = self._rows(texts, long=long, stride=stride)
-        results: List[Optional[TextTokens]] = [None] * len(texts)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
-            results[t] = tt
-        layers, ids, mask, types = pad(results, len(plan.indices), self.signature.hidden_size)
-        pooled = stack_pooled(results, plan, self.signature.hidden_size)
-        info.spec = self.provenance(layers="all", long=long, stride=stride, backend=source)
-        info.report()
-        embeddings = None
-        if layer_spec.EMBEDDINGS in plan.indices:  # the rebuild's: first
-            embeddings, layers = layers[0], layers[1:]
-        return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
+        return _encode(self, texts, batch_size, max_tokens, long, stride, bool(embeddings))
 
     def internals(
         self,
@@ -261,19 +234,7 @@ class Encoder:
         chosen = [i for i in layer_spec.resolve(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
         if self.quantize == "int8":
             raise InputError(int8_refusal(["internals (attention, sub-layers: the float32 rebuild's)"]))
-        g = self.engine.quantized if self.quantize == "bf16" else self.garden()
-        rows, info = self._rows(texts, long="truncate", stride=None)
-        N, S = len(texts), max((r.length for r in rows), default=2)
-        names = garden.SUBLAYERS if sublayers else None
-        acc = InternalsBuffer(N, S, self.signature.hidden_size, chosen, g.config.num_heads, attention, names)
-        upto = max(chosen, default=-1)
-        for idx in batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=self.seq_length):
-            packed = batching.pack([rows[i] for i in idx], self.preprocessor.special, self.seq_length)
-            out = g.forward(*packed[:3], upto=upto, attention=attention, sublayers=sublayers)
-            acc.add([rows[i].text for i in idx], packed, out)
-        info.spec = self.provenance(layers=chosen, attention=attention, sublayers=sublayers, backend="garden")
-        info.report()
-        return acc.result(info)
+        return _internals(self, texts, chosen, attention, sublayers, batch_size)
 
     def embed(
         self,
@@ -342,18 +303,7 @@ class Encoder:
             out = self.embed([texts], spec=spec, batch_size=batch_size, max_tokens=max_tokens, return_info=return_info)
             return (out[0][0], out[1]) if return_info else out[0]
         self.check_spec_source(spec)
-        transform = spec.transform_object()
-        texts = check_texts(texts)
-        plan = self.plan(spec)
-        shape = spec.pooled_shape(plan, self.signature.hidden_size)
-        spec.shape(plan, self.signature.hidden_size, transform)  # transform and truncate_dim fit: checked before work
-        rows, info = self._rows(texts, long=spec.long, stride=spec.stride)
-        out = np.zeros((len(texts),) + shape, np.float32)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens, pool=(spec.pooling, spec.special_tokens)):
-            out[t] = pool_text(tt, plan, spec.pooling, spec.special_tokens)
-        out = spec.finish(out, transform)  # transform, truncate_dim, normalize, precision
-        info.spec = spec.record(plan, transform, **self.context())
-        info.report()
+        out, info = _embed(self, check_texts(texts), spec, batch_size, max_tokens)
         return (out, info) if return_info else out
 
     def features(
@@ -383,162 +333,106 @@ class Encoder:
             if p not in FEATURE_POOLINGS:
                 raise InputError(f"features: pooling={p!r}; valid per layer: {', '.join(FEATURE_POOLINGS)}")
         spec = EmbedSpec(layers=layers, combine="none", special_tokens=special_tokens, long=long, stride=stride)
-        texts = check_texts(texts)
-        plan = self.plan(spec)
-        rows, info = self._rows(texts, long=long, stride=stride)
-        H, k = self.signature.hidden_size, len(plan.indices)
-        out = {p: np.zeros((len(texts), k, pooling_mod.width(p, H)), np.float32) for p in poolings}
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
-            for p in poolings:
-                out[p][t] = pool_text(tt, plan, p, special_tokens).reshape(k, -1)
-        info.report()
-        return out
+        return _features(self, check_texts(texts), spec, list(poolings), batch_size, max_tokens)
 
     def export(self, out: str, spec: Optional[EmbedSpec] = None, *, overwrite: bool = False, **spec_keywords) -> str:
-        """Write one self-contained SavedModel that embeds as ``embed(texts, spec=spec)`` does, without hubembed.
-
-        Its ``__call__`` and ``serving_default`` take a string tensor ``[B]`` and return float32 ``[B, D]``;
-        tokenizing (the paired preprocessor's own), packing (each batch in length-sorted chunks, each padded to
-        its own longest text), the encoder, the layer selection and combination, the masked pooling, the
-        transform and the normalisation all run inside it. Texts longer than the window (``seq_length - 2``
-        word pieces) are truncated; ``hubembed.json`` beside it says so, with the source model, its weights
-        fingerprint, the spec, the dimension and the versions. Loading it takes TensorFlow and
-        tensorflow-text (``import tensorflow_text`` first); ``hubembed.load(out)`` gives an ``ExportedEmbedder``.
-
-        Args:
-            out: the folder to write (new or empty; ``overwrite=True`` replaces one).
-            spec: an ``EmbedSpec``, or its keywords (``layers=``, ``pooling=``, ``transform=``...), as ``embed``.
-            overwrite: replace ``out`` if it exists.
-
-        Returns:
-            ``out``, as an absolute path.
-
-        Raises:
-            InputError: a spec one graph cannot express (the message says which part and why: a layer axis kept
-                with ``combine="none"``, a window ``stride``) or that does not fit this encoder.
-            OutputError: ``out`` exists and is not empty.
-            MissingDependencyError: the spec or a TF1 Hub module needs the Model Garden rebuild, not installed.
-            FormatError: the written model does not reproduce ``embed`` on probe texts, or fails the audit.
+        """Write one self-contained SavedModel that embeds as ``embed(texts, spec=spec)`` does, without hubembed:
+        strings [B] in, float32 [B, D] out, tokenizing, the encoder, the layers, pooling, transform and
+        normalisation inside; texts longer than the window truncated (``hubembed.json`` beside it says so). The
+        details, arguments and errors: ``hubembed._export.export_encoder``. Returns ``out``, absolute.
         """
         return _export.export_encoder(self, out, EmbedSpec.make(spec, **spec_keywords), overwrite)
 
-    def word_tokenizer(self) -> tokens.WordTokenizer:
-        """The word tokenizer matching the preprocessor (its vocab file and casing), built once.
 
-        Raises:
-            InputError: neither the encoder nor its preprocessor exports a WordPiece vocab file.
-        """
-        with self._lazy:
-            if self._word_tokenizer is None:
-                self._word_tokenizer = tokens.word_tokenizer_for(self.preprocessor, self.signature)
-            if self._word_tokenizer is None:
-                raise InputError(
-                    f"{self.handle}: word and token spans need a WordPiece vocab file, and neither "
-                    f"the encoder nor its preprocessor exports one"
-                )
-        return self._word_tokenizer
-
-    def embed_tokens(
-        self,
-        texts: Sequence[str],
-        *,
-        layers: LayerSpec = -1,
-        combine: str = "mean",
-        weights=None,
-        gamma: float = 1.0,
-        batch_size: int = BATCH_SIZE,
-        max_tokens: Optional[int] = MAX_TOKENS,
-        long: str = "window",
-        stride: Optional[int] = None,
-        spec: Optional[EmbedSpec] = None,
-    ) -> List[TokenEmbeddings]:
-        """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors.
-
-        Args:
-            texts: strings (not pairs).
-            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
-            batch_size, max_tokens: as ``embed``.
-
-        Returns:
-            a ``TokenEmbeddings`` per text: tokens, ids, spans [n, 2], vectors [n, D].
-        """
-        spec = EmbedSpec.make(
-            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
-        )
-        return self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)[0]
-
-    def _token_embeddings(self, texts, spec: EmbedSpec, batch_size, max_tokens):
-        texts = check_texts(texts, pairs=False)
-        plan = self.plan(spec)
-        wt = self.word_tokenizer()
-        words = wt.words(texts)
-        rows, info = self._rows(texts, long=spec.long, stride=spec.stride, word_ids=[w.ids for w in words])
-        out: List[Optional[TokenEmbeddings]] = [None] * len(texts)
-        for t, tt in self._stream(rows, info, plan, batch_size, max_tokens):
-            w = words[t]
-            n = len(tt.ids) - 2  # content tokens kept (after truncation)
-            vec = plan.combine.apply(tt.vectors)[1 : 1 + n]
-            out[t] = TokenEmbeddings(
-                texts[t], wt.piece_strings(w.ids[:n]), w.ids[:n], w.piece_spans[:n], vec, tt.n_windows, tt.truncated
-            )
-        info.spec = spec.token_record(plan, **self.context())
-        info.report()
-        return out, words
-
-    def embed_words(
-        self,
-        texts: Sequence[str],
-        *,
-        subword: str = "first",
-        layers: LayerSpec = -1,
-        combine: str = "mean",
-        weights=None,
-        gamma: float = 1.0,
-        batch_size: int = BATCH_SIZE,
-        max_tokens: Optional[int] = MAX_TOKENS,
-        long: str = "window",
-        stride: Optional[int] = None,
-        spec: Optional[EmbedSpec] = None,
-        split_into_words: bool = False,
-    ) -> List[WordEmbeddings]:
-        """Per text: its words with character spans, each a vector made from its sub-word pieces.
-
-        Args:
-            texts: strings (not pairs); with ``split_into_words=True``, lists of the caller's own words (as Hugging
-                Face's ``is_split_into_words``, for token-level tasks such as NER): one vector per given word,
-                from the pieces of that word (joined by single spaces, which spans refer to); a word that yields
-                no piece gets zeros and its index in ``no_piece``.
-            subword: first | last | mean | max | first_last ([first, last], 2x wide).
-            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
-            batch_size, max_tokens: as ``embed``.
-
-        Returns:
-            a ``WordEmbeddings`` per text: words, spans [n, 2] (``text[s:e] == word``), vectors [n, D].
-        """
-        if subword not in SUBWORD:
-            raise InputError(f"subword={subword!r}; valid: {', '.join(SUBWORD)}")
-        spec = EmbedSpec.make(
-            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
-        )
-        if split_into_words:
-            given = [tokens.join_words(_word_list(i, ws)) for i, ws in enumerate(texts)]
-            tok, _ = self._token_embeddings([t for t, _ in given], spec.for_tokens(), batch_size, max_tokens)
-            return [tokens.to_given_words(te, texts[i], given[i][1], subword) for i, te in enumerate(tok)]
-        tok, words = self._token_embeddings(texts, spec.for_tokens(), batch_size, max_tokens)
-        return [to_words(te, w, subword) for te, w in zip(tok, words)]
+def _encode(
+    enc: Encoder, texts: list, batch_size: int, max_tokens: Optional[int], long: str, stride: Optional[int], emb: bool
+) -> EncoderOutputs:
+    """``Encoder.encode``'s work: every layer the model gives, per text, padded to the longest."""
+    plan, exported, source = enc.engine.all_layers(emb)
+    rows, info = enc._rows(texts, long=long, stride=stride)
+    results: List[Any] = [None] * len(texts)
+    for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens):
+        results[t] = tt
+    layers, ids, mask, types = pad(results, len(plan.indices), enc.signature.hidden_size)
+    pooled = stack_pooled(results, plan, enc.signature.hidden_size)
+    info.spec = enc.provenance(layers="all", long=long, stride=stride, backend=source)
+    info.report()
+    embeddings = None
+    if layer_spec.EMBEDDINGS in plan.indices:  # the rebuild's: first
+        embeddings, layers = layers[0], layers[1:]
+    return EncoderOutputs(pooled, layers[-1], layers if exported else None, mask, ids, types, info, embeddings)
 
 
-def _word_list(i: int, words) -> list:
-    """Row i of pre-tokenized input: a list of strings."""
-    if isinstance(words, (str, bytes)) or not isinstance(words, (list, tuple)):
+def _internals(
+    enc: Encoder, texts: list, chosen: List[int], attention: bool, sublayers: bool, batch_size: int
+) -> Internals:
+    """``Encoder.internals``' work: the rebuild (bf16's when loaded so) block by block, up to the highest chosen."""
+    g = enc.engine.quantized if enc.quantize == "bf16" else enc.garden()
+    rows, info = enc._rows(texts, long="truncate", stride=None)
+    N, S = len(texts), max((r.length for r in rows), default=2)
+    names = garden.SUBLAYERS if sublayers else None
+    acc = InternalsBuffer(N, S, enc.signature.hidden_size, chosen, g.config.num_heads, attention, names)
+    upto = max(chosen, default=-1)
+    for idx in batching.plan(rows, batch_size=batch_size, max_tokens=None, seq_length=enc.seq_length):
+        packed = batching.pack([rows[i] for i in idx], enc.preprocessor.special, enc.seq_length)
+        out = g.forward(*packed[:3], upto=upto, attention=attention, sublayers=sublayers)
+        acc.add([rows[i].text for i in idx], packed, out)
+    info.spec = enc.provenance(layers=chosen, attention=attention, sublayers=sublayers, backend="garden")
+    info.report()
+    return acc.result(info)
+
+
+def _embed(
+    enc: Encoder, texts: list, spec: EmbedSpec, batch_size: int, max_tokens: Optional[int]
+) -> Tuple[np.ndarray, ExtractionInfo]:
+    """``Encoder.embed``'s work: plan, rows, stream (long texts pooled as their windows come), pool, finish."""
+    transform = spec.transform_object()
+    plan = enc.plan(spec)
+    shape = spec.pooled_shape(plan, enc.signature.hidden_size)
+    spec.shape(plan, enc.signature.hidden_size, transform)  # transform and truncate_dim fit: checked before work
+    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride)
+    out = np.zeros((len(texts),) + shape, np.float32)
+    for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens, pool=(spec.pooling, spec.special_tokens)):
+        out[t] = pool_text(tt, plan, spec.pooling, spec.special_tokens)
+    out = spec.finish(out, transform)  # transform, truncate_dim, normalize, precision
+    info.spec = spec.record(plan, transform, **enc.context())
+    info.report()
+    return out, info
+
+
+def _features(
+    enc: Encoder, texts: list, spec: EmbedSpec, poolings: List[str], batch_size: int, max_tokens: Optional[int]
+) -> Dict[str, np.ndarray]:
+    """``Encoder.features``' work: one pass, every (layer, pooling) vector."""
+    plan = enc.plan(spec)
+    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride)
+    H, k = enc.signature.hidden_size, len(plan.indices)
+    out = {p: np.zeros((len(texts), k, pooling_mod.width(p, H)), np.float32) for p in poolings}
+    for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens):
+        for p in poolings:
+            out[p][t] = pool_text(tt, plan, p, spec.special_tokens).reshape(k, -1)
+    info.report()
+    return out
+
+
+def _check_spec_source(enc: Encoder, spec: EmbedSpec) -> None:
+    src = spec.source
+    if not src:
+        return
+    where = src.get("out", "the extraction")
+    want = src.get("weights_sha256")
+    if want and want != enc.weights_sha256:
         raise InputError(
-            f"row {i}: split_into_words=True takes a list of words per text (got {type(words).__name__}); pass "
-            f"plain strings without split_into_words"
+            f"{enc.handle}: weights fingerprint {enc.weights_sha256[:16]}... differs from the one "
+            f"{where} was embedded with ({want[:16]}..., model {src.get('model')!r}): its vectors "
+            f"would not be comparable; load that model"
         )
-    bad = [w for w in words if not isinstance(w, str)]
-    if bad:
-        raise InputError(f"row {i}: words must be strings (got {bad[0]!r})")
-    return list(words)
+    if src.get("seq_length") and src["seq_length"] != enc.seq_length:
+        raise InputError(
+            f"{enc.handle}: seq_length {enc.seq_length}, but {where} was embedded with "
+            f"seq_length {src['seq_length']}: load(..., seq_length={src['seq_length']})"
+        )
+    spec.transform_object()  # a recorded transform must be given back, and be the same one
 
 
 FEATURE_POOLINGS = ("cls", "mean", "max", "mean_max", "mean_sqrt_len", "weightedmean")

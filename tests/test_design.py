@@ -24,6 +24,7 @@ CORE = (
     "_engines",
     "_export",
     "_load",
+    "_tokenlevel",
     "encoder",
     "garden",
 )
