@@ -6,10 +6,10 @@
 6
 """
 
-__version__ = "0.1.0"
-
 import os as _os
 import sys as _sys
+
+from hubembed._version import __version__ as __version__
 
 # TensorFlow's C++ start-up lines (no CUDA driver, oneDNN, CPU features, cuInit) read as breakage to a newcomer:
 # unless the user chose a level, or imported TensorFlow first, keep them out (TF_CPP_MIN_LOG_LEVEL=0 shows them).

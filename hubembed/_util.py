@@ -13,6 +13,7 @@ import secrets
 from types import ModuleType
 from typing import Dict, Iterator, Optional
 
+from hubembed._version import __version__
 from hubembed.errors import OutputError, missing
 
 # -- optional dependencies -------------------------------------------------------------------------------------
@@ -129,8 +130,6 @@ def write_atomic(path: str, data: bytes, hint: str = "") -> None:
 # -- versions --------------------------------------------------------------------------------------------------
 def versions(*modules: str) -> Dict[str, Optional[str]]:
     """{"hubembed": its version, module: its version (None if not installed)} for a record of what made a file."""
-    from hubembed import __version__  # here, not at the top: hubembed/__init__ imports this module (a cycle)
-
     out: Dict[str, Optional[str]] = {"hubembed": __version__}
     for name in modules:
         try:

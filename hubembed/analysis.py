@@ -28,7 +28,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from hubembed import garden
 from hubembed._pipeline import batching
+from hubembed._pipeline import layers as layer_spec
+from hubembed._pipeline.pooling import received_attention
 from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.transform import Whitening, as_transform  # noqa: F401 (public here)
 from hubembed._util import cache_root, optional, write_atomic
@@ -100,15 +103,12 @@ def features(
         special_tokens, long, stride: as ``hubembed.EmbedSpec``; batch_size: as ``Encoder.embed``.
         cache: keep the features on disk ($HUBEMBED_CACHE/analysis) by weights, texts and spec.
     """
-    from hubembed._pipeline import layers as layer_spec
 
     texts = list(texts)
     if _same_layers(layers, DEFAULT_LAYERS):
         try:
             encoder.plan(EmbedSpec(layers=["embeddings"], combine="none"))
             if encoder.backend != "hub":
-                from hubembed import garden
-
                 garden.require()
         except HubEmbedError as e:  # the embedding output needs the rebuild: the blocks only
             log.info("features without the embedding output (%s)", str(e).splitlines()[0])
@@ -345,7 +345,6 @@ def pca2(X: np.ndarray) -> np.ndarray:
 def token_importance(encoder, text: str, *, layer=-1) -> Tuple[List[str], np.ndarray]:
     """The word pieces of ``text`` ([CLS] and [SEP] included) and the attention each receives in ``layer``:
     mean over heads and over the text's tokens as queries (Model Garden rebuild); sums to 1."""
-    from hubembed._pipeline.pooling import received_attention
 
     inner = encoder.internals([text], layers=[layer], attention=True)
     att = inner.attention[0]  # [1, heads, S, S]

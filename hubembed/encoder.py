@@ -35,6 +35,7 @@ from hubembed._pipeline.spec import EmbedSpec, LayerPlan
 from hubembed._pipeline.texts import check_texts
 from hubembed._pipeline.tokens import TokenEmbeddings, WordEmbeddings
 from hubembed._tokenlevel import TokenLevel
+from hubembed._version import __version__
 from hubembed.errors import InputError
 
 if TYPE_CHECKING:
@@ -139,8 +140,6 @@ class Encoder(TokenLevel):
 
     def context(self) -> dict:
         """What besides the spec decides the numbers: the model, its format, preprocessor and sequence length."""
-        from hubembed import __version__  # the package root's version: imported when asked, as the root imports this
-
         context = {
             "model": self.handle,
             "format": self.signature.format,

@@ -32,6 +32,7 @@ import shutil
 import tempfile
 from typing import Any, Dict, Optional
 
+from hubembed import garden
 from hubembed._formats import names, preprocessor, writers
 from hubembed.errors import InputError
 
@@ -94,8 +95,6 @@ def _export_garden(
 
     import tensorflow as tf
     import tf_keras
-
-    from hubembed import garden
 
     garden.require()
     from official.nlp.configs import encoders

@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from hubembed._formats import preprocessor, writers
 from hubembed._formats.names import BertConfig
 from hubembed._tokenizer import HUGGINGFACE, TENSORFLOW_TEXT
 from hubembed._util import sha256_file, versions
@@ -146,7 +147,6 @@ def _do_lower_case(src: str, vocab_file: str) -> bool:
 
 def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, overwrite: bool = False) -> str:
     """Convert a Hugging Face BERT folder to ``out_dir`` (encoder/ + preprocess/ + hubembed.json)."""
-    from hubembed._formats import preprocessor, writers
 
     src = os.path.abspath(os.path.expanduser(src))
     out_dir = os.path.abspath(os.path.expanduser(out_dir))

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from hubembed._util import tf_logging_at_warning
 from hubembed.errors import FormatError, OutputError
 
 FORMAT = "hubembed-export/1"
@@ -95,8 +96,6 @@ def staged(out: str, overwrite: bool = False):
 def save(folder: str, root, serving) -> None:
     """Save the SavedModel ``root`` into ``folder``, with ``serving`` (a tf.function) as ``serving_default``."""
     import tensorflow as tf
-
-    from hubembed._util import tf_logging_at_warning
 
     # Saving logs at INFO what is routine here (the assets written; the encoder's variables, captured by number,
     # renamed in the signature's inputs): keep it out of the user's output.

@@ -23,6 +23,7 @@ import tempfile
 import time
 from typing import Dict, Optional
 
+from hubembed._formats import export as export_format
 from hubembed._util import cache_root, tf_logging_at_warning, write_atomic
 from hubembed.errors import FormatError
 
@@ -69,8 +70,6 @@ def convert(backend, trackable, path: str) -> None:
         FormatError: the converter cannot express the graph in TFLite's built-in ops (the op is named).
     """
     import tensorflow as tf
-
-    from hubembed._formats import export as export_format
 
     fn = outputs_function(backend)
     root = tf.Module()
