@@ -46,6 +46,7 @@ from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Se
 
 import numpy as np
 
+from hubembed._formats.forward import bert_forward
 from hubembed._formats.names import ACTIVATIONS, BertConfig, tf1_name, weight_shapes
 from hubembed._pipeline.backends import Activations, HubBackend
 from hubembed._util import optional, quiet_per_plan_tracing
@@ -215,8 +216,6 @@ def screen(
     pairs = list(pairs)
     if family != "bert" or "embedding_projection/kernel" in weights:
         return pairs
-    from hubembed._formats.forward import bert_forward
-
     ids, mask, types = probe
     target = expected.layers[0] if expected.layers is not None else expected.sequence
     blocks = 1 if expected.layers is not None else len(_block_numbers(weights))

@@ -26,6 +26,7 @@ import numpy as np
 
 from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.layers import Combine
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.texts import check_texts
 from hubembed.errors import InputError
 
@@ -391,8 +392,6 @@ class ExportedEmbedder:
         return (out, info) if return_info else out
 
     def _check_spec(self, spec: Any) -> None:
-        from hubembed._pipeline.spec import EmbedSpec
-
         if spec is None or spec == self.spec or spec == EmbedSpec():
             return
         s = self.record.get("spec", {})

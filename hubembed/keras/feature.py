@@ -15,6 +15,7 @@ import numpy as np
 
 from hubembed._pipeline import graph
 from hubembed._pipeline.spec import EmbedSpec, LayerPlan
+from hubembed.encoder import load
 from hubembed.errors import InputError
 from hubembed.keras.pooling import input_shapes
 from hubembed.keras.tracking import EncoderVariables
@@ -158,8 +159,6 @@ class HubFeatureLogic(EncoderVariables):
         return name if name.startswith("mixed") and backend == "garden" else None
 
     def _load_encoder(self, handle: str, preprocess: Optional[str], seq_length: Optional[int], backend: str) -> Any:
-        from hubembed.encoder import load
-
         enc = load(handle, preprocess=preprocess, seq_length=seq_length, backend=backend)
         if self.encoder_trainable and enc.signature.format == "tf1_hub" and backend == "auto":
             log.info("%s is a TF1 Hub module; fine-tuning it through the Model Garden rebuild", handle)
