@@ -20,16 +20,16 @@ NAMES = {
 
 
 @pytest.mark.parametrize("name,group", NAMES.items())
-def test_block_group_by_name(name, group):
+def test_block_group_by_name(name: str, group: object) -> None:
     assert garden.block_group(name) == group
 
 
-def test_an_unused_pooler_never_trains():
+def test_an_unused_pooler_never_trains() -> None:
     assert garden.block_group("pooler_transform/bias:0", uses_pooler=False) == "fixed"
     assert garden.is_frozen("fixed", 0, 3)
 
 
-def test_is_frozen():
+def test_is_frozen() -> None:
     L = 3
     assert [garden.is_frozen(i, 2, L) for i in range(L)] == [True, True, False]
     assert garden.is_frozen(-1, 1, L) and not garden.is_frozen(-1, 0, L)
@@ -38,7 +38,7 @@ def test_is_frozen():
     assert garden.is_frozen("shared", L, L) and not garden.is_frozen("shared", L - 1, L)
 
 
-def test_the_rebuild_and_the_keras_layer_freeze_the_same_variables(tiny_models):
+def test_the_rebuild_and_the_keras_layer_freeze_the_same_variables(tiny_models: dict) -> None:
     ns = flavour("legacy")  # tf_keras: the layer's weights are the rebuild's own variables, by their names
     layer = ns.HubFeatureLayer(tiny_models["tf2_dict"], output="pooled", trainable=True, backend="garden")
     rebuild = layer._garden
