@@ -23,7 +23,8 @@ norm and, for ALBERT, the projection to the hidden width):
   (``intermediate``, ``[B, S, I]``) and the feed-forward output before its
   residual (``ffn_output``).
 
-Per-layer freezing (``freeze``) and a gradual-unfreezing schedule
+Per-layer freezing (``freeze``, by one rule: ``block_group`` + ``is_frozen``, which the
+Keras layer's freezing uses too) and a gradual-unfreezing schedule
 (``unfreezing_schedule``) serve fine-tuning (``hubembed.keras``).
 
 The activation is read off the SavedModel's graph and named as everywhere in hubembed
@@ -41,10 +42,11 @@ import itertools
 import logging
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from hubembed._formats.forward import bert_forward
 from hubembed._formats.names import ACTIVATIONS, BertConfig, tf1_name, weight_shapes
 from hubembed._pipeline.backends import Activations, HubBackend
 from hubembed._util import optional, quiet_per_plan_tracing
@@ -58,7 +60,7 @@ SUBLAYERS = ("attention_output", "attention_normed", "intermediate", "ffn_output
 TOLERANCE = 1e-4
 
 
-def require():
+def require() -> tuple:
     """Import Model Garden's NLP modeling library, or say how to install it."""
     modeling = optional(
         "official.nlp.modeling",
@@ -114,7 +116,7 @@ def garden_name(name: str) -> Optional[str]:
     return None
 
 
-def family_of(names: Sequence[str], entry=None) -> str:
+def family_of(names: Sequence[str], entry: Any = None) -> str:
     """'bert' or 'albert' from the variable names (and the registry); anything else is refused."""
     arch = getattr(entry, "architecture", None)
     if arch and arch not in FAMILIES:
@@ -149,7 +151,7 @@ def _unsupported(family: str, what: str, extra: str = "") -> FormatError:
     )
 
 
-def hub_weights(obj) -> Dict[str, np.ndarray]:
+def hub_weights(obj: Any) -> Dict[str, np.ndarray]:
     """Model Garden name -> numpy value, for every encoder weight of a loaded Hub model."""
     out: Dict[str, np.ndarray] = {}
     for v in getattr(obj, "variables", None) or []:
@@ -190,7 +192,7 @@ def _block_prefix(family: str, i: int) -> str:
     return "transformer/" if family == "albert" else f"transformer/layer_{i}/"
 
 
-def head_candidates(weights, family: str, hints: Sequence[int] = ()) -> List[int]:
+def head_candidates(weights: Dict[str, np.ndarray], family: str, hints: Sequence[int] = ()) -> List[int]:
     """Possible numbers of attention heads: known from 3-D kernels, else hints, H/64, then divisors of H."""
     q = weights[_block_prefix(family, 0) + "self_attention/query/kernel"]
     if q.ndim == 3:
@@ -201,7 +203,9 @@ def head_candidates(weights, family: str, hints: Sequence[int] = ()) -> List[int
     return list(dict.fromkeys(order))
 
 
-def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
+def screen(
+    weights: Dict[str, np.ndarray], family: str, pairs: Iterable[tuple], expected: Activations, probe: tuple
+) -> list:
     """(heads, activation) pairs, the one the plain BERT computation says reproduces ``expected`` first.
 
     Each pair is tried with ``forward.bert_forward`` over the Hub weights on the probe batch (one block
@@ -212,8 +216,6 @@ def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
     pairs = list(pairs)
     if family != "bert" or "embedding_projection/kernel" in weights:
         return pairs
-    from hubembed._formats.forward import bert_forward
-
     ids, mask, types = probe
     target = expected.layers[0] if expected.layers is not None else expected.sequence
     blocks = 1 if expected.layers is not None else len(_block_numbers(weights))
@@ -234,12 +236,14 @@ def screen(weights, family: str, pairs, expected: Activations, probe) -> list:
     return pairs
 
 
-def _block_numbers(weights) -> set:
+def _block_numbers(weights: Dict[str, np.ndarray]) -> set:
     """The i of every ``transformer/layer_i/`` among the weight names."""
     return {int(m.group(1)) for n in weights for m in [re.match(r"transformer/layer_(\d+)/", n)] if m}
 
 
-def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: int, activation: str) -> GardenConfig:
+def read_config(
+    weights: Dict[str, np.ndarray], family: str, *, num_layers: Optional[int], num_heads: int, activation: str
+) -> GardenConfig:
     V, E = weights["word_embeddings/embeddings"].shape
     p0 = _block_prefix(family, 0)
     H = int(weights[p0 + "self_attention/query/kernel"].shape[0])
@@ -275,7 +279,7 @@ def read_config(weights, family: str, *, num_layers: Optional[int], num_heads: i
     )
 
 
-def activation_candidates(ops) -> List[str]:
+def activation_candidates(ops: Collection[str]) -> List[str]:
     """The activations to try, most likely first, from the op types in the SavedModel's graph."""
     first = []
     if "Erf" in ops:
@@ -292,7 +296,7 @@ def activation_candidates(ops) -> List[str]:
 # ---------------------------------------------------------------------------
 
 
-def _activation(name: str):
+def _activation(name: str) -> Callable:
     import tf_keras
     from official.modeling import tf_utils
 
@@ -320,7 +324,7 @@ def _garden_shape(name: str, value: np.ndarray, cfg: GardenConfig) -> np.ndarray
     return value
 
 
-def build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray], policy: Optional[str] = None):
+def build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray], policy: Optional[str] = None) -> Any:
     """A Model Garden encoder for ``cfg`` with ``weights`` assigned (every variable, by name).
 
     policy: a Keras mixed-precision policy ("mixed_bfloat16", "mixed_float16") to build it under:
@@ -339,7 +343,7 @@ def build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray], policy: Optio
         tf_keras.mixed_precision.set_global_policy(previous)
 
 
-def _build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]):
+def _build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]) -> Any:
     import tensorflow as tf
 
     _, networks = require()
@@ -389,7 +393,7 @@ def _build_model(cfg: GardenConfig, weights: Dict[str, np.ndarray]):
 class _Parts:
     """The pieces of a Model Garden encoder a step-by-step forward needs (BertEncoderV2 or AlbertEncoder)."""
 
-    def __init__(self, model, cfg: GardenConfig):
+    def __init__(self, model: Any, cfg: GardenConfig) -> None:
         if cfg.family == "bert":
             self.word = model._embedding_layer
             self.position = model._position_embedding_layer
@@ -410,7 +414,7 @@ class _Parts:
                 raise FormatError("a pre-layer-norm block: Hub BERT encoders are post-layer-norm")
 
 
-def _block_steps(block, x, attention_mask, want_sub: bool):
+def _block_steps(block: Any, x: Any, attention_mask: Any, want_sub: bool) -> tuple:
     """One post-layer-norm TransformerEncoderBlock, step by step (inference: no dropout).
 
     The same order of operations as ``TransformerEncoderBlock.call`` for norm_first=False
@@ -438,7 +442,7 @@ class GardenEncoder:
     the backend protocol (``hubembed._pipeline.backends``).
     """
 
-    def __init__(self, model, cfg: GardenConfig, handle: str = "", policy: Optional[str] = None):
+    def __init__(self, model: Any, cfg: GardenConfig, handle: str = "", policy: Optional[str] = None) -> None:
         self.model = model
         self.config = cfg
         self.handle = handle
@@ -483,7 +487,7 @@ class GardenEncoder:
         )
 
     # -- inference ---------------------------------------------------------
-    def _embed(self, ids, mask, types):
+    def _embed(self, ids: Any, mask: Any, types: Any) -> tuple:
         from official.nlp.modeling import layers
 
         p = self.parts
@@ -493,7 +497,9 @@ class GardenEncoder:
             x = p.projection(x)
         return x, layers.SelfAttentionMask()(x, mask)
 
-    def _forward(self, ids, mask, types, upto: int, attention: bool, sublayers: bool, pooled: bool):
+    def _forward(
+        self, ids: Any, mask: Any, types: Any, upto: int, attention: bool, sublayers: bool, pooled: bool
+    ) -> dict:
         x, amask = self._embed(ids, mask, types)
         out = {"embeddings": x, "layers": [], "attention": [], "sublayers": {k: [] for k in SUBLAYERS}}
         for block in self.parts.blocks[: upto + 1]:
@@ -512,7 +518,14 @@ class GardenEncoder:
         return out
 
     def forward(
-        self, ids, mask, types, *, upto: Optional[int] = None, attention: bool = False, sublayers: bool = False
+        self,
+        ids: Any,
+        mask: Any,
+        types: Any,
+        *,
+        upto: Optional[int] = None,
+        attention: bool = False,
+        sublayers: bool = False,
     ) -> dict:
         """Run blocks 0..upto (default all; -1: the embeddings only) on int32 [B, S] inputs.
 
@@ -533,7 +546,7 @@ class GardenEncoder:
             spec = tf.TensorSpec([None, None], tf.int32)
 
             @tf.function(input_signature=[spec, spec, spec])
-            def fn(i, m, t):
+            def fn(i: Any, m: Any, t: Any) -> dict:
                 return self._forward(i, m, t, upto, attention, sublayers, pooled=upto == L - 1)
 
             self._fns[key] = fn
@@ -543,7 +556,7 @@ class GardenEncoder:
             tf.convert_to_tensor(types, tf.int32),
         )
 
-    def __call__(self, ids, mask, types, *, training: bool = False, plan=None):
+    def __call__(self, ids: Any, mask: Any, types: Any, *, training: bool = False, plan: Any = None) -> Activations:
         """The ``Backend`` call (``hubembed._pipeline.backends``): the blocks ``plan`` needs (early exit; every
         block without a plan) as ``Activations``. ``training=True`` runs the whole Keras model in training mode
         (dropout; for fine-tuning) unless the plan needs attention probabilities or the embedding output, which
@@ -576,10 +589,55 @@ class GardenEncoder:
         freeze(self, n, embeddings=embeddings)
 
 
+# A variable's freezing group: -1 the embeddings, i block i, "shared" ALBERT's one block, None what trains with the
+# encoder whatever is frozen (the pooler; names hubembed does not know), "fixed" what never trains.
+Group = Union[int, str, None]
+
+
+def block_group(name: str, uses_pooler: bool = True) -> Group:
+    """The freezing group of an encoder variable, by its name (a Hub model's, or the rebuild's).
+
+    -1 the embeddings, i block i, ``"shared"`` ALBERT's shared block, None other (the pooler, and names hubembed
+    does not know: they train with the encoder), ``"fixed"`` never trained: an MLM head (not used for features),
+    and the pooler when the output does not use it (``uses_pooler=False``: no gradient reaches it, and Keras would
+    warn about it at every step).
+    """
+    mg = garden_name(name)
+    if mg is None:
+        return "fixed" if re.search(r"(^|/)(mlm|cls/predictions)/", name) else None
+    m = re.match(r"transformer/layer_(\d+)/", mg)
+    if m:
+        return int(m.group(1))
+    if mg.startswith("transformer/"):
+        return "shared"
+    if mg.startswith("pooler_transform"):
+        return None if uses_pooler else "fixed"
+    return -1
+
+
+def is_frozen(group: Group, n: int, num_layers: int, *, embeddings: Optional[bool] = None) -> bool:
+    """Whether a variable of ``group`` (``block_group``) is frozen when the first ``n`` blocks are.
+
+    embeddings: whether the embeddings are frozen (default: whenever n > 0). ALBERT's shared block is frozen
+    only with all ``num_layers`` of its layers; ``"fixed"`` always, None never.
+    """
+    if group == "fixed":
+        return True
+    if group is None:
+        return False
+    if group == "shared":
+        return n >= num_layers
+    if group == -1:
+        return n > 0 if embeddings is None else bool(embeddings)
+    return group < n
+
+
 def freeze(encoder: GardenEncoder, n: int, *, embeddings: Optional[bool] = None) -> None:
     """Freeze the first ``n`` blocks of a rebuilt encoder (and its embeddings); unfreeze the rest.
 
     embeddings: freeze the embedding layer too (default: whenever n > 0). The pooler is left trainable.
+    Each Keras layer is frozen as its variables' group says (``block_group``, ``is_frozen``: the Keras layer's
+    rule too).
     """
     L = encoder.num_layers
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= L:
@@ -588,13 +646,18 @@ def freeze(encoder: GardenEncoder, n: int, *, embeddings: Optional[bool] = None)
         raise InputError(
             f"ALBERT shares one block across all its layers: it can be frozen whole (n=0 or n={L}), not block by block"
         )
-    frozen_embeddings = n > 0 if embeddings is None else bool(embeddings)
     p = encoder.parts
-    for layer in (p.word, p.position, p.type, p.norm, p.projection):
+    for layer in (p.word, p.position, p.type, p.norm, p.projection, *dict.fromkeys(p.blocks)):
         if layer is not None:
-            layer.trainable = not frozen_embeddings
-    for i, block in enumerate(p.blocks):
-        block.trainable = i >= n
+            layer.trainable = not is_frozen(_layer_group(layer), n, L, embeddings=embeddings)
+
+
+def _layer_group(layer: Any) -> Group:
+    """The freezing group of a Keras layer of the rebuild: its variables' (one group per layer)."""
+    groups = {block_group(v.name) for v in layer.weights}
+    if len(groups) != 1:
+        raise FormatError(f"{layer.name}: variables of several freezing groups ({sorted(map(str, groups))})")
+    return groups.pop()
 
 
 def unfreezing_schedule(
@@ -619,7 +682,7 @@ def unfreezing_schedule(
 # ---------------------------------------------------------------------------
 
 
-def probe_batch(vocab_size: int, max_positions: int, seed: int = 0):
+def probe_batch(vocab_size: int, max_positions: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two rows of ids: the second padded, with type ids 0 then 1."""
     rng = np.random.default_rng(seed)
     S = min(16, max_positions)
@@ -633,7 +696,7 @@ def probe_batch(vocab_size: int, max_positions: int, seed: int = 0):
     return ids, mask, types
 
 
-def compare(hub_out, garden_out, mask: np.ndarray) -> Dict[str, float]:
+def compare(hub_out: Activations, garden_out: Activations, mask: np.ndarray) -> Dict[str, float]:
     """Max |diff| per output (two ``Activations``), on unmasked positions, scaled by max(1, max |hub|)."""
     m = mask.astype(bool)
     diffs = {}
@@ -650,7 +713,15 @@ def compare(hub_out, garden_out, mask: np.ndarray) -> Dict[str, float]:
     return diffs
 
 
-def rebuild(obj, signature, *, handle: str = "", entry=None, ops=None, hub_backend=None) -> GardenEncoder:
+def rebuild(
+    obj: Any,
+    signature: Any,
+    *,
+    handle: str = "",
+    entry: Any = None,
+    ops: Optional[Collection[str]] = None,
+    hub_backend: Any = None,
+) -> GardenEncoder:
     """Rebuild the loaded Hub encoder ``obj`` with Model Garden and check it on a probe batch."""
     import tensorflow as tf
 

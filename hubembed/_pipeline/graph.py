@@ -12,19 +12,21 @@ What ``hubembed export`` saves (``Encoder.export`` composes it, ``hubembed._form
                ``pooling.pool`` and ``transform.Whitening`` (tests check they agree)
 
 The vectors come back in input order. Every function has a ``[None]`` string signature and is traced once, by
-``tf.saved_model.save``: nothing retraces per batch size or length.
+``tf.saved_model.save``: nothing retraces per batch size or length. The Keras feature layer (``hubembed.keras``)
+packs its strings (``pack``) and makes its outputs (``Head``) with the same functions.
 ``ExportedEmbedder`` is the other end: an export loaded back (``hubembed.load(folder)``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from hubembed._pipeline.info import ExtractionInfo
 from hubembed._pipeline.layers import Combine
+from hubembed._pipeline.spec import EmbedSpec
 from hubembed._pipeline.texts import check_texts
 from hubembed.errors import InputError
 
@@ -37,7 +39,7 @@ OUTPUT = "outputs"
 # ---------------------------------------------------------------------------
 
 
-def combine(picked, how: Combine):
+def combine(picked: Sequence[Any], how: Combine) -> Any:
     """k tensors [B, S, H] -> [B, S, H'] as ``Combine.apply`` (``none`` only for one layer)."""
     import tensorflow as tf
 
@@ -54,7 +56,7 @@ def combine(picked, how: Combine):
     raise InputError(f"combine={how.how!r} keeps a layer axis; an export gives one vector per text")
 
 
-def received_attention(probs, mask):
+def received_attention(probs: Any, mask: Any) -> Any:
     """[B, heads, S, S] attention probabilities -> [B, S], as ``pooling.received_attention``."""
     import tensorflow as tf
 
@@ -63,16 +65,23 @@ def received_attention(probs, mask):
     return tf.reduce_sum(per_query, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1, keepdims=True), 1.0) * m
 
 
-def special_positions(mask):
-    """[B, S] bool: [CLS] (position 0) and the [SEP] that ends each row (one segment per row)."""
+def special_positions(mask: Any, types: Any = None) -> Any:
+    """[B, S] bool: [CLS] (position 0) and the [SEP] that ends each segment, found by the rows' lengths (not by
+    token id, as ``batching.pack`` marks them): the last position of each row and, with the type ids ``types``
+    [B, S] of sentence pairs, the last of the first segment (where the type id changes inside the row)."""
     import tensorflow as tf
 
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1, keepdims=True)
     pos = tf.range(tf.shape(mask)[1])[None, :]
-    return tf.logical_or(tf.equal(pos, 0), tf.equal(pos, lengths - 1))
+    special = tf.logical_or(tf.equal(pos, 0), tf.equal(pos, lengths - 1))
+    if types is None:
+        return special
+    types = tf.cast(types, tf.int32)
+    ends = tf.logical_and(tf.not_equal(types[:, :-1], types[:, 1:]), tf.cast(mask[:, 1:], tf.bool))
+    return tf.logical_or(special, tf.pad(ends, [[0, 0], [0, 1]]))
 
 
-def pool(x, mask, special, pooling: str, special_tokens: bool = True, weights=None):
+def pool(x: Any, mask: Any, special: Any, pooling: str, special_tokens: bool = True, weights: Any = None) -> Any:
     """Masked pooling of x [B, S, H] -> [B, H'] ([B, 2H] for mean_max), as ``pooling.pool``."""
     import tensorflow as tf
 
@@ -103,7 +112,7 @@ def pool(x, mask, special, pooling: str, special_tokens: bool = True, weights=No
     raise InputError(f"pooling={pooling!r} is not a token pooling")
 
 
-def l2_normalize(v):
+def l2_normalize(v: Any) -> Any:
     """As ``pooling.l2_normalize``: v / max(|v|, 1e-12)."""
     import tensorflow as tf
 
@@ -114,34 +123,75 @@ def l2_normalize(v):
 # The graph
 # ---------------------------------------------------------------------------
 
+HEAD_OUTPUTS = ("embedding", "pooled", "sequence", "layers")
+
 
 @dataclass(frozen=True)
 class Head:
-    """What turns the encoder's activations into one vector per text: the spec resolved for one encoder."""
+    """What turns the encoder's activations into the output: the spec resolved for one encoder.
+
+    ``output``: ``"embedding"`` (one vector per text: the layers combined, pooled, transformed, normalised; what an
+    export gives), ``"pooled"`` (the model's pooled output, normalised if asked), ``"sequence"`` (the combined
+    token vectors [B, S, D]) or ``"layers"`` (the layers apart, [B, k, S, H]); ``return_mask``: a sequence or
+    layers output comes with the padding mask, ``[y, mask]``; ``dtype``: what the outputs are cast to last (a
+    Keras layer's compute dtype; None: as computed); ``mix``: a callable (k tensors [B, S, H] -> [B, S, H]) used
+    instead of the plan's combination (the Keras layer's learnable scalar mix).
+    """
 
     plan: Any  # LayerPlan
-    pooling: str
-    special_tokens: bool
-    normalize: bool
+    pooling: Optional[str]
+    special_tokens: bool = True
+    normalize: bool = False
     transform: Any = None  # a Whitening, or None
+    output: str = "embedding"
+    return_mask: bool = False
+    dtype: Any = None
+    mix: Optional[Callable[[List[Any]], Any]] = None
 
-    def __call__(self, acts, mask):
+    def __call__(self, acts: Any, mask: Any, types: Any = None) -> Any:
+        """The output for ``acts`` (``Activations``) of rows packed with the padding mask ``mask`` [B, S] (and their
+        type ids ``types`` [B, S], to find the [SEP] between the segments of sentence pairs)."""
         import tensorflow as tf
 
-        if self.pooling == "pooled":
-            y = acts.pooled
-        else:
-            x = combine([acts.layer(i) for i in self.plan.indices], self.plan.combine)
-            weights = None
-            if self.plan.attention_layer is not None:
-                weights = received_attention(acts.attention[self.plan.attention_layer], mask)
-            y = pool(x, mask, special_positions(mask), self.pooling, self.special_tokens, weights)
+        if self.output == "pooled" or (self.output == "embedding" and self.pooling == "pooled"):
+            return self._finish(acts.pooled)
+        picked = [acts.layer(i) for i in self.plan.indices]
+        if self.output == "layers":
+            return self._tokens(tf.stack(picked, axis=1), mask)
+        x = self._combine(picked)
+        if self.output == "sequence":
+            return self._tokens(x, mask)
+        weights = None
+        if self.plan.attention_layer is not None:
+            weights = received_attention(acts.attention[self.plan.attention_layer], mask)
+        return self._finish(pool(x, mask, special_positions(mask, types), self.pooling, self.special_tokens, weights))
+
+    def _combine(self, picked: List[Any]) -> Any:
+        if self.mix is not None:
+            return self.mix(picked)
+        if self.plan.combine.how == "none":  # one layer (an export refuses more); the Keras layer takes the first
+            return picked[0]
+        return combine(picked, self.plan.combine)
+
+    def _finish(self, y: Any) -> Any:
+        """A vector per text [B, D]: transformed, L2-normalised, cast, as asked."""
+        import tensorflow as tf
+
         if self.transform is not None:
             y = tf.matmul(y - tf.constant(self.transform.mean), tf.constant(self.transform.W))
-        return l2_normalize(y) if self.normalize else y
+        return self._cast(l2_normalize(y) if self.normalize else y)
+
+    def _tokens(self, y: Any, mask: Any) -> Any:
+        """A sequence or layers output, with the padding mask if ``return_mask``."""
+        return [self._cast(y), mask] if self.return_mask else self._cast(y)
+
+    def _cast(self, y: Any) -> Any:
+        import tensorflow as tf
+
+        return y if self.dtype is None else tf.cast(y, self.dtype)
 
 
-def token_lengths(tokens):
+def token_lengths(tokens: Any) -> Any:
     """int32 [B]: word pieces per text, from the preprocessor's ragged [B, (words), (pieces)] or [B, (pieces)]."""
     import tensorflow as tf
 
@@ -149,7 +199,26 @@ def token_lengths(tokens):
     return tf.cast(flat.row_lengths(), tf.int32)
 
 
-def _chunk_rows(lengths, start, max_rows: int, max_tokens: int):
+def packed_lengths(segments: Sequence[Any], seq_length: Any) -> Any:
+    """int32 [B]: each row's packed length: the word pieces of its segments (one text, or a pair's two), [CLS] and
+    a [SEP] per segment, at most ``seq_length``."""
+    import tensorflow as tf
+
+    return tf.minimum(tf.add_n([token_lengths(t) for t in segments]) + len(segments) + 1, seq_length)
+
+
+def pack(preprocessor: Any, segments: Sequence[Any], seq_length: Any) -> Tuple[Any, Any, Any]:
+    """Tokenized segments (one or two ragged [B, ...] from ``preprocessor.tokenize``) -> the encoder's int32 inputs
+    (word ids, mask, type ids) [B, S]: ``[CLS] a [SEP] (b [SEP])`` by the preprocessor's ``bert_pack_inputs``, padded
+    to the longest packed row (``packed_lengths``; at least 2). Longer rows are truncated to ``seq_length``."""
+    import tensorflow as tf
+
+    longest = tf.reduce_max(tf.concat([packed_lengths(segments, seq_length), [2]], 0))
+    packed = preprocessor.bert_pack_inputs(list(segments), seq_length=longest)
+    return packed["input_word_ids"], packed["input_mask"], packed["input_type_ids"]
+
+
+def _chunk_rows(lengths: Any, start: Any, max_rows: int, max_tokens: int) -> Any:
     """How many rows from ``start`` form the next chunk: as many as fit ``max_rows`` and ``max_tokens`` padded
     tokens (``lengths`` ascending, so the last row is the longest; at least one), as ``batching.plan`` chooses."""
     import tensorflow as tf
@@ -160,27 +229,28 @@ def _chunk_rows(lengths, start, max_rows: int, max_tokens: int):
     return tf.maximum(1, tf.reduce_sum(tf.cast(fits, tf.int32)))
 
 
-def embed_strings(preprocessor, backend, head: Head, strings, *, seq_length: int, dim: int, batching: dict):
+def embed_strings(
+    preprocessor: Any, backend: Any, head: Head, strings: Any, *, seq_length: int, dim: int, batching: dict
+) -> Any:
     """[B] strings -> [B, dim] vectors, in input order.
 
     The batch is tokenized once, sorted by length and encoded in chunks of at most ``batching["max_rows"]`` rows
     and ``batching["max_tokens"]`` padded tokens, each padded to its own longest text (at most ``seq_length``:
-    longer texts are truncated), as ``Encoder.embed`` batches: a large unsorted batch costs no more padding than
-    a sorted one, and memory stays bounded by one chunk.
+    longer texts are truncated; ``pack``), as ``Encoder.embed`` batches: a large unsorted batch costs no more
+    padding than a sorted one, and memory stays bounded by one chunk.
     """
     import tensorflow as tf
 
     tokens = preprocessor.tokenize(strings)
-    packed_lengths = tf.minimum(token_lengths(tokens) + 2, seq_length)
-    order = tf.argsort(packed_lengths, stable=True)
-    tokens, lengths = tf.gather(tokens, order), tf.gather(packed_lengths, order)
+    lengths = packed_lengths([tokens], seq_length)
+    order = tf.argsort(lengths, stable=True)
+    tokens, lengths = tf.gather(tokens, order), tf.gather(lengths, order)
     total = tf.shape(lengths)[0]
 
-    def body(start, k, out):
+    def body(start: Any, k: Any, out: Any) -> tuple:
         rows = _chunk_rows(lengths, start, batching["max_rows"], batching["max_tokens"])
-        chunk = preprocessor.bert_pack_inputs([tokens[start : start + rows]], seq_length=lengths[start + rows - 1])
-        mask = chunk["input_mask"]
-        acts = backend(chunk["input_word_ids"], mask, chunk["input_type_ids"], plan=head.plan)
+        ids, mask, types = pack(preprocessor, [tokens[start : start + rows]], seq_length)
+        acts = backend(ids, mask, types, plan=head.plan)
         return start + rows, k + 1, out.write(k, head(acts, mask))
 
     out = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None, dim])
@@ -192,7 +262,7 @@ def embed_strings(preprocessor, backend, head: Head, strings, *, seq_length: int
     return tf.scatter_nd(order[:, None], vectors, tf.stack([total, dim]))
 
 
-def resources(module) -> list:
+def resources(module: Any) -> list:
     """The vocabulary tables, assets and variables under ``module``: what its ``tokenize`` captures, and so what the
     SavedModel must hold. Not the module itself: saving it would also save (and trace) every function it has."""
     import tensorflow as tf
@@ -201,7 +271,9 @@ def resources(module) -> list:
     return [o for o in tf.train.TrackableView(module).descendants() if isinstance(o, kinds)]
 
 
-def build(preprocessor, backend, head: Head, *, seq_length: int, dim: int, batching: dict, variables: Sequence):
+def build(
+    preprocessor: Any, backend: Any, head: Head, *, seq_length: int, dim: int, batching: dict, variables: Sequence
+) -> Tuple[Any, Any]:
     """The object ``tf.saved_model.save`` writes, and its serving signature.
 
     Args:
@@ -229,15 +301,15 @@ def build(preprocessor, backend, head: Head, *, seq_length: int, dim: int, batch
     spec = tf.TensorSpec([None], tf.string, name=INPUT)
 
     @tf.function(input_signature=[spec], autograph=False)
-    def call(inputs):
+    def call(inputs: Any) -> Any:
         return embed_strings(preprocessor, backend, head, inputs, seq_length=seq_length, dim=dim, batching=batching)
 
     @tf.function(input_signature=[spec], autograph=False)
-    def token_counts(inputs):
+    def token_counts(inputs: Any) -> Any:
         return token_lengths(preprocessor.tokenize(inputs))
 
     @tf.function(input_signature=[spec], autograph=False)
-    def serve(inputs):
+    def serve(inputs: Any) -> dict:
         return {OUTPUT: call(inputs)}
 
     root.__call__ = call
@@ -267,7 +339,7 @@ class ExportedEmbedder:
     the transform back); ``dim``; ``seq_length``; ``weights_sha256`` (of the model it was exported from).
     """
 
-    def __init__(self, path: str, obj, info, spec=None):
+    def __init__(self, path: str, obj: Any, info: Any, spec: Any = None) -> None:
         self.path, self.obj, self.info, self.spec = path, obj, info, spec
         self.handle = path
         self.record = info.record
@@ -278,16 +350,16 @@ class ExportedEmbedder:
     def __repr__(self) -> str:
         return f"ExportedEmbedder({self.path!r}, model={self.record.get('model')!r}, dim={self.dim})"
 
-    def __call__(self, strings):
+    def __call__(self, strings: Any) -> Any:
         """The SavedModel's own call: a string tensor [B] -> a float32 tensor [B, D]."""
         return self.obj(strings)
 
-    def output_shape(self, spec=None) -> tuple:
+    def output_shape(self, spec: Any = None) -> tuple:
         """The shape of one text's vector: ``(dim,)``."""
         self._check_spec(spec)
         return (self.dim,)
 
-    def embed(self, texts, *, spec=None, batch_size: int = 1024, return_info: bool = False):
+    def embed(self, texts: Any, *, spec: Any = None, batch_size: int = 1024, return_info: bool = False) -> Any:
         """Vectors for ``texts`` ([N, D] float32; one string -> [D]), in input order.
 
         Args:
@@ -319,9 +391,7 @@ class ExportedEmbedder:
         info.report()
         return (out, info) if return_info else out
 
-    def _check_spec(self, spec) -> None:
-        from hubembed._pipeline.spec import EmbedSpec
-
+    def _check_spec(self, spec: Any) -> None:
         if spec is None or spec == self.spec or spec == EmbedSpec():
             return
         s = self.record.get("spec", {})
@@ -347,7 +417,7 @@ class ExportedEmbedder:
     def to_json(self) -> str:
         return self.info.to_json()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name in ENCODER_ONLY:
             raise InputError(
                 f"{self.path} is a hubembed export (strings -> {self.dim}-dim vectors, the spec baked in), not an "

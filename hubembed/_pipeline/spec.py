@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -335,27 +335,26 @@ class EmbedSpec:
         return t
 
     # -- against an encoder ------------------------------------------------------------
-    def plan(self, signature, backend: str = "auto") -> "LayerPlan":
+    def plan(
+        self, signature: Any, backend: str = "auto", *, need_pooled: bool = False, force_garden: bool = False
+    ) -> "LayerPlan":
         """Resolve the layers against what the encoder exports, and choose the backend.
 
         Args:
             signature: the encoder's ``hubembed.Signature``.
             backend: "auto" (the Hub model when it exports what is asked, the Model Garden rebuild otherwise),
                 "hub" (never rebuild) or "garden" (always: early exit).
+            need_pooled: the caller needs the model's pooled output whatever the pooling (the Keras layer's
+                ``output="pooled"``): the rebuild then runs every block, as the pooler reads the last one.
+            force_garden: run the Model Garden rebuild whatever ``backend`` says (a caller that trains the
+                encoder's variables through it: a TF1 Hub module fine-tuned by the Keras layer).
 
         Raises:
             InputError: layers out of range, weights that do not match them, or what backend="hub" cannot give.
         """
-        return layer_plan(
-            signature,
-            self.layers,
-            self.combine,
-            self.weights,
-            self.gamma,
-            self.pooling,
-            backend=backend,
-            attention_layer=self.attention_layer,
-        )
+        given = (self.layers, self.combine, self.weights, self.gamma, self.pooling)
+        wanted = dict(need_pooled=need_pooled, force_garden=force_garden)
+        return layer_plan(signature, *given, backend=backend, attention_layer=self.attention_layer, **wanted)
 
     def shape(self, plan: "LayerPlan", hidden: int, transform=None) -> Tuple[int, ...]:
         """The shape of one text's vector, from the spec and the signature (never by running the model)."""
@@ -380,13 +379,16 @@ class EmbedSpec:
         return shape
 
 
-@dataclass
+@dataclass(frozen=True)
 class LayerPlan:
-    """Which layers to fetch, how to combine them, and which backend gives them.
+    """Which layers to fetch, how to combine them, and which backend gives them (a value: ask ``EmbedSpec.plan``
+    for another plan rather than changing one).
 
+    indices: the layers, in order (a list: it compares equal to the list a caller gave; a copy is kept);
     garden: run the Model Garden rebuild (``hubembed.garden``) instead of the Hub model;
     upto: the last block it needs to run (early exit; -1: embeddings only);
-    attention_layer: the block whose attention weights tokens (pooling="attention").
+    attention_layer: the block whose attention weights tokens (pooling="attention");
+    reasons: why the rebuild runs (what the Hub model does not export).
     """
 
     indices: List[Union[int, str]]
@@ -395,7 +397,11 @@ class LayerPlan:
     garden: bool = False
     upto: Optional[int] = None
     attention_layer: Optional[int] = None
-    reasons: List[str] = field(default_factory=list)
+    reasons: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "indices", list(self.indices))
+        object.__setattr__(self, "reasons", tuple(self.reasons))
 
     @property
     def blocks(self) -> Tuple[int, ...]:
@@ -404,7 +410,7 @@ class LayerPlan:
 
     def to_dict(self) -> dict:
         d = {
-            "layers": self.indices,
+            "layers": list(self.indices),
             "combine": self.combine.how,
             "weights": list(self.combine.weights) if self.combine.weights else None,
             "gamma": self.combine.gamma,
@@ -415,7 +421,7 @@ class LayerPlan:
         return d
 
 
-def _attention_block(pooling, attention_layer, blocks, L: int) -> Optional[int]:
+def _attention_block(pooling: Optional[str], attention_layer: Any, blocks: List[int], L: int) -> Optional[int]:
     if pooling != "attention":
         return None
     att = max(blocks, default=L - 1) if attention_layer is None else layer_spec.resolve(attention_layer, L)[0]
@@ -424,7 +430,9 @@ def _attention_block(pooling, attention_layer, blocks, L: int) -> Optional[int]:
     return att
 
 
-def _garden_reasons(signature, indices, blocks, pooling) -> List[str]:
+def _garden_reasons(
+    signature: Any, indices: List[Union[int, str]], blocks: List[int], pooling: Optional[str]
+) -> List[str]:
     """What the Hub model does not export, so only the Model Garden rebuild can give it."""
     L = signature.num_layers
     reasons = []
@@ -441,17 +449,20 @@ def _garden_reasons(signature, indices, blocks, pooling) -> List[str]:
 
 
 def layer_plan(
-    signature,
-    layers,
+    signature: Any,
+    layers: Any,
     combine: str,
-    weights,
+    weights: Optional[Sequence[float]],
     gamma: float,
     pooling: Optional[str],
     *,
     backend: str = "auto",
-    attention_layer=None,
+    attention_layer: Any = None,
+    need_pooled: bool = False,
+    force_garden: bool = False,
 ) -> LayerPlan:
-    """Resolve a layer selection against what the encoder exports, and choose the backend (``EmbedSpec.plan``)."""
+    """Resolve a layer selection against what the encoder exports, and choose the backend (``EmbedSpec.plan``:
+    ``need_pooled`` and ``force_garden`` as there)."""
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r}; valid: {', '.join(BACKENDS)}")
     L = signature.num_layers
@@ -467,18 +478,19 @@ def layer_plan(
             f"backend='hub' cannot give {'; '.join(reasons)}; backend='auto' or 'garden' uses the "
             f"Model Garden fallback, which rebuilds them from the Hub weights"
         )
-    if pooling == "pooled" and not signature.has_pooled_output:
+    pooled = need_pooled or pooling == "pooled"
+    if pooled and not signature.has_pooled_output:
         raise InputError(f"{signature.handle} exports no pooled_output; use pooling='cls' or 'mean'")
-    garden = backend == "garden" or bool(reasons)
+    garden = backend == "garden" or force_garden or bool(reasons)
     upto = None
-    if garden:
-        upto = L - 1 if pooling == "pooled" else max(blocks + ([att] if att is not None else []), default=-1)
+    if garden:  # the pooler reads the last block
+        upto = L - 1 if pooled else max(blocks + ([att] if att is not None else []), default=-1)
     return LayerPlan(
         indices,
         layer_spec.Combine.make(how, len(indices), weights, gamma),
-        need_pooled=pooling == "pooled",
+        need_pooled=pooled,
         garden=garden,
         upto=upto,
         attention_layer=att,
-        reasons=reasons,
+        reasons=tuple(reasons),
     )
