@@ -13,9 +13,9 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from hubembed._load import LoadOptions
 from hubembed._pipeline import graph
 from hubembed._pipeline.spec import EmbedSpec, LayerPlan
-from hubembed._load import LoadOptions
 from hubembed.errors import InputError
 from hubembed.keras.pooling import input_shapes
 from hubembed.keras.tracking import EncoderVariables
