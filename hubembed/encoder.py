@@ -230,7 +230,7 @@ class Encoder(TokenLevel):
             ``Internals``: embeddings, the chosen layers, attention, sub-layers, mask, ids, info.
         """
         texts = check_texts(texts)
-        chosen = [i for i in layer_spec.resolve(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
+        chosen = [i for i in layer_spec.select(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
         if self.quantize == "int8":
             raise InputError(int8_refusal(["internals (attention, sub-layers: the float32 rebuild's)"]))
         return _internals(self, texts, chosen, attention, sublayers, batch_size)

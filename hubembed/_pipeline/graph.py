@@ -52,7 +52,9 @@ def combine(picked: Sequence[Any], how: Combine) -> Any:
     if how.how == "sum":
         return tf.add_n(picked)
     if how.how in ("weighted", "scalar_mix"):
-        return tf.add_n([float(c) * t for c, t in zip(how.coefficients(), picked)])
+        coefficients = how.coefficients()
+        assert coefficients is not None  # weighted and scalar_mix have them
+        return tf.add_n([float(c) * t for c, t in zip(coefficients, picked)])
     raise InputError(f"combine={how.how!r} keeps a layer axis; an export gives one vector per text")
 
 
@@ -164,6 +166,7 @@ class Head:
         weights = None
         if self.plan.attention_layer is not None:
             weights = received_attention(acts.attention[self.plan.attention_layer], mask)
+        assert self.pooling is not None  # an embedding pools
         return self._finish(pool(x, mask, special_positions(mask, types), self.pooling, self.special_tokens, weights))
 
     def _combine(self, picked: List[Any]) -> Any:

@@ -40,7 +40,7 @@ def _index(value: int, num_layers: int) -> int:
     return value % num_layers
 
 
-def resolve(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]:
+def select(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]:
     """A layer spec -> the selected layers as non-negative indices (or "embeddings"), in order.
 
     A list (or a comma-separated string, flair's "-1,-2,-3,-4") is the concatenation of its items' layers,
@@ -56,7 +56,7 @@ def resolve(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]
         parts = [p for p in spec.split(",") if p.strip()] if "," in spec else [spec]
         if not parts:
             raise InputError(f"layers={spec!r} selects nothing ({_valid(num_layers)})")
-        return [i for p in parts for i in _resolve_one(p, num_layers)]
+        return [i for p in parts for i in _select_one(p, num_layers)]
     if isinstance(spec, (list, tuple, range)):
         if len(spec) == 0:
             raise InputError(f"layers=[] selects nothing ({_valid(num_layers)})")
@@ -68,7 +68,7 @@ def resolve(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]
                 or (isinstance(item, str) and not _ITEM.fullmatch(item.strip().lower()))
             ):
                 raise InputError(f"layers contains {item!r} ({_valid(num_layers)})")
-            out += resolve(item, num_layers)
+            out += select(item, num_layers)
         return out
     raise InputError(f"layers={spec!r} ({type(spec).__name__}) is not a layer spec ({_valid(num_layers)})")
 
@@ -76,7 +76,7 @@ def resolve(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]
 _ITEM = re.compile(rf"all|{EMBEDDINGS}|-?\d+|-?\d*:-?\d*")  # one list item: "all", "embeddings", "3", "2:5"
 
 
-def _resolve_one(spec: str, num_layers: int) -> List[Union[int, str]]:
+def _select_one(spec: str, num_layers: int) -> List[Union[int, str]]:
     """One string item: "all", "embeddings", "3", "-1" or a slice "2:5" / "-4:"."""
     s = spec.strip().lower()
     if s == "all":

@@ -327,6 +327,7 @@ class EmbedSpec:
         from hubembed._pipeline.transform import as_transform
 
         t = as_transform(self.transform)
+        assert t is not None  # self.transform is set (checked above)
         if recorded and recorded.get("sha256") != t.to_dict()["sha256"]:
             raise InputError(
                 f"transform {self.transform!r} is not the one the extraction applied (sha256 "
@@ -353,8 +354,14 @@ class EmbedSpec:
             InputError: layers out of range, weights that do not match them, or what backend="hub" cannot give.
         """
         given = (self.layers, self.combine, self.weights, self.gamma, self.pooling)
-        wanted = dict(need_pooled=need_pooled, force_garden=force_garden)
-        return layer_plan(signature, *given, backend=backend, attention_layer=self.attention_layer, **wanted)
+        return layer_plan(
+            signature,
+            *given,
+            backend=backend,
+            attention_layer=self.attention_layer,
+            need_pooled=need_pooled,
+            force_garden=force_garden,
+        )
 
     def shape(self, plan: "LayerPlan", hidden: int, transform=None) -> Tuple[int, ...]:
         """The shape of one text's vector, from the spec and the signature (never by running the model)."""
@@ -406,7 +413,7 @@ class LayerPlan:
     @property
     def blocks(self) -> Tuple[int, ...]:
         """The Transformer blocks among the indices (not "embeddings")."""
-        return tuple(i for i in self.indices if i != layer_spec.EMBEDDINGS)
+        return tuple(int(i) for i in self.indices if i != layer_spec.EMBEDDINGS)
 
     def to_dict(self) -> dict:
         d = {
@@ -424,10 +431,10 @@ class LayerPlan:
 def _attention_block(pooling: Optional[str], attention_layer: Any, blocks: List[int], L: int) -> Optional[int]:
     if pooling != "attention":
         return None
-    att = max(blocks, default=L - 1) if attention_layer is None else layer_spec.resolve(attention_layer, L)[0]
+    att = max(blocks, default=L - 1) if attention_layer is None else layer_spec.select(attention_layer, L)[0]
     if att == layer_spec.EMBEDDINGS or isinstance(attention_layer, (list, tuple)):
         raise InputError(f"attention_layer={attention_layer!r}: one block index (valid: {-L}..{L - 1})")
-    return att
+    return int(att)
 
 
 def _garden_reasons(
@@ -469,7 +476,7 @@ def layer_plan(
     if pooling == "first_last_avg":
         indices, how = [0, L - 1], "mean"
     else:
-        indices, how = layer_spec.resolve(-1 if layers is None else layers, L), combine
+        indices, how = layer_spec.select(-1 if layers is None else layers, L), combine
     blocks = [i for i in indices if i != layer_spec.EMBEDDINGS]
     att = _attention_block(pooling, attention_layer, blocks, L)
     reasons = _garden_reasons(signature, indices, blocks, pooling)

@@ -48,7 +48,7 @@ def enc(tiny_encoders):
     ],
 )
 def test_layer_specs(spec, expected):
-    assert layers.resolve(spec, 6) == expected
+    assert layers.select(spec, 6) == expected
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_layer_specs(spec, expected):
 )
 def test_bad_layer_specs(spec, msg):
     with pytest.raises(InputError, match=msg):
-        layers.resolve(spec, 6)
+        layers.select(spec, 6)
 
 
 def test_combinations():

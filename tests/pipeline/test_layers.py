@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hubembed import InputError
-from hubembed._pipeline.layers import Combine, check_combine, count, resolve
+from hubembed._pipeline.layers import Combine, check_combine, count, select
 
 L = 6
 
@@ -35,14 +35,14 @@ L = 6
         ("0, 5:", [0, 5]),
     ],
 )
-def test_resolve(spec, expected):
-    assert resolve(spec, L) == expected
+def test_select(spec, expected):
+    assert select(spec, L) == expected
 
 
 @pytest.mark.parametrize("spec", [6, -7, "6", "-7", [0, 6], "7:", "-8:", "0:9"])
 def test_out_of_range_names_the_valid_range(spec):
     with pytest.raises(InputError, match=r"-6\.\.5") as e:
-        resolve(spec, L)
+        select(spec, L)
     assert "6 layers" in str(e.value)
 
 
@@ -52,13 +52,13 @@ def test_out_of_range_names_the_valid_range(spec):
 )
 def test_bad_specs_are_input_errors_naming_the_range(spec):
     with pytest.raises(InputError, match=r"-6\.\.5"):
-        resolve(spec, L)
+        select(spec, L)
 
 
 @pytest.mark.parametrize("n", [None, 0])
 def test_unknown_layer_count_is_refused(n):
     with pytest.raises(InputError, match="unknown"):
-        resolve(-1, n)
+        select(-1, n)
 
 
 @pytest.mark.parametrize(
@@ -82,8 +82,8 @@ def test_unknown_layer_count_is_refused(n):
 )
 def test_count(spec, n):
     assert count(spec) == n
-    if n is not None and spec != "embeddings":  # where count knows, it agrees with resolve
-        assert len(resolve(spec, L)) == n
+    if n is not None and spec != "embeddings":  # where count knows, it agrees with select
+        assert len(select(spec, L)) == n
 
 
 def _stack(k=3, shape=(2, 4, 5), seed=0):
