@@ -242,7 +242,7 @@ def _cmd_extract(args) -> int:
 
     kwargs = _extract_kwargs(args)
     if args.runner:
-        from hubembed import beam
+        from hubembed import beam  # imports apache_beam (optional, slow to import): only for --runner
 
         m = beam.extract(
             args.input,
@@ -335,7 +335,7 @@ def _cmd_probe(args) -> int:
         print(table.to_markdown())
         print(table.recommendation())
     if args.plot and args.plot != "none":
-        from hubembed import plots
+        from hubembed import plots  # imports matplotlib (optional): only for --plot
 
         where = os.path.join(os.path.basename(os.path.dirname(os.path.abspath(args.data))), os.path.basename(args.data))
         path = plots.probe_table(table, args.plot, title=f"{where}: linear probe per layer ({args.model})")

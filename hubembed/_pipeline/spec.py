@@ -31,6 +31,7 @@ from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
 from hubembed._pipeline import quantize
 from hubembed._pipeline.batching import LONG_MODES
+from hubembed._pipeline.transform import as_transform
 from hubembed.errors import InputError
 
 BACKENDS = ("auto", "hub", "garden")
@@ -324,8 +325,6 @@ class EmbedSpec:
                 f"{str(recorded.get('sha256'))[:16]}...) whose parameters a manifest does not hold: "
                 f"give it back, spec.replace(transform=<the Whitening or its .npz path>)"
             )
-        from hubembed._pipeline.transform import as_transform
-
         t = as_transform(self.transform)
         assert t is not None  # self.transform is set (checked above)
         if recorded and recorded.get("sha256") != t.to_dict()["sha256"]:
