@@ -19,8 +19,20 @@ def _files(root: pathlib.Path):
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def _reaches_root(node: ast.AST, submodules: set) -> bool:
+    """``import hubembed`` or ``from hubembed import name`` where the name is not a submodule (the package root)."""
+    if isinstance(node, ast.Import):
+        return any(a.name == "hubembed" for a in node.names)
+    return (
+        isinstance(node, ast.ImportFrom)
+        and node.module == "hubembed"
+        and any(a.name not in submodules for a in node.names)
+    )
+
+
 def main(pkg: str = "hubembed", tests: str = "tests") -> None:
     root = pathlib.Path(pkg)
+    submodules = {p.stem if p.suffix else p.name for p in root.iterdir() if p.suffix == ".py" or p.is_dir()}
     sizes, big_classes, long_funcs = [], [], []
     inner = collections.Counter()
     params = annotated = load_sigs = 0
@@ -47,7 +59,7 @@ def main(pkg: str = "hubembed", tests: str = "tests") -> None:
                     inner["all"] += 1
                     if any(n.startswith("hubembed") for n in names):
                         inner["hubembed"] += 1
-                    if any(n == "hubembed" for n in names):
+                    if _reaches_root(sub, submodules):
                         inner["package root"] += 1
     print("largest modules:", ", ".join(f"{p} {n}" for n, p in sorted(sizes, reverse=True)[:6]))
     print("classes over 300 lines:", big_classes or "none")
