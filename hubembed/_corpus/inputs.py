@@ -222,6 +222,12 @@ def open_input(
     ``opener``: how to open ``path`` (binary) when it is not a local file, e.g. Beam's
     ``FileSystems.open`` for gs:// paths; local paths are checked here first.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(
+            f"input: a file path (or '-' for standard input), got {type(path).__name__} ({path!r:.60}); to embed "
+            f"texts in memory use hubembed.load(model).embed(texts)"
+        )
+    path = os.fspath(path)
     if path != "-" and "://" not in path:
         if not os.path.exists(path):
             raise InputError(f"input {path!r} does not exist")

@@ -41,12 +41,32 @@ def _text(i: int, t: object, where: str = "") -> str:
     return t
 
 
+def _refuse_tables(texts: object) -> None:
+    """A pandas DataFrame iterates over its column names (and a numpy 2-D array over rows of cells): either would
+    embed the wrong strings without a word. Refused, naming the column to pass."""
+    columns = getattr(texts, "columns", None)
+    if columns is not None and hasattr(texts, "iloc"):
+        names = [str(c) for c in columns]
+        texts_like = [c for c in names if c.lower() in ("text", "texts", "sentence", "sentences", "document")]
+        pick = texts_like[0] if texts_like else names[0] if names else "text"
+        raise InputError(
+            f"texts is a DataFrame (columns: {', '.join(names)}); iterating it gives the column names, not the "
+            f"rows: pass one column, e.g. df[{pick!r}] (or df[{pick!r}].tolist())"
+        )
+    ndim = getattr(texts, "ndim", None)
+    if isinstance(ndim, int) and ndim > 1:
+        raise InputError(
+            f"texts is a {ndim}-D array (shape {getattr(texts, 'shape', '?')}); pass a 1-D list of strings"
+        )
+
+
 def check_texts(texts: Optional[Iterable[Any]], pairs: bool = True) -> List[Text]:
     """Validate input rows: strings (bytes decoded as UTF-8), or (a, b) pairs where allowed."""
     if isinstance(texts, (str, bytes)):
         raise InputError("texts must be a list of strings, not one string (wrap it: [text])")
     if texts is None:
         raise InputError("texts is None; pass a list of strings")
+    _refuse_tables(texts)
     texts = list(texts)
     is_pair = [isinstance(t, (tuple, list)) for t in texts]
     if any(is_pair):

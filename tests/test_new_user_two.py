@@ -1,0 +1,54 @@
+"""A new user's silent losses, round two (issue 29), the items fixed so far: a DataFrame given as texts, a 2-D array,
+a list given to extract as its input path, and `hubembed embed` with nothing to read in a terminal."""
+
+import os
+import pty
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hubembed
+from hubembed import InputError
+
+
+def test_a_dataframe_is_refused_naming_the_column_to_pass(tiny_encoders):
+    """Iterating a DataFrame gives its column names: with 2 rows and 2 columns the shape was right and the vectors
+    those of "text" and "label". Refused, naming the text column."""
+    enc = tiny_encoders["tf2_dict"]
+    df = pd.DataFrame({"text": ["a fine film", "awful"], "label": [1, 0]})
+    with pytest.raises(InputError, match=r"texts is a DataFrame \(columns: text, label\).*df\['text'\]"):
+        enc.embed(df)
+    with pytest.raises(InputError, match="DataFrame"):
+        enc.encode(df)
+    np.testing.assert_array_equal(enc.embed(df["text"]), enc.embed(["a fine film", "awful"]))  # what it says works
+    with pytest.raises(InputError, match=r"texts is a 2-D array \(shape \(2, 1\)\); pass a 1-D list of strings"):
+        enc.embed(np.array([["a fine film"], ["awful"]]))
+
+
+def test_extract_given_texts_instead_of_a_path_says_what_to_do(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"input: a file path .*got list.*\.embed\(texts\)"):
+        hubembed.extract(["a", "b"], str(out))
+    assert not out.exists()
+
+
+def test_embed_in_a_terminal_with_no_texts_says_so_instead_of_waiting():
+    """stdin is a terminal (a pseudo-terminal here) and no text is given: an error naming both ways, exit 1,
+    at once (the test would hit its timeout if the command waited on stdin)."""
+    leader, follower = pty.openpty()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "hubembed", "embed", "--model", "minilm"],
+            stdin=follower,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "embed: no texts; give them as arguments" in r.stderr and "cat texts.txt | hubembed embed" in r.stderr
