@@ -110,7 +110,7 @@ def _cmd_embed(args) -> int:
     spec = _spec(args)
     if not args.texts and sys.stdin.isatty():  # nothing given and nothing piped: say so instead of waiting
         raise InputError(
-            "embed: no texts; give them as arguments (hubembed embed \"some text\" ...) or pipe lines in "
+            'embed: no texts; give them as arguments (hubembed embed "some text" ...) or pipe lines in '
             "(cat texts.txt | hubembed embed)"
         )
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]

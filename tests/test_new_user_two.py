@@ -52,3 +52,23 @@ def test_embed_in_a_terminal_with_no_texts_says_so_instead_of_waiting():
         os.close(leader)
     assert r.returncode == 1, r.stderr[-2000:]
     assert "embed: no texts; give them as arguments" in r.stderr and "cat texts.txt | hubembed embed" in r.stderr
+
+
+def test_a_malformed_layer_spec_is_refused_before_tensorflow_is_imported():
+    """--layers last4 (and layers="last4" in Python) is refused by its form, before any model or TensorFlow loads."""
+    code = (
+        "import sys\n"
+        "from hubembed.cli import main\n"
+        "rc = main(['embed', '--model', 'minilm', '--layers', 'last4', 'a text'])\n"
+        "from hubembed import EmbedSpec, InputError\n"
+        "try:\n"
+        "    EmbedSpec(layers='last4')\n"
+        "except InputError as e:\n"
+        "    print('python:', e)\n"
+        "print('rc', rc, 'tensorflow' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rc 1 False" in r.stdout
+    assert "python: layers='last4' is not a layer spec (valid: an index" in r.stdout
+    assert "last4" in r.stderr and "is not a layer spec" in r.stderr

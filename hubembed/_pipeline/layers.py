@@ -101,6 +101,30 @@ def _select_one(spec: str, num_layers: int) -> List[Union[int, str]]:
     return picked
 
 
+_FORMS = "valid: an index (-1: the last), a list of them, a slice like '-4:' or '2:5', 'all' or 'embeddings'"
+
+
+def check_syntax(spec: LayerSpec) -> None:
+    """The form of a layer spec, checked without the model (``select`` checks it against the model's layers).
+
+    Raises:
+        InputError: not an index, a slice, "all", "embeddings", a comma-separated string or a list of those.
+    """
+    if isinstance(spec, (bool, np.bool_)) or not isinstance(spec, (int, np.integer, str, list, tuple, range)):
+        raise InputError(f"layers={spec!r} ({type(spec).__name__}) is not a layer spec ({_FORMS})")
+    if isinstance(spec, str):
+        parts = [p.strip().lower() for p in spec.split(",") if p.strip()]
+        if not parts or not all(_ITEM.fullmatch(p) for p in parts):
+            raise InputError(f"layers={spec!r} is not a layer spec ({_FORMS})")
+    elif isinstance(spec, (list, tuple, range)):
+        if len(spec) == 0:
+            raise InputError(f"layers=[] selects nothing ({_FORMS})")
+        for item in spec:
+            if isinstance(item, (list, tuple, range)):
+                raise InputError(f"layers contains {item!r}: a list of indices, slices or names, not nested lists")
+            check_syntax(item)
+
+
 def count(spec: LayerSpec) -> Optional[int]:
     """How many layers ``spec`` selects, when that does not depend on the model (else None).
 

@@ -145,6 +145,7 @@ class EmbedSpec:
         pooling_mod.check(self.pooling)
         # The layer count is known without the model for most specs ("-4:", [0, 3]): the weights are checked
         # against it here, before any model loads.
+        layer_spec.check_syntax(self.layers)  # its form now; its range when it meets the model
         layer_spec.check_combine(self.combine, self.weights, layer_spec.count(self.layers))
         if self.pooling == "first_last_avg" and (self.layers not in (-1, None) or self.combine not in ("mean", None)):
             raise InputError(
