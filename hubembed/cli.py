@@ -246,6 +246,8 @@ def _extract_kwargs(args) -> dict:
 def _cmd_extract(args) -> int:
 
     kwargs = _extract_kwargs(args)
+    if args.runner and args.resume:
+        raise InputError("--resume with --runner: a Beam pipeline does not resume; rerun it into an empty folder")
     if args.runner:
         from hubembed import beam  # imports apache_beam (optional, slow to import): only for --runner
 

@@ -72,3 +72,37 @@ def test_a_malformed_layer_spec_is_refused_before_tensorflow_is_imported():
     assert "rc 1 False" in r.stdout
     assert "python: layers='last4' is not a layer spec (valid: an index" in r.stdout
     assert "last4" in r.stderr and "is not a layer spec" in r.stderr
+
+
+def _cli(args):
+    code = (
+        "import sys\nfrom hubembed.cli import main\nrc = main(sys.argv[1:])\n"
+        "print('rc', rc, 'tensorflow' in sys.modules)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_options_that_would_be_ignored_are_refused_before_anything_loads(tmp_path):
+    """Token and word vectors are not pooled: --pooling with --words was accepted and not even recorded. A Beam run
+    does not resume: --runner with --resume on a new folder was accepted. Both refused, before TensorFlow."""
+    src = tmp_path / "c.txt"
+    src.write_text("a fine film\nawful\n", encoding="utf-8")
+    r = _cli(["extract", str(src), "-o", str(tmp_path / "o1"), "--words", "--pooling", "cls"])
+    assert "rc 1 False" in r.stdout, r.stderr[-2000:]
+    assert "--pooling='cls': sentence vectors only; words vectors are not pooled" in r.stderr
+    r = _cli(["extract", str(src), "-o", str(tmp_path / "o2"), "--runner", "DirectRunner", "--resume"])
+    assert "rc 1 False" in r.stdout and "a Beam pipeline does not resume" in r.stderr
+    with pytest.raises(InputError, match="normalize=True: sentence vectors only"):
+        hubembed.extract(str(src), str(tmp_path / "o3"), level="tokens", normalize=True)
+    assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
+
+
+def test_an_output_folder_named_like_a_file_is_said_to_be_a_folder(tmp_path):
+    """-o vectors.npy made a folder called vectors.npy without a word: a user expecting one file is told what an
+    extraction is and how to read it (a warning: such a folder name is also legitimate)."""
+    src = tmp_path / "c.txt"
+    src.write_text("a fine film\n", encoding="utf-8")
+    r = _cli(["extract", str(src), "-o", str(tmp_path / "vectors.npy"), "--model", "minilm", "-q"])
+    assert r.stdout.strip().endswith("rc 0 True"), r.stderr[-2000:]
+    assert "vectors.npy is made a folder: an extraction is a folder of shards and a manifest, not one .npy" in r.stderr
+    assert len(hubembed.open_extraction(str(tmp_path / "vectors.npy"))) == 1

@@ -46,11 +46,25 @@ class Settings:
             raise InputError(f"shard_size={self.shard_size!r}; valid: a positive number of texts")
         if self.level == "words" and self.subword not in SUBWORD:
             raise InputError(f"subword={self.subword!r}; valid: {', '.join(SUBWORD)}")
+        self._check_token_level()
         self._check_output()
         if self.spec.transform is not None:
             if self.level != "sentence":
                 raise InputError("transform applies to sentence vectors; drop it for level='tokens'/'words'")
             self.spec = self.spec.replace(transform=self.spec.transform_object())  # loaded once, checked early
+
+    def _check_token_level(self) -> None:
+        """Token and word vectors are not pooled: a sentence-only option given with them is refused, not ignored."""
+        if self.level == "sentence":
+            return
+        default = EmbedSpec()
+        sentence_only = ("pooling", "special_tokens", "normalize")
+        ignored = [k for k in sentence_only if getattr(self.spec, k) != getattr(default, k)]
+        if ignored:
+            raise InputError(
+                f"{', '.join(f'{k}={getattr(self.spec, k)!r}' for k in ignored)}: sentence vectors only; "
+                f"{self.level} vectors are not pooled (drop it, or extract sentence vectors)"
+            )
 
     def _check_output(self) -> None:
         """truncate_dim and precision: sentence vectors only; codes are stored as they are (npy or parquet)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -36,6 +37,7 @@ from hubembed._util import sha256_file, write_atomic
 from hubembed.encoder import Encoder
 from hubembed.errors import InputError, OutputError
 
+log = logging.getLogger("hubembed")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -50,6 +52,10 @@ def _write_atomic(path: str, data: bytes) -> None:
     write_atomic(path, data, RESUME_HINT)
 
 
+# Extensions of a single vectors file: an output folder named so may be a user expecting one file: said, not refused.
+FILE_LIKE = (".npy", ".npz", ".parquet", ".tfrecord", ".pkl", ".h5")
+
+
 def check_folder(out: str, resume: bool) -> Optional[dict]:
     """What an extraction refuses about its output folder, checked before any model loads: other files in it,
     or an extraction already there without ``resume``. Returns the existing manifest (None: a new extraction).
@@ -60,6 +66,14 @@ def check_folder(out: str, resume: bool) -> Optional[dict]:
     if not os.path.isdir(out):
         if os.path.exists(out):
             raise OutputError(f"output folder {out} is a file; give a folder")
+        ext = os.path.splitext(out.rstrip("/"))[1].lower()
+        if ext in FILE_LIKE:
+            log.warning(
+                "%s is made a folder: an extraction is a folder of shards and a manifest, not one %s file "
+                "(read it with hubembed.open_extraction; ex.vectors() gives one array)",
+                out,
+                ext,
+            )
         return None
     if not os.path.exists(os.path.join(out, MANIFEST)):
         stray = [e for e in os.listdir(out) if not e.endswith(".tmp") and not _ours(e)]
