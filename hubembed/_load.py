@@ -86,7 +86,7 @@ class LoadOptions:
     def make(cls, options: Optional["LoadOptions"] = None, **keywords: Any) -> "LoadOptions":
         """``options``, or one made from the keywords (``model=``, ``preprocess=``, ...); not both."""
         if options is None:
-            return cls(**{k: v for k, v in keywords.items() if v is not None or k == "quantize"})
+            return cls(**{k: v for k, v in keywords.items() if v is not None})  # None: the default
         if not isinstance(options, LoadOptions):
             raise InputError(f"options={options!r}; valid: a hubembed.LoadOptions (or None and its keywords)")
         defaults = cls()
