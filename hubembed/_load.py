@@ -28,7 +28,7 @@ from hubembed._formats import export as export_format
 from hubembed._formats import lite
 from hubembed._hub import pairing, resolve
 from hubembed._hub.fingerprint import weights_fingerprint
-from hubembed._hub.preprocess import Preprocessor
+from hubembed._hub.preprocess import Preprocessing
 from hubembed._hub.signature import Signature, read_signature
 from hubembed._pipeline import batching
 from hubembed._pipeline.graph import ExportedEmbedder
@@ -147,9 +147,10 @@ def _load(o: LoadOptions) -> Union[Encoder, ExportedEmbedder]:
     r = resolve.resolve(o.model)
     if r.export is not None:
         return _from_export(r, o)
-    pinned = _from_pinned_int8(r, o) if o.quantize == "int8" else None
-    r, obj, sig, fingerprint = pinned if pinned is not None else _from_saved_model(r, o)
-    pre = pairing.pair(r, sig, o.preprocess, o.trust)
+    cached = _from_cached_int8(r, o) if o.quantize == "int8" else None
+    r, obj, sig, fingerprint = cached if cached is not None else _from_saved_model(r, o)
+    # int8 runs without TensorFlow: it tokenizes in Python where the preprocessor can be rebuilt (same ids).
+    pre = pairing.pair(r, sig, o.preprocess, o.trust, python=o.quantize == "int8")
     seq_length, seq_length_from = _window(r, sig, o.seq_length)
     sig = dataclasses.replace(
         sig,
@@ -161,6 +162,8 @@ def _load(o: LoadOptions) -> Union[Encoder, ExportedEmbedder]:
         o.model, obj, sig, entry=r.entry, backend=o.backend, quantize=o.quantize, weights_sha256=fingerprint
     )
     engine.quantize_now(lambda: _probe(pre, seq_length))
+    if o.quantize == "int8" and cached is None:
+        lite.remember_files(r.path, engine.weights_sha256, audited=resolve.needs_audit(r, o.trust))
     return Encoder(engine, pre, seq_length, options=o)
 
 
@@ -174,12 +177,19 @@ def _from_saved_model(r: resolve.Resolved, o: LoadOptions) -> Loaded:
     return r, obj, sig, _check_fingerprint(o.model, r, obj)
 
 
-def _from_pinned_int8(r: resolve.Resolved, o: LoadOptions) -> Optional[Loaded]:
-    """The int8 model already converted from weights the registry pins, when loading it needs nothing from the
-    float32 SavedModel (no audit asked for): its signature is in the conversion's record. None otherwise."""
+def _from_cached_int8(r: resolve.Resolved, o: LoadOptions) -> Optional[Loaded]:
+    """The int8 model already converted, when loading it needs nothing from the float32 SavedModel: its weights
+    are known without restoring them (the registry's pin, or the record of these very files, ``lite.files_key``)
+    and no audit is owed (none asked for, or these files passed one), and its signature is in the conversion's
+    record. Nothing here imports TensorFlow. None otherwise (the float32 model is restored)."""
     pin = r.entry.weights_sha256 if r.entry is not None and r.entry.kind == "encoder" else None
-    if not pin or resolve.needs_audit(r, o.trust):
+    if pin and resolve.needs_audit(r, o.trust):
         return None
+    if not pin:
+        files = lite.weights_of_files(r.path)
+        if files is None or (resolve.needs_audit(r, o.trust) and not files["audited"]):
+            return None
+        pin = files["weights_sha256"]
     for source in ("garden",) if o.backend == "garden" else ("hub", "garden"):
         record = lite.read_record(lite.cache_path(pin, source))
         fmt = (record or {}).get("signature", {}).get("format")
@@ -222,7 +232,7 @@ def _window(r: resolve.Resolved, sig: Signature, given: Optional[int]) -> Tuple[
     return seq_length, seq_length_from
 
 
-def _probe(pre: Preprocessor, seq_length: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _probe(pre: Preprocessing, seq_length: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``PROBE_TEXTS`` packed by the encoder's own preprocessor: what an int8 conversion is checked on."""
     rows, _ = text_rows(pre, seq_length, list(PROBE_TEXTS), long="truncate", stride=None)
     ids, mask, types = batching.pack(rows, pre.special, seq_length)[:3]

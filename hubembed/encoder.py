@@ -20,7 +20,7 @@ import numpy as np
 
 from hubembed import _export, garden
 from hubembed._engines import Engine, int8_refusal
-from hubembed._hub.preprocess import Preprocessor
+from hubembed._hub.preprocess import Preprocessing
 from hubembed._hub.signature import Signature
 from hubembed._pipeline import batching, tokens
 from hubembed._pipeline import layers as layer_spec
@@ -53,7 +53,7 @@ class Encoder(TokenLevel):
     """
 
     def __init__(
-        self, engine: Engine, preprocessor: Preprocessor, seq_length: int, *, options: Optional[LoadOptions] = None
+        self, engine: Engine, preprocessor: Preprocessing, seq_length: int, *, options: Optional[LoadOptions] = None
     ):
         self.engine = engine
         self.handle: str = engine.handle

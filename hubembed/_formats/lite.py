@@ -15,6 +15,7 @@ the outputs and the agreement with the float32 model measured on probe texts at 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -104,6 +105,51 @@ def sidecar(path: str) -> str:
 def write_record(path: str, record: dict) -> None:
     data = json.dumps({"format": FORMAT, **record}, indent=1, sort_keys=True).encode("utf-8")
     write_atomic(sidecar(path), data, "HUBEMBED_CACHE must be a writable folder")
+
+
+def files_key(saved_model: str) -> Optional[str]:
+    """A content key of a SavedModel folder read without TensorFlow: sha256 of ``saved_model.pb`` and
+    ``variables/variables.index`` (which holds a checksum of every variable's bytes), or None when it has neither.
+    It leads a later load with ``quantize="int8"`` to the int8 model converted from the same files, without
+    restoring the float32 model to fingerprint its weights."""
+    h = hashlib.sha256()
+    found = False
+    for name in ("saved_model.pb", os.path.join("variables", "variables.index")):
+        try:
+            with open(os.path.join(saved_model, name), "rb") as f:
+                h.update(name.encode() + b"\0" + f.read())
+                found = True
+        except OSError:
+            continue
+    return h.hexdigest() if found else None
+
+
+def _files_record(key: str) -> str:
+    return os.path.join(cache_root(), "int8", f"files-{key[:32]}.json")
+
+
+def remember_files(saved_model: str, weights_sha256: str, audited: bool) -> None:
+    """Record which weights the SavedModel folder's files hold (``files_key``), and whether they passed the audit."""
+    key = files_key(saved_model)
+    if key is None:
+        return
+    record = {"format": FORMAT, "files_key": key, "weights_sha256": weights_sha256, "audited": bool(audited)}
+    path = _files_record(key)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, json.dumps(record, sort_keys=True).encode("utf-8"), "HUBEMBED_CACHE must be a writable folder")
+
+
+def weights_of_files(saved_model: str) -> Optional[Dict]:
+    """What ``remember_files`` recorded for these files (``weights_sha256``, ``audited``), or None."""
+    key = files_key(saved_model)
+    if key is None:
+        return None
+    try:
+        with open(_files_record(key), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if record.get("format") == FORMAT and record.get("files_key") == key else None
 
 
 def read_record(path: str) -> Optional[Dict]:

@@ -5,11 +5,12 @@ built in memory from a vocab file (``hubembed._formats.preprocessor``); tokenize
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, List, Optional, Sequence
+from typing import Any, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from hubembed._formats.preprocessor import _tf, build_preprocessor
+from hubembed._formats.preprocessor import DEFAULT_SEQ_LENGTH, _tf, build_preprocessor, special_ids
+from hubembed._pipeline.wordpiece import WordPiece
 from hubembed._tokenizer import TENSORFLOW_TEXT
 from hubembed.errors import FormatError
 
@@ -93,6 +94,64 @@ class Preprocessor:
         }
 
 
+class PyPreprocessor:
+    """A preprocessor rebuilt from its vocabulary, casing and flavour that tokenizes in Python
+    (``hubembed._pipeline.wordpiece``: the same ids as the TensorFlow preprocessor, without TensorFlow; what the int8
+    path uses). What only a graph needs (``module``, ``tokenize``, ``pack``: an export, the Keras layer) comes from
+    its TensorFlow twin (``from_vocab``), built on first use.
+
+    Attributes: as ``Preprocessor``; ``seq_length`` is the default a built preprocessor pads to when it runs alone.
+    """
+
+    def __init__(
+        self, vocab_file: str, lower_case: bool, source: str, flavour: str = TENSORFLOW_TEXT, seq_length: int = 0
+    ) -> None:
+        self.wordpiece = WordPiece.from_file(vocab_file, lower_case, flavour)
+        self.source, self.vocab_file, self.lower_case, self.flavour = source, vocab_file, bool(lower_case), flavour
+        self.special = special_ids(self.wordpiece.vocab)
+        self.vocab_size = self.special["vocab_size"]
+        self.seq_length = seq_length or DEFAULT_SEQ_LENGTH
+        self.paired_by: Optional[str] = None
+        self._twin: Optional[Preprocessor] = None
+
+    def twin(self) -> Preprocessor:
+        """The TensorFlow preprocessor of the same vocabulary, casing and flavour (imports TensorFlow)."""
+        if self._twin is None:
+            twin = from_vocab(self.vocab_file, self.lower_case, self.source, self.flavour)
+            assert isinstance(twin, Preprocessor)
+            self._twin = twin
+        return self._twin
+
+    @property
+    def module(self) -> Any:
+        return self.twin().module
+
+    def tokenize(self, texts: Iterable[str]) -> Any:
+        return self.twin().tokenize(texts)
+
+    def pack(self, segments: Sequence[Any], seq_length: int) -> Any:
+        return self.twin().pack(segments, seq_length)
+
+    def token_arrays(self, texts: Iterable[str]) -> List[np.ndarray]:
+        return self.wordpiece.ids(list(texts))
+
+    def token_ids(self, texts: Iterable[str]) -> List[List[int]]:
+        return [row.tolist() for row in self.token_arrays(texts)]
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "vocab_size": self.vocab_size,
+            "seq_length": self.seq_length,
+            "lower_case": self.lower_case,
+            "tokenizer": self.flavour,
+            "special_tokens": {k: v for k, v in self.special.items() if k != "vocab_size"},
+        }
+
+
+Preprocessing = Union[Preprocessor, PyPreprocessor]  # what pairing gives an encoder
+
+
 def _declared_seq_length(module: Any) -> Optional[int]:
     """The padded length ``module.__call__`` declares in its saved output signature, if it is fixed."""
     try:
@@ -109,9 +168,17 @@ def _declared_seq_length(module: Any) -> Optional[int]:
 
 
 def from_vocab(
-    vocab_file: str, lower_case: bool, source: Optional[str] = None, flavour: str = TENSORFLOW_TEXT
-) -> Preprocessor:
-    """A ``Preprocessor`` built in memory from a vocab file and casing (tokenizes eagerly, no trace)."""
+    vocab_file: str,
+    lower_case: bool,
+    source: Optional[str] = None,
+    flavour: str = TENSORFLOW_TEXT,
+    python: bool = False,
+) -> Union[Preprocessor, PyPreprocessor]:
+    """A preprocessor built in memory from a vocab file and casing: in TensorFlow (tokenizes eagerly, no trace), or
+    with ``python=True`` in Python (``PyPreprocessor``: the same ids, no TensorFlow)."""
+    if python:
+        source = source or f"built from {os.path.basename(vocab_file)} (do_lower_case={bool(lower_case)})"
+        return PyPreprocessor(vocab_file, lower_case, source, flavour)
     module = build_preprocessor(vocab_file, lower_case, flavour=flavour)
     special = {k: int(v) for k, v in module.tokenize._special.items()}  # read off the vocab, no trace
     return Preprocessor(

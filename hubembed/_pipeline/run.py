@@ -105,9 +105,7 @@ def run_batches(backend: Any, rows: Sequence[batching.Row], plan: LayerPlan, pac
 
 def _encode_batch(backend: Any, plan: LayerPlan, packed: tuple) -> tuple:
     """(selected layers [k, B, S, H], pooled [B, H] or None, attention received [B, S] or None) for one batch."""
-    import tensorflow as tf
-
-    out = backend(tf.constant(packed[0]), tf.constant(packed[1]), tf.constant(packed[2]), plan=plan)
+    out = backend(packed[0], packed[1], packed[2], plan=plan)  # int32 arrays: each backend takes them as they are
     acts = out.stack(plan.indices)
     pooled = np.asarray(out.pooled) if plan.need_pooled else None
     received = None

@@ -1,12 +1,10 @@
 """Tokenize: texts -> WordPiece ids, and (for words and tokens) their words and character spans.
 
-Ids for encoding come from the paired preprocessor's own ``tokenize``. Words and
-spans come from the same tokenization (``hubembed._tokenizer.WordPiece``, the
-preprocessor's flavour) built from the same vocabulary (``WordTokenizer``). Its
-offsets are bytes of the text *after* normalisation (case folding, NFD, accent
-stripping, dropped characters), so each character is normalised on its own and a
-map from normalised bytes back to original characters is kept: every span slices
-the original text, and a word spans all of its characters.
+Ids for encoding come from the paired preprocessor (its own ``tokenize``, or the Python WordPiece where the
+process runs without TensorFlow). Words and spans come from the same tokenization in Python
+(``hubembed._pipeline.wordpiece``, the preprocessor's flavour, over the same vocabulary: ``WordTokenizer``):
+each character is normalised on its own and remembers where it came from, so every span slices the original
+text, and a word spans all of its characters.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from hubembed._tokenizer import TENSORFLOW_TEXT, WordPiece
+from hubembed._pipeline.wordpiece import TENSORFLOW_TEXT, WordPiece, Words
 
 
 class Tokenizing(Protocol):
@@ -49,88 +47,13 @@ def token_ids(preprocessor: Tokenizing, texts: Sequence[str]) -> List[np.ndarray
     return preprocessor.token_arrays(list(texts))
 
 
-@dataclass
-class Words:
-    """The pieces of one text grouped into words, with character spans in the original text."""
-
-    ids: np.ndarray  # [P] content piece ids
-    piece_word: np.ndarray  # [P] word index of each piece
-    piece_spans: np.ndarray  # [P, 2] character [start, end) of each piece
-    word_spans: np.ndarray  # [W, 2] character [start, end) of each word
-
-
-class WordTokenizer:
-    """The preprocessor's tokenization (``hubembed._tokenizer.WordPiece``) over a vocab file, with character
-    spans in the original text."""
+class WordTokenizer(WordPiece):
+    """The preprocessor's tokenization over its vocab file, with character spans in the original text: the Python
+    WordPiece of ``hubembed._pipeline.wordpiece`` (id for id the preprocessor's flavour; no TensorFlow)."""
 
     def __init__(self, vocab_file: str, lower_case: bool, flavour: str = TENSORFLOW_TEXT) -> None:
-        import tensorflow as tf
-
-        self.lower_case = bool(lower_case)
         with open(vocab_file, encoding="utf-8") as f:
-            self.vocab = [line.rstrip("\n") for line in f]
-        init = tf.lookup.KeyValueTensorInitializer(tf.constant(self.vocab), tf.range(len(self.vocab), dtype=tf.int64))
-        table = tf.lookup.StaticHashTable(init, default_value=-1)
-        self._tok = WordPiece(table, lower_case, flavour)
-
-    def _normalize_chars(self, texts: Sequence[str]) -> List[Tuple[str, np.ndarray]]:
-        """Per text: (normalised string, original char index of each normalised byte)."""
-        import tensorflow as tf
-
-        chars = [list(t) for t in texts]
-        flat = [c for cs in chars for c in cs]
-        # Each character normalised on its own (the normalisations are per character): a dropped one gives
-        # no bytes, a case-folded ligature several, all mapped back to it.
-        normed = [b.decode("utf-8") for b in self._tok.normalize(tf.constant(flat)).numpy()] if flat else []
-        out: List[Tuple[str, np.ndarray]] = []
-        k = 0
-        for cs in chars:
-            pieces = normed[k : k + len(cs)]
-            k += len(cs)
-            lens = np.array([len(p.encode("utf-8")) for p in pieces], dtype=np.int64)
-            byte_to_char = np.repeat(np.arange(len(pieces), dtype=np.int64), lens)
-            out.append(("".join(pieces), byte_to_char))
-        return out
-
-    def words(self, texts: Sequence[str]) -> List[Words]:
-        import tensorflow as tf
-
-        if not texts:
-            return []
-        normed = self._normalize_chars(texts)
-        tokens, starts, ends = self._tok.pieces_with_offsets(tf.constant([n for n, _ in normed]))
-        # [B, (words), (pieces)] -> flat numpy once (indexing the RaggedTensor per text is ~20x slower).
-        flat_ids = tokens.flat_values.numpy().astype(np.int32)
-        word_splits = tokens.row_splits.numpy()  # text -> words
-        piece_splits = tokens.values.row_splits.numpy()  # word -> pieces
-        flat_s, flat_e = starts.flat_values.numpy(), ends.flat_values.numpy()
-        out = []
-        for i, (_, b2c) in enumerate(normed):
-            w0, w1 = word_splits[i], word_splits[i + 1]
-            p0, p1 = piece_splits[w0], piece_splits[w1]
-            ids = flat_ids[p0:p1]
-            n_words = int(w1 - w0)
-            per_word = np.diff(piece_splits[w0 : w1 + 1])
-            s, e = flat_s[p0:p1], flat_e[p0:p1]
-            if len(ids):
-                piece_spans = np.stack([b2c[s], b2c[np.maximum(e - 1, 0)] + 1], axis=1)
-            else:
-                piece_spans = np.zeros((0, 2), np.int64)
-            piece_word = np.repeat(np.arange(n_words), per_word)
-            first = (
-                np.concatenate([[0], np.cumsum(per_word)[:-1]]).astype(np.int64) if n_words else np.zeros(0, np.int64)
-            )
-            last = first + per_word - 1
-            word_spans = (
-                np.stack([piece_spans[first, 0], piece_spans[last, 1]], axis=1)
-                if n_words
-                else np.zeros((0, 2), np.int64)
-            )
-            out.append(Words(ids, piece_word, piece_spans, word_spans))
-        return out
-
-    def piece_strings(self, ids: np.ndarray) -> List[str]:
-        return [self.vocab[i] for i in ids]
+            super().__init__([line.rstrip("\n") for line in f], lower_case, flavour)
 
 
 def word_tokenizer_for(pre: Tokenizing, signature: VocabSource) -> Optional[WordTokenizer]:
