@@ -1,6 +1,6 @@
 """Write hubembed/data/wordpiece_chars.json: what each of BERT's two tokenizer flavours does to every character.
 
-hubembed tokenizes without TensorFlow on its int8 path (``hubembed._pipeline.wordpiece``). Both flavours
+hubembed tokenizes without TensorFlow on its int8 path (``hubembed._wordpiece``). Both flavours
 normalise text one character at a time, so the whole of their normalisation is a table: for every code point,
 the string it becomes (kept here only where that is not the character itself). The tables, and the classes
 that split words, are read off the tokenizers themselves by asking them about every code point, not taken from
@@ -97,9 +97,12 @@ def huggingface_tables(chars):
 def main():
     chars = [chr(cp) for cp in CODEPOINTS]
     data = {
-        "about": "Per flavour: lower/cased, what normalisation does to a code point where it changes it (drop, blank: "
-        "ranges that become nothing or a space; map: code point -> string); space/keep, [first, last] ranges of the characters that end a word (dropped) or are a word of "
-        "their own. Read off the tokenizers by scripts/wordpiece_tables.py",
+        "about": (
+            "Per flavour: lower/cased, what normalisation does to a code point where it changes it (drop, blank: "
+            "ranges that become nothing or a space; map: code point -> string); space/keep, [first, last] ranges "
+            "of the characters that end a word (dropped) or are a word of their own. Read off the tokenizers by "
+            "scripts/wordpiece_tables.py"
+        ),
         "versions": {"tensorflow_text": text.__version__, "tokenizers": tokenizers.__version__},
         "tensorflow_text": tf_text_tables(chars),
         "huggingface": huggingface_tables(chars),

@@ -16,6 +16,7 @@ MAX_LINES = 80  # per function (mccabe complexity <= 20 is ruff's C901, in pypro
 CORE = (
     "_util",
     "_tokenizer",
+    "_wordpiece",
     "errors",
     "registry",
     "_formats",

@@ -138,7 +138,8 @@ def test_minilm_int8_runs_without_tensorflow_and_equals_the_tensorflow_int8_path
     texts = list(stsb_sentences[:64]) + ["Crème brûlée\u200b, naïve café!", "", "東京都 😀 don't", "x" * 120]
     corpus = list(stsb_sentences[100:200])
     report, got = _run_child(tmp_path, "minilm", texts, corpus)
-    assert report == {"loaded": [], "preprocessor": "PyPreprocessor", "rows": [100, 100], "encoded": [len(set(corpus)), 0]}
+    expected = {"loaded": [], "preprocessor": "PyPreprocessor", "rows": [100, 100], "encoded": [len(set(corpus)), 0]}
+    assert report == expected
     ref = _with_tensorflow(hubembed.load("minilm", quantize="int8"), texts, corpus, tmp_path)
     _assert_same(got, ref)
 

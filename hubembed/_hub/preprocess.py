@@ -10,8 +10,8 @@ from typing import Any, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from hubembed._formats.preprocessor import DEFAULT_SEQ_LENGTH, _tf, build_preprocessor, special_ids
-from hubembed._pipeline.wordpiece import WordPiece
 from hubembed._tokenizer import TENSORFLOW_TEXT
+from hubembed._wordpiece import WordPiece
 from hubembed.errors import FormatError
 
 
@@ -96,7 +96,7 @@ class Preprocessor:
 
 class PyPreprocessor:
     """A preprocessor rebuilt from its vocabulary, casing and flavour that tokenizes in Python
-    (``hubembed._pipeline.wordpiece``: the same ids as the TensorFlow preprocessor, without TensorFlow; what the int8
+    (``hubembed._wordpiece``: the same ids as the TensorFlow preprocessor, without TensorFlow; what the int8
     path uses). What only a graph needs (``module``, ``tokenize``, ``pack``: an export, the Keras layer) comes from
     its TensorFlow twin (``from_vocab``), built on first use.
 

@@ -2,7 +2,7 @@
 
 Ids for encoding come from the paired preprocessor (its own ``tokenize``, or the Python WordPiece where the
 process runs without TensorFlow). Words and spans come from the same tokenization in Python
-(``hubembed._pipeline.wordpiece``, the preprocessor's flavour, over the same vocabulary: ``WordTokenizer``):
+(``hubembed._wordpiece``, the preprocessor's flavour, over the same vocabulary: ``WordTokenizer``):
 each character is normalised on its own and remembers where it came from, so every span slices the original
 text, and a word spans all of its characters.
 """
@@ -14,7 +14,7 @@ from typing import List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from hubembed._pipeline.wordpiece import TENSORFLOW_TEXT, WordPiece, Words
+from hubembed._wordpiece import TENSORFLOW_TEXT, WordPiece, Words
 
 
 class Tokenizing(Protocol):
@@ -49,7 +49,7 @@ def token_ids(preprocessor: Tokenizing, texts: Sequence[str]) -> List[np.ndarray
 
 class WordTokenizer(WordPiece):
     """The preprocessor's tokenization over its vocab file, with character spans in the original text: the Python
-    WordPiece of ``hubembed._pipeline.wordpiece`` (id for id the preprocessor's flavour; no TensorFlow)."""
+    WordPiece of ``hubembed._wordpiece`` (id for id the preprocessor's flavour; no TensorFlow)."""
 
     def __init__(self, vocab_file: str, lower_case: bool, flavour: str = TENSORFLOW_TEXT) -> None:
         with open(vocab_file, encoding="utf-8") as f:

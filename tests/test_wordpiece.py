@@ -1,4 +1,4 @@
-"""The Python WordPiece (``hubembed._pipeline.wordpiece``, what the int8 path tokenizes with, no TensorFlow) against
+"""The Python WordPiece (``hubembed._wordpiece``, what the int8 path tokenizes with, no TensorFlow) against
 the tokenizers nobody here wrote, on the fuzzed corpus of ``test_tokenizer``: tensorflow_text's ``BertTokenizer``
 (ids) and Hugging Face's fast tokenizer (ids and the character offsets of every piece), cased and uncased; and
 against hubembed's TensorFlow tokenization of both flavours (ids)."""
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hubembed._pipeline.wordpiece import HUGGINGFACE, TENSORFLOW_TEXT, WordPiece
 from hubembed._tokenizer import WordPiece as TFWordPiece
+from hubembed._wordpiece import HUGGINGFACE, TENSORFLOW_TEXT, WordPiece
 from hubembed.errors import FormatError, InputError
 from tests.pipeline.test_tokenizer import fuzzed
 

@@ -28,7 +28,7 @@ from hubembed.errors import FormatError, InputError
 
 TENSORFLOW_TEXT, HUGGINGFACE = "tensorflow_text", "huggingface"  # as hubembed._tokenizer.FLAVOURS
 MAX_WORD = 100  # bytes (tensorflow_text) or characters (Hugging Face) in a word before it is [UNK]
-_TABLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "wordpiece_chars.json")
+_TABLES = os.path.join(os.path.dirname(__file__), "data", "wordpiece_chars.json")
 _WORD, _SPACE, _KEEP = 0, 1, 2  # what a normalised character does to the split
 
 
