@@ -34,6 +34,7 @@ from hubembed._pipeline import batching
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.run import text_rows
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec
+from hubembed._util import require_tensorflow
 from hubembed.encoder import Encoder
 from hubembed.errors import InputError, StaleCacheError
 
@@ -172,6 +173,11 @@ Loaded = Tuple[resolve.Resolved, Any, Signature, Optional[str]]  # resolved, mod
 
 def _from_saved_model(r: resolve.Resolved, o: LoadOptions) -> Loaded:
     """A TF2 SavedModel or TF1 Hub module: restored (audited where ``trust`` asks), read, fingerprinted."""
+    if o.quantize == "int8":
+        why = f"{o.model}: no int8 model of it is cached in {lite.cache_dir()} yet, and converting one (once)"
+    else:
+        why = f"{o.model}: the float32 model (quantize=None)"
+    require_tensorflow(why)
     obj = resolve.load(r.path, r.handle, audit=resolve.needs_audit(r, o.trust))
     sig = read_signature(obj, r.path, r.handle, r.entry)
     return r, obj, sig, _check_fingerprint(o.model, r, obj)

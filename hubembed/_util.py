@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ from types import ModuleType
 from typing import Dict, Iterator, Optional
 
 from hubembed._version import __version__
-from hubembed.errors import OutputError, missing
+from hubembed.errors import MissingDependencyError, OutputError, missing
 
 # -- optional dependencies -------------------------------------------------------------------------------------
 # module -> (the package to install, the pip argument)
@@ -45,6 +46,28 @@ def optional(module: str, why: str) -> ModuleType:
     except ImportError as e:
         package, pip = EXTRAS[module]
         raise missing(package, pip, why) from e
+
+
+def has_tensorflow() -> bool:
+    """Whether TensorFlow can be imported here, found without importing it."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # an import hook refusing it; a half-removed install
+        return False
+
+
+def require_tensorflow(why: str) -> None:
+    """Nothing when TensorFlow is installed; else ``MissingDependencyError`` saying what needs it, before any work.
+
+    hubembed-lite (no TensorFlow) runs int8 models already converted; loading a SavedModel (float32, or the one
+    conversion to int8), exporting, converting and the Keras layer need the full distribution.
+    """
+    if not has_tensorflow():
+        raise MissingDependencyError(
+            f"{why} needs TensorFlow, which is not installed here (without it, hubembed runs int8 models already "
+            f"converted: copy a HUBEMBED_CACHE where the model was loaded once with quantize='int8'). Install the "
+            f"full distribution: pip install hubembed"
+        )
 
 
 def require_text() -> ModuleType:

@@ -149,6 +149,7 @@ def test_layer_views_and_every_plot(tiny, tmp_path):
         plots.pca(xy, str(tmp_path / "pca.jpg"))
 
 
+@pytest.mark.slow
 def test_the_probe_command(tiny_models, tmp_path, capsys):
     from hubembed.cli import main
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import hubembed
 from hubembed.cli import main
@@ -40,6 +41,7 @@ def test_embed_json_equals_python_api(tiny_models, tiny_encoders, capsys):
     np.testing.assert_allclose(np.array(d["vectors"]), ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_embed_readable_from_stdin(tiny_models):
     r = subprocess.run(
         [sys.executable, "-m", "hubembed", "embed", "--model", tiny_models["tf2_list"]],
@@ -98,6 +100,7 @@ def test_public_api_all_is_sorted_and_complete():
         assert name in hubembed.__all__
 
 
+@pytest.mark.slow
 def test_export_inspect_and_embed_an_export(tiny_models, tiny_encoders, tmp_path, capsys):
     out = str(tmp_path / "exported")
     assert main(["export", tiny_models["tf2_dict"], out, "--layers", "-2:", "--combine", "mean", "--normalize"]) == 0

@@ -77,6 +77,7 @@ def _closed_port() -> int:
     return port
 
 
+@pytest.mark.slow
 def test_download_failure_names_handle_and_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hubcache"))
     handle = f"http://127.0.0.1:{_closed_port()}/google/bert/1"
@@ -136,6 +137,7 @@ def _run(code: str):
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_missing_tensorflow_text_package(tiny_models):
     code = (
         "import sys; sys.modules['tensorflow_text'] = None\n"
@@ -149,6 +151,7 @@ def test_missing_tensorflow_text_package(tiny_models):
     assert "pip install 'tensorflow-text>=2.20,<2.21'" in r.stdout
 
 
+@pytest.mark.slow
 def test_unregistered_text_op_is_explained(tiny_models):
     # Load a preprocessor without tensorflow_text's ops registered: TF says
     # "Op type not registered"; hubembed says which op and what to install.

@@ -61,6 +61,7 @@ def tiny(tiny_encoders):
     return tiny_encoders["tf2_dict"]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(batch=texts)
 def test_embed_never_crashes_and_does_not_depend_on_the_batch(tiny, batch):
@@ -70,6 +71,7 @@ def test_embed_never_crashes_and_does_not_depend_on_the_batch(tiny, batch):
         np.testing.assert_allclose(v[i], tiny.embed([t])[0], atol=1e-5, err_msg=repr(t[:80]))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(batch=texts)
 def test_word_spans_always_slice_the_text(tiny, batch):

@@ -330,6 +330,7 @@ def test_internals_truncate_long_texts_and_say_so(garden_encoders, caplog):
     assert any("truncated" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_heads_of_any_size_are_found_minilm_as_a_tf1_module(minilm, minilm_source, tmp_path):
     """all-MiniLM-L6-v2 has 12 heads of 32: written as a TF1 Hub module its kernels are 2-D
     ([384, 384]), so the head count is not in any shape; the rebuild must still find it."""

@@ -37,6 +37,7 @@ def test_out_of_range_slices_are_refused_with_the_valid_range(enc, spec):
         enc.embed(["x"], layers=spec)
 
 
+@pytest.mark.slow
 def test_out_of_range_slices_on_the_cli_exit_1_with_the_message(tiny_models, capsys):
     assert main(["embed", "x", "--model", tiny_models["tf2_dict"], "--layer", "1:9"]) == 1
     assert "layers='1:9': 9 is out of range for an encoder of 3 layers" in capsys.readouterr().err
@@ -153,6 +154,7 @@ def test_a_used_output_folder_is_refused_before_the_model_loads(tiny_models, tmp
     assert (tmp_path / "other" / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+@pytest.mark.slow
 def test_log_messages_carry_one_prefix(tiny_models, tmp_path):
     import subprocess
     import sys
@@ -281,6 +283,7 @@ def test_encode_gives_the_embedding_output_when_asked(enc, tiny_models):
         hubembed.load(tiny_models["tf2_dict"], backend="hub").encode(texts, embeddings=True)
 
 
+@pytest.mark.slow
 def test_the_python_api_keeps_tensorflows_startup_lines_out_unless_asked(tiny_models):
     import os
     import subprocess
@@ -297,6 +300,7 @@ def test_the_python_api_keeps_tensorflows_startup_lines_out_unless_asked(tiny_mo
     assert loud.returncode == 0 and "oneDNN" in loud.stderr  # the user's own choice is kept
 
 
+@pytest.mark.slow
 def test_loading_several_encoders_logs_no_retracing_warning(tiny_models):
     """One tf.function per model and plan, each traced once: TensorFlow's "retracing" warning (it counts traces
     by shared code) is not shown for them."""

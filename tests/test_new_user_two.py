@@ -97,6 +97,7 @@ def test_options_that_would_be_ignored_are_refused_before_anything_loads(tmp_pat
     assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
 
 
+@pytest.mark.slow
 def test_an_output_folder_named_like_a_file_is_said_to_be_a_folder(tmp_path):
     """-o vectors.npy made a folder called vectors.npy without a word: a user expecting one file is told what an
     extraction is and how to read it (a warning: such a folder name is also legitimate)."""

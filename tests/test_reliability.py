@@ -39,6 +39,7 @@ def _run(enc, method, kw, texts):
     return [out]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tf2_dict", "tf1_hub"])
 def test_one_encoder_shared_by_8_threads_equals_sequential(tiny_models, kind):
     enc = hubembed.load(tiny_models[kind])  # fresh: lazy parts (rebuild, word tokenizer, tf.functions) built racing
@@ -178,6 +179,7 @@ def test_a_long_text_pooled_window_by_window_equals_the_stitched_text(tiny_encod
             np.testing.assert_allclose(streamed, stitched, atol=2e-5, rtol=1e-5, err_msg=str(kw))
 
 
+@pytest.mark.slow
 def test_a_million_character_text_is_embedded_with_bounded_memory(tiny_encoders):
     """Peak numpy memory (tracemalloc) for one 1,000,000-character text is about that of a 100,000-character
     one: windows are pooled as they arrive, the text's token vectors are never held whole."""

@@ -34,6 +34,11 @@ FORMAT = "hubembed-int8/1"
 SIGNATURE = "serving_default"
 
 
+def cache_dir() -> str:
+    """The folder int8 models are kept in: ``$HUBEMBED_CACHE/int8``."""
+    return os.path.join(cache_root(), "int8")
+
+
 def cache_path(weights_sha256: str, source: str) -> str:
     """Where the int8 model of these weights, converted from ``source`` ("hub" or "garden"), is kept."""
     version = FORMAT.split("/")[1]

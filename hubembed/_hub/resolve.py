@@ -247,7 +247,7 @@ def _load_saved_model(path: str) -> Any:  # the restored SavedModel (TensorFlow 
 
 def load(path: str, source: str, audit: bool = False) -> Any:  # the restored SavedModel (no stubs)
     """Load a resolved folder as ``hub.load`` does (TF1 Hub modules included); audit: check its graph first."""
-
+    _util.require_tensorflow(f"loading {source} (a SavedModel)")
     if audit and not path.startswith("gs://"):
         check_audit(path, source)
 

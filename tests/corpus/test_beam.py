@@ -101,6 +101,7 @@ def portable(tmp_path_factory):
         log.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", ["DirectRunner", "PortableRunner"])
 @pytest.mark.parametrize("level,fmt", [("sentence", "npy"), ("words", "parquet")])
 def test_beam_output_equals_the_local_extract(tiny_models, tmp_path, level, fmt, runner, request, monkeypatch):
@@ -127,6 +128,7 @@ def test_beam_output_equals_the_local_extract(tiny_models, tmp_path, level, fmt,
     assert ex.level == level and len(ex) == 52
 
 
+@pytest.mark.slow
 def test_the_cli_on_the_portable_runner_with_relative_paths(tiny_models, tmp_path, portable):
     model = tiny_models["tf2_dict"]
     _corpus(tmp_path / "c.txt", 30)
@@ -141,6 +143,7 @@ def test_the_cli_on_the_portable_runner_with_relative_paths(tiny_models, tmp_pat
     _same_output(local, str(tmp_path / "o"))
 
 
+@pytest.mark.slow
 def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
     model = tiny_models["tf2_dict"]
     src = _corpus(tmp_path / "c.txt", 30)
@@ -212,6 +215,7 @@ def _close_to(ref: dict, model_id: str, key_of=lambda r: r.example, result_of=la
     return check
 
 
+@pytest.mark.slow
 def test_run_inference_with_the_model_handler_equals_embed(tiny_models, tiny_encoders):
     import apache_beam as ab
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
@@ -251,6 +255,7 @@ def test_the_model_handler_checks_its_options_before_the_pipeline_runs(tiny_mode
     assert handler.model == "minilm"
 
 
+@pytest.mark.slow
 def test_run_inference_on_two_worker_processes_loads_the_model_once_per_worker(tiny_models, tiny_encoders, tmp_path):
     """DirectRunner in multi-processing mode: the handler is pickled to 2 worker processes, each loads the model
     once (Beam's own load counter), and the vectors written by the workers equal Encoder.embed."""

@@ -77,6 +77,7 @@ def test_float16_and_other_formats(tiny, tmp_path):
         np.testing.assert_allclose(ex.vectors().astype(np.float32), ref, atol=2e-3, err_msg=name)
 
 
+@pytest.mark.slow
 def test_stdin_through_the_cli(tiny_models, tmp_path):
     out = str(tmp_path / "out")
     r = subprocess.run(

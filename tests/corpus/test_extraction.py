@@ -149,6 +149,7 @@ def test_pooling_errors_and_normalize(enc):
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_formats_without_encoder_outputs_give_last_layer_only_from_the_hub(tiny_models, tiny_encoders):
     import hubembed
 

@@ -104,6 +104,7 @@ def test_mlm_subobject_gives_logits_over_the_vocabulary(tiny_models):
     np.testing.assert_allclose(logits["mlm_logits"].numpy(), out["mlm_logits"].numpy(), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_pairing_conversion_folder_vs_encoder_vocab(tiny_models, tiny_encoders):
     folder = os.path.dirname(tiny_models["tf2_dict"])
     by_folder = hubembed.load(folder)

@@ -147,6 +147,7 @@ def test_a_404_is_not_retried(hub):
     _no_trace(handle)
 
 
+@pytest.mark.slow
 def test_a_stalled_server_times_out(hub, monkeypatch):
     """The server never answers (it would for 10 minutes): only the socket timeout can end each attempt, so the
     error itself shows the timeout working, whatever the machine's speed (no wall-clock bound in the test)."""
@@ -160,6 +161,7 @@ def test_a_stalled_server_times_out(hub, monkeypatch):
     _no_trace(handle)
 
 
+@pytest.mark.slow
 def test_two_processes_loading_the_same_handle_at_once_both_succeed(hub):
     hub.delay = 1.0  # both processes are waiting on the download at the same time
     handle = f"{hub.url}/slow/tiny"

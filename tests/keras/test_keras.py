@@ -43,6 +43,7 @@ def _models(ns, layer):
     return seq
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_outputs_equal_the_encoder_in_sequential_and_functional_models(flavour, path, enc):
     ns = hk.flavour(flavour)
@@ -98,6 +99,7 @@ def test_sequence_and_layers_outputs_with_their_mask(flavour, path, enc):
     assert a.shape == (len(TEXTS), 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_sentence_pairs(flavour, path, enc):
     ns = hk.flavour(flavour)
@@ -123,6 +125,7 @@ def _name(v):
     return v.name.split(":")[0].replace("_", "/")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_training_changes_the_encoder_only_when_trainable_and_only_unfrozen_layers(flavour, path):
     ns = hk.flavour(flavour)
@@ -139,6 +142,7 @@ def test_training_changes_the_encoder_only_when_trainable_and_only_unfrozen_laye
     assert len(part.trainable_weights) == 16  # block 2 (the pooler is not: a mean-pooled output does not use it)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_gradual_unfreezing_thaws_from_the_top(flavour, path):
     ns = hk.flavour(flavour)
@@ -158,6 +162,7 @@ def test_gradual_unfreezing_thaws_from_the_top(flavour, path):
     assert cb.history == [3, 2, 1] and layer.frozen_layers == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flavour,fmt",
     [("keras3", "model.keras"), ("legacy", "model.keras"), ("legacy", "model.h5"), ("legacy", "savedmodel")],
@@ -228,6 +233,7 @@ def test_default_names_follow_tf_keras(monkeypatch):
     assert hk.default_keras() == "legacy" and hk.ScalarMix is hk.flavour("legacy").ScalarMix
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour,policy", [("keras3", "mixed_float16"), ("legacy", "mixed_bfloat16")])
 def test_under_a_mixed_policy_the_hub_model_computes_in_float32_and_outputs_follow_the_policy(
     flavour, policy, path, enc, tmp_path
@@ -255,6 +261,7 @@ def test_under_a_mixed_policy_the_hub_model_computes_in_float32_and_outputs_foll
         K.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_list_style_and_tf1_encoders(flavour, tiny_models, enc):
     ns = hk.flavour(flavour)
@@ -280,6 +287,7 @@ def test_bad_arguments_are_clear(path):
     os.environ.pop("TF_USE_LEGACY_KERAS", None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_mixed_precision_through_the_model_garden_rebuild(flavour, path, enc):
     ns = hk.flavour(flavour)
@@ -300,6 +308,7 @@ def test_mixed_precision_through_the_model_garden_rebuild(flavour, path, enc):
         K.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_get_config_mirrors_init_and_round_trips_through_json(flavour, path):
     """keras-hub's rule: every __init__ argument comes back by name from get_config, through JSON."""
@@ -326,6 +335,7 @@ def test_get_config_mirrors_init_and_round_trips_through_json(flavour, path):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour,backend", [("keras3", "auto"), ("keras3", "garden"), ("legacy", "garden")])
 def test_fine_tuning_trains_the_pooler_only_when_the_output_uses_it(flavour, backend, path):
     """No gradient reaches the pooler of a mean-pooled embedding: it is not trained (nor warned about)."""

@@ -102,6 +102,7 @@ def test_bf16_is_refused_before_loading_on_a_cpu_without_it(monkeypatch):
     assert loads == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _engines.cpu_flags() & {"avx512_bf16", "amx_bf16"}, reason="this CPU has no bf16 instructions")
 def test_bf16_where_the_cpu_has_it_agrees_and_gives_everything(minilm, texts):
     bf16 = hubembed.load("minilm", quantize="bf16")
@@ -124,6 +125,7 @@ def test_a_cached_int8_model_loads_without_reading_the_float32_savedmodel(int8, 
     assert again.signature.num_layers == 6 and again.context()["quantize"] == "int8"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tf2_dict", "tf2_dict_no_layers", "tf2_list", "tf1_hub"])
 def test_every_hub_encoder_kind(kind, tiny_models, tiny_encoders):
     f32 = tiny_encoders[kind]
@@ -143,6 +145,7 @@ def test_every_hub_encoder_kind(kind, tiny_models, tiny_encoders):
         assert _cos(g.embed(texts, layers=0), f32.embed(texts, layers=0)).min() >= 0.99
 
 
+@pytest.mark.slow
 def test_garden_exports_quantize_directly(garden_models, tiny_encoders):
     texts = ["the cat sat on the mat", "hello world"]
     for kind in ("garden_bert", "garden_albert"):
@@ -152,6 +155,7 @@ def test_garden_exports_quantize_directly(garden_models, tiny_encoders):
         assert _cos(q.embed(texts, layers="-2:"), f32.embed(texts, layers="-2:")).min() >= 0.99
 
 
+@pytest.mark.slow
 def test_the_manifest_and_the_feature_cache_record_the_mode(tmp_path, texts):
     src = tmp_path / "c.txt"
     src.write_text("\n".join(texts[:30]) + "\n", encoding="utf-8")
@@ -181,6 +185,7 @@ def test_probe_features_of_the_int8_model_are_its_own(minilm, int8, texts):
     assert _cos(a, b).mean() >= MEAN_COSINE
 
 
+@pytest.mark.slow
 def test_beam_runs_the_int8_model_in_extract_and_run_inference(int8, texts, tmp_path):
     import apache_beam as ab
     from apache_beam.ml.inference.base import RunInference

@@ -43,6 +43,7 @@ def _shapes(texts, enc, batch_size):
     return {(len(i), max(rows[j].length for j in i)) for i in batches}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tf2_dict", "tf2_dict_no_layers", "tf2_list", "tf1_hub"])
 def test_hub_backend_traces_once_and_never_calls_the_restored_model_eagerly(tiny_models, kind):
     enc = hubembed.load(tiny_models[kind], backend="hub") if kind == "tf2_dict" else hubembed.load(tiny_models[kind])
@@ -62,6 +63,7 @@ def _traces(backend):
     return {k: f.experimental_get_tracing_count() for k, f in backend._fns.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["garden_bert", "garden_albert"])
 def test_model_garden_exports_and_the_rebuild_trace_once_per_plan(garden_models, kind):
     """Real Model Garden exports (export_tfhub_lib) through the Hub backend, and the Model Garden rebuild
@@ -95,6 +97,7 @@ def test_the_eager_call_counter_counts(tiny_encoders):
     assert backend.eager_calls == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flavour", ["keras3", "legacy"])
 def test_keras_predict_stops_retracing_over_new_batch_sizes_and_lengths(flavour, tiny_models):
     ns = hk.flavour(flavour)

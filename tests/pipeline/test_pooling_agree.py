@@ -82,6 +82,7 @@ def _tf_pool(x, mask, special, p, special_tokens, weights):
     return out.numpy()
 
 
+@pytest.mark.slow
 @SETTINGS
 @pytest.mark.parametrize("layers_apart", [False, True], ids=["BSH", "BSkH"])
 @pytest.mark.parametrize("special_tokens", [True, False])

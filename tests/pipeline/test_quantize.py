@@ -13,6 +13,7 @@ def vectors():
     return rng.standard_normal((50, 37)).astype(np.float32), rng.standard_normal((9, 37)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", q.PRECISIONS)
 def test_codes_equal_sentence_transformers(vectors, precision):
     from sentence_transformers.util.quantization import quantize_embeddings
@@ -55,6 +56,7 @@ def test_what_cannot_work_is_refused(vectors):
         q.dequantize(q.quantize(x, "binary"), "binary")
 
 
+@pytest.mark.slow
 def test_embed_truncates_normalizes_and_quantizes_as_sentence_transformers(minilm, minilm_source, stsb_sentences):
     """truncate_dim, normalize and precision in embed, against sentence-transformers' encode with the same
     options (its own quantization and truncation), on 200 STS-B sentences, ranges calibrated on 500 others."""

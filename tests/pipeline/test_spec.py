@@ -132,6 +132,7 @@ def corpus(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SPECS))
 def test_queries_embedded_with_a_stored_spec_equal_the_stored_vectors(
     tiny_models, tiny_encoders, corpus, tmp_path, name
@@ -149,6 +150,7 @@ def test_queries_embedded_with_a_stored_spec_equal_the_stored_vectors(
     assert enc.output_shape(ex.spec) == stored.shape[1:]
 
 
+@pytest.mark.slow
 def test_a_stored_spec_refuses_other_weights_another_sequence_length_and_a_missing_transform(
     tiny_encoders, corpus, tmp_path
 ):
@@ -187,6 +189,7 @@ def _sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+@pytest.mark.slow
 def test_an_extraction_written_before_embedspec_opens_and_resumes(tiny_models, tmp_path):
     """tests/data/pre_spec was written by hubembed before EmbedSpec (same tiny weights: testing's seed 0), on
     another machine: its manifest opens, its spec reads back, its vectors equal this machine's within a
