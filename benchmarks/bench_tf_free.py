@@ -112,14 +112,19 @@ def compare(label, commands, rounds, results):
     for name, got in runs.items():
         walls = [w for w, _ in got]
         results[(label, name)] = (min(walls), statistics.median(walls), max(m for _, m in got))
-        print(f"  {name:<42} wall best {min(walls):6.2f} s  median {statistics.median(walls):6.2f} s  "
-              f"peak RSS {max(m for _, m in got):6.0f} MB", flush=True)
+        print(
+            f"  {name:<42} wall best {min(walls):6.2f} s  median {statistics.median(walls):6.2f} s  "
+            f"peak RSS {max(m for _, m in got):6.0f} MB",
+            flush=True,
+        )
 
 
 def ratio_line(results, label, ours, peer):
     a, b = results[(label, ours)], results[(label, peer)]
-    print(f"  -> {ours} vs {peer}: wall {a[0] / b[0]:.2f}x of the peer's (peer/ours {b[0] / a[0]:.2f}x faster), "
-          f"peak RSS {a[2] / b[2]:.2f}x of the peer's")
+    print(
+        f"  -> {ours} vs {peer}: wall {a[0] / b[0]:.2f}x of the peer's (peer/ours {b[0] / a[0]:.2f}x faster), "
+        f"peak RSS {a[2] / b[2]:.2f}x of the peer's"
+    )
 
 
 def main(argv=None):
@@ -131,8 +136,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cli = hubembed_cli()
     print(f"machine: {machine()}", flush=True)
-    subprocess.run(cli + ["embed", "--model", "minilm", "--quantize", "int8", TEXT], check=True,
-                   stdout=subprocess.DEVNULL)  # converts once if the int8 model is not cached (not timed)
+    subprocess.run(
+        cli + ["embed", "--model", "minilm", "--quantize", "int8", TEXT], check=True, stdout=subprocess.DEVNULL
+    )  # converts once if the int8 model is not cached (not timed)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-tf-free-") as tmp:
         st = os.path.join(tmp, "st_oneshot.py")
@@ -142,16 +148,18 @@ def main(argv=None):
         compare(
             "one-shot",
             {
-                "hubembed embed --quantize int8 (no TensorFlow)": lambda: cli
-                + ["embed", "--model", "minilm", "--quantize", "int8", TEXT],
+                "hubembed embed --quantize int8 (no TensorFlow)": lambda: (
+                    cli + ["embed", "--model", "minilm", "--quantize", "int8", TEXT]
+                ),
                 "sentence-transformers 4-line script": lambda: [sys.executable, st, TEXT],
                 "hubembed embed (float32, TensorFlow)": lambda: cli + ["embed", "--model", "minilm", TEXT],
             },
             args.rounds,
             results,
         )
-        ratio_line(results, "one-shot", "hubembed embed --quantize int8 (no TensorFlow)",
-                   "sentence-transformers 4-line script")
+        ratio_line(
+            results, "one-shot", "hubembed embed --quantize int8 (no TensorFlow)", "sentence-transformers 4-line script"
+        )
         for n in args.lines:
             src = os.path.join(tmp, f"lines-{n}.txt")
             with open(src, "w", encoding="utf-8") as f:
@@ -169,21 +177,29 @@ def main(argv=None):
                 {
                     "hubembed extract --quantize int8 --no-cache": ours,
                     "sentence-transformers st_extract.py": lambda src=src: [
-                        sys.executable, os.path.join(HERE, "st_extract.py"), src, os.path.join(tmp, "st.npy")
+                        sys.executable,
+                        os.path.join(HERE, "st_extract.py"),
+                        src,
+                        os.path.join(tmp, "st.npy"),
                     ],
                 },
                 args.big_rounds,
                 results,
             )
-            ratio_line(results, label, "hubembed extract --quantize int8 --no-cache",
-                       "sentence-transformers st_extract.py")
+            ratio_line(
+                results, label, "hubembed extract --quantize int8 --no-cache", "sentence-transformers st_extract.py"
+            )
     if not args.skip_quality:
         out = subprocess.run(
             [sys.executable, "-c", QUALITY, os.path.join(DATA, "stsb", "stsb-en-test.csv")],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
-        print(f"(c) STS-B test Spearman x100, int8 without TensorFlow: {float(out.stdout.split()[-1]):.2f} "
-              f"(float32: 82.03)")
+        print(
+            f"(c) STS-B test Spearman x100, int8 without TensorFlow: {float(out.stdout.split()[-1]):.2f} "
+            f"(float32: 82.03)"
+        )
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -65,7 +65,7 @@ def require_tensorflow(why: str) -> None:
     if not has_tensorflow():
         raise MissingDependencyError(
             f"{why} needs TensorFlow, which is not installed here (without it, hubembed runs int8 models already "
-            f"converted: copy a HUBEMBED_CACHE where the model was loaded once with quantize='int8'). Install the "
+            f"converted: copy a HUBEMBED_CACHE from a machine where the model was loaded once in int8). Install the "
             f"full distribution: pip install hubembed"
         )
 

@@ -25,7 +25,7 @@ import time
 import zipfile
 from typing import Dict, cast
 
-from hubembed import registry
+from hubembed import _util, registry
 from hubembed._formats import convert
 from hubembed.errors import ConversionError, MissingDependencyError
 
@@ -110,6 +110,7 @@ def ensure(entry: registry.Entry) -> str:
     target = conversion_dir(owner)
     if convert.verify(target) is None:
         return target
+    _util.require_tensorflow(f"converting the embedded model {owner.name} to the Hub format in {target} (once)")
     os.makedirs(cache_root(), exist_ok=True)
     with open(target + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
