@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
 import re
 import secrets
+import sys
 from types import ModuleType
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 from hubembed._version import __version__
 from hubembed.errors import MissingDependencyError, OutputError, missing
@@ -152,14 +154,27 @@ def write_atomic(path: str, data: bytes, hint: str = "") -> None:
 
 # -- versions --------------------------------------------------------------------------------------------------
 def versions(*modules: str) -> Dict[str, Optional[str]]:
-    """{"hubembed": its version, module: its version (None if not installed)} for a record of what made a file."""
+    """{"hubembed": its version, module: its version (None if not installed)} for a record of what made a file.
+
+    Read from the module when it is imported, else from the installed distribution's metadata: never imported
+    here (recording a version must not import TensorFlow into a process that runs without it).
+    """
     out: Dict[str, Optional[str]] = {"hubembed": __version__}
     for name in modules:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "__version__"):
+            out[name] = str(module.__version__)
+            continue
         try:
-            out[name] = importlib.import_module(name).__version__
-        except ImportError:  # pragma: no cover - an optional library
+            out[name] = importlib.metadata.version(name.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def loaded(*modules: str) -> List[str]:
+    """The ``modules`` this process has imported (what computed, for a record)."""
+    return [m for m in modules if m in sys.modules]
 
 
 # -- environment -----------------------------------------------------------------------------------------------

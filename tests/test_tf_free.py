@@ -68,6 +68,13 @@ CHILD = BLOCK + textwrap.dedent(
     first = hubembed.extract(corpus, out, **job)
     again = hubembed.extract(corpus, out, resume=True, **job)
     res["extracted"] = hubembed.open_extraction(out).vectors()
+    from hubembed import cli  # the command as a user types it, without the feature cache
+
+    assert cli.main(["extract", corpus, "-o", out + "-cli", "--model", model, "--quantize", "int8", "--no-cache"]) == 0
+    assert np.array_equal(hubembed.open_extraction(out + "-cli").vectors(), res["extracted"])
+    assert cli.main(["embed", "--model", model, "--quantize", "int8", "--pooling", "cls", texts[0]]) == 0
+    versions = hubembed.open_extraction(out + "-cli").header["versions"]
+    assert "tensorflow" not in versions and versions["ai_edge_litert"], versions
     np.savez(out + ".npz", **res)
     print(json.dumps({"loaded": loaded(), "preprocessor": type(enc.preprocessor).__name__,
                       "rows": [first["rows"], again["rows"]],

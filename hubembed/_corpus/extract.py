@@ -31,7 +31,7 @@ from hubembed._corpus.job import DTYPES, CorpusJob, Settings  # noqa: F401 (DTYP
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
-from hubembed._util import versions
+from hubembed._util import loaded, versions
 from hubembed.encoder import Encoder
 from hubembed.errors import FormatError, InputError, OutputError
 
@@ -39,7 +39,8 @@ log = logging.getLogger("hubembed")
 
 
 def _versions() -> dict:
-    return versions("tensorflow", "numpy")
+    # What computed the vectors: TensorFlow, or LiteRT alone (an int8 model run without TensorFlow).
+    return versions(*loaded("tensorflow", "ai_edge_litert"), "numpy")
 
 
 def _count_lines(path: str) -> Optional[int]:
