@@ -99,8 +99,10 @@ def corpus(n):
     for split in ("train", "dev", "test"):
         with open(os.path.join(DATA, "stsb", f"stsb-en-{split}.csv"), encoding="utf-8") as f:
             lines += [s for r in csv.reader(f) for s in r[:2]]
-    lines = [x for x in lines if x.strip()]
-    return (lines * (n // len(lines) + 1))[:n]
+    unique = list(dict.fromkeys(x for x in lines if x.strip()))  # no duplicates: hubembed encodes each text once
+    return [
+        t if k < len(unique) else f"{t} ({k // len(unique)})" for k, t in enumerate(unique * (n // len(unique) + 1))
+    ][:n]
 
 
 def compare(label, commands, rounds, results):

@@ -35,6 +35,7 @@ from hubembed._pipeline.pooling import POOLINGS
 from hubembed._pipeline.quantize import PRECISIONS
 from hubembed._pipeline.spec import BACKENDS, QUANTIZE, EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
+from hubembed._util import optional
 from hubembed.errors import HubEmbedError, InputError
 
 
@@ -147,12 +148,18 @@ def _cmd_embed(args) -> int:
 
 def _cmd_export(args) -> int:
 
-    spec = _spec(args)  # the spec and the output folder are checked before the model loads
+    spec = _spec(args)  # the spec, the format and the output folder are checked before the model loads
     check_out(args.out, args.overwrite)
+    if args.export_quantize is not None and args.format != "litert":
+        raise hubembed.InputError("--quantize int8 exports an int8 LiteRT file: give --format litert with it")
+    if args.format == "litert":
+        optional("ai_edge_litert.interpreter", "hubembed export --format litert")
     enc = _load_options(args).load()
     if isinstance(enc, hubembed.ExportedEmbedder):
         raise hubembed.InputError(f"{args.model} is an export already; export from the model it was made from")
-    out = enc.export(args.out, spec, overwrite=args.overwrite)
+    out = enc.export(args.out, spec, format=args.format, quantize=args.export_quantize, overwrite=args.overwrite)
+    if args.format == "litert":
+        return _print_litert_export(args, out)
     info = hubembed.inspect(out)
     if args.json:
         print(info.to_json())
@@ -165,6 +172,22 @@ def _cmd_export(args) -> int:
             f"{r['truncation']['max_word_pieces']} word pieces are truncated; {out}/hubembed.json describes it"
         )
         print(f"see it: hubembed inspect {out}")
+    return 0
+
+
+def _print_litert_export(args, out: str) -> int:
+    with open(os.path.join(out, "hubembed.json"), encoding="utf-8") as f:
+        r = json.load(f)
+    if args.json:
+        print(json.dumps(r, indent=1, sort_keys=True))
+        return 0
+    s = r["spec"]
+    print(
+        f"exported {args.model} -> {out}/model.tflite ({r['precision']}): ids, mask, segment_ids int32 "
+        f"[1, {r['seq_length']}] -> float32 [1, {r['dim']}] (layers {s['layers']}, combine {s['combine']}, "
+        f"{s['pooling']} pooling{', L2-normalised' if s['normalize'] else ''}); the BERT tokenizer and its vocabulary "
+        f"are in the file's metadata (MediaPipe's TextEmbedder runs it as it is); {out}/hubembed.json describes it"
+    )
     return 0
 
 
@@ -589,10 +612,24 @@ def _add_probe(sub) -> None:
 def _add_export(sub) -> None:
     s = sub.add_parser(
         "export",
-        help="one self-contained SavedModel (strings in, vectors out, the spec baked in) for TF Hub, Keras, TF Serving",
+        help="one self-contained model, the spec baked in: a SavedModel (strings in, vectors out) for TF Hub, Keras, "
+        "TF Serving, or a LiteRT file for MediaPipe's TextEmbedder (Android, iOS, web) and LiteRT",
     )
     s.add_argument("model", help="registry name, tfhub.dev handle, Kaggle URL or local folder")
-    s.add_argument("out", help="output folder (new or empty): the SavedModel and hubembed.json")
+    s.add_argument("out", help="output folder (new or empty): the model and hubembed.json")
+    s.add_argument(
+        "--format",
+        choices=("savedmodel", "litert"),
+        default="savedmodel",
+        help="savedmodel (default): TensorFlow, strings in; litert: OUT/model.tflite, the tokenizer in its metadata",
+    )
+    s.add_argument(
+        "--quantize",
+        dest="export_quantize",
+        choices=("int8",),
+        default=None,
+        help="with --format litert: the dense layers in int8 (dynamic range; default float32)",
+    )
     s.add_argument("--preprocess")
     s.add_argument("--seq-length", type=int, default=None, help="the window; longer texts are truncated")
     _spec_options(s)

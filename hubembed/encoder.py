@@ -334,13 +334,39 @@ class Encoder(TokenLevel):
         spec = EmbedSpec(layers=layers, combine="none", special_tokens=special_tokens, long=long, stride=stride)
         return _features(self, check_texts(texts), spec, list(poolings), batch_size, max_tokens)
 
-    def export(self, out: str, spec: Optional[EmbedSpec] = None, *, overwrite: bool = False, **spec_keywords) -> str:
-        """Write one self-contained SavedModel that embeds as ``embed(texts, spec=spec)`` does, without hubembed:
-        strings [B] in, float32 [B, D] out, tokenizing, the encoder, the layers, pooling, transform and
-        normalisation inside; texts longer than the window truncated (``hubembed.json`` beside it says so). The
-        details, arguments and errors: ``hubembed._export.export_encoder``. Returns ``out``, absolute.
+    def export(
+        self,
+        out: str,
+        spec: Optional[EmbedSpec] = None,
+        *,
+        format: str = "savedmodel",
+        quantize: Optional[str] = None,
+        overwrite: bool = False,
+        **spec_keywords,
+    ) -> str:
+        """Write a self-contained model that embeds as ``embed(texts, spec=spec)`` does, without hubembed.
+
+        ``format="savedmodel"`` (default): one TensorFlow SavedModel, strings [B] in, float32 [B, D] out,
+        tokenizing, the encoder, the layers, pooling, transform and normalisation inside; texts longer than the
+        window truncated (``hubembed.json`` beside it says so): ``hubembed._export.export_encoder``.
+        ``format="litert"``: ``OUT/model.tflite``, one LiteRT file for MediaPipe's ``TextEmbedder`` and plain LiteRT
+        (int32 ids/mask/segment_ids [1, S] in, [1, D] out, the tokenizer in its metadata), float32 or
+        ``quantize="int8"``: ``hubembed._export.export_litert``. Returns ``out``, absolute.
         """
-        return _export.export_encoder(self, out, EmbedSpec.make(spec, **spec_keywords), overwrite)
+        spec = EmbedSpec.make(spec, **spec_keywords)
+        if format not in EXPORT_FORMATS:
+            raise InputError(f"format={format!r}; valid: {', '.join(map(repr, EXPORT_FORMATS))}")
+        if format == "litert":
+            return _export.export_litert(self, out, spec, quantize=quantize, overwrite=overwrite)
+        if quantize is not None:
+            raise InputError(
+                f"quantize={quantize!r} with format='savedmodel': a SavedModel export is float32; "
+                f"format='litert' exports int8"
+            )
+        return _export.export_encoder(self, out, spec, overwrite)
+
+
+EXPORT_FORMATS = ("savedmodel", "litert")
 
 
 def _encode(

@@ -90,13 +90,13 @@ def convert(backend, trackable, path: str) -> None:
             with tf_logging_at_warning():
                 blob = converter.convert()
         except Exception as e:  # the converter raises its own ConverterError with MLIR diagnostics
-            raise FormatError(f"the encoder could not be converted to int8 TFLite: {_first_error(e)}") from e
+            raise FormatError(f"the encoder could not be converted to int8 TFLite: {first_error(e)}") from e
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_atomic(path, blob, "HUBEMBED_CACHE must be a writable folder")
     log.info("quantized the encoder to int8 in %.1f s (%.1f MB): %s", time.time() - t0, len(blob) / 1e6, path)
 
 
-def _first_error(e: Exception) -> str:
+def first_error(e: Exception) -> str:
     """The converter's first diagnostic (e.g. "'tf.StridedSlice' op is neither a custom op nor a flex op")."""
     text = str(e)
     found = re.search(r"error: (?:loc\([^\n]*?\): )?([^\n]+)", text)

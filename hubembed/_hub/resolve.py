@@ -197,6 +197,12 @@ def _resolve_local(handle: str) -> Resolved:
     if not holds_model(path) and holds_model(os.path.join(path, "encoder")):
         pre = os.path.join(path, "preprocess")
         return Resolved(handle, os.path.join(path, "encoder"), None, pre if holds_model(pre) else None)
+    if not holds_model(path) and os.path.isfile(os.path.join(path, "model.tflite")):
+        raise NotASavedModelError(
+            f"{path} is a LiteRT export (hubembed export --format litert): it runs without hubembed, in MediaPipe's "
+            f"TextEmbedder or LiteRT's Interpreter (README, 'On devices'); load the model it was exported from "
+            f"to embed with hubembed"
+        )
     if not holds_model(path):
         contents = sorted(os.listdir(path))[:8]
         raise NotASavedModelError(

@@ -181,7 +181,7 @@ class LiteBackend:
         litert = optional("ai_edge_litert.interpreter", "quantize='int8' (the TFLite runtime, LiteRT)")
         self.path, self.source = path, source
         self.threads = threads or _cpus()
-        with _quiet_native_info():  # LiteRT applies XNNPACK at the first call and says so on stderr
+        with quiet_native_info():  # LiteRT applies XNNPACK at the first call and says so on stderr
             self.interpreter = litert.Interpreter(model_path=path, num_threads=self.threads)
             self.runner = self.interpreter.get_signature_runner("serving_default")
             one = np.ones((1, 2), np.int32)
@@ -219,7 +219,7 @@ def _cpus() -> int:
 
 
 @contextlib.contextmanager
-def _quiet_native_info() -> Iterator[None]:
+def quiet_native_info() -> Iterator[None]:
     """Silence native code's writes to stderr for a moment, when TensorFlow's own logging is silenced
     (``TF_CPP_MIN_LOG_LEVEL`` >= 1, hubembed's default): LiteRT logs "INFO: Created TensorFlow Lite XNNPACK
     delegate for CPU." without a level switch."""
