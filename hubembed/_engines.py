@@ -269,8 +269,10 @@ def quantized_backend(engine: Engine, probe: Probe) -> Backend:
     if engine.quantize == "bf16":
         return engine.garden().with_policy("mixed_bfloat16")
     path = lite.cache_path(engine.weights_sha256, source)
-    if lite.read_record(path) is None:
+    record = lite.read_record(path)
+    if record is None:
         return _convert_int8(engine, source, path, probe)
+    lite.check_cached(path, record, engine.weights_sha256)
     return LiteBackend(path, source)
 
 
@@ -293,6 +295,7 @@ def _convert_int8(engine: Engine, source: str, path: str, probe: Probe) -> Backe
             "model": engine.handle,
             "probe_cosine": round(agreement, 6),
             "weights_sha256": engine.weights_sha256,
+            "tflite_sha256": lite.file_sha256(path),
             "signature": {k: v for k, v in engine.signature.to_dict().items() if k not in _PER_LOAD},
         },
     )

@@ -197,9 +197,11 @@ def _from_cached_int8(r: resolve.Resolved, o: LoadOptions) -> Optional[Loaded]:
             return None
         pin = files["weights_sha256"]
     for source in ("garden",) if o.backend == "garden" else ("hub", "garden"):
-        record = lite.read_record(lite.cache_path(pin, source))
+        path = lite.cache_path(pin, source)
+        record = lite.read_record(path)
         fmt = (record or {}).get("signature", {}).get("format")
         if record and fmt and source == ("garden" if fmt == "tf1_hub" or o.backend == "garden" else "hub"):
+            lite.check_cached(path, record, pin)
             sig = Signature(**{**record["signature"], "handle": r.handle, "path": r.path})
             return r, None, sig, pin
     return None

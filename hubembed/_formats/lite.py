@@ -26,7 +26,7 @@ from typing import Dict, Optional
 
 from hubembed._formats import export as export_format
 from hubembed._util import cache_root, tf_logging_at_warning, write_atomic
-from hubembed.errors import FormatError
+from hubembed.errors import FormatError, StaleCacheError
 
 log = logging.getLogger("hubembed")
 
@@ -155,6 +155,40 @@ def weights_of_files(saved_model: str) -> Optional[Dict]:
     except (OSError, ValueError):
         return None
     return record if record.get("format") == FORMAT and record.get("files_key") == key else None
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_cached(path: str, record: Dict, weights_sha256: str) -> None:
+    """The cached int8 file is the one converted from these weights, and intact (its sha256, when recorded).
+
+    Raises:
+        StaleCacheError: it was converted from other weights, or its bytes changed since; the message says what to
+            delete (the next load converts again).
+    """
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size, weights_sha256)
+    if key in _CHECKED:
+        return
+    remove = f"delete it to convert again: rm {path} {sidecar(path)}"
+    if record.get("weights_sha256") not in (None, weights_sha256):
+        raise StaleCacheError(
+            f"the cached int8 model {path} was converted from other weights (fingerprint "
+            f"{str(record['weights_sha256'])[:16]}..., these are {weights_sha256[:16]}...): {remove}"
+        )
+    expected = record.get("tflite_sha256")
+    if expected is not None and file_sha256(path) != expected:
+        raise StaleCacheError(f"the cached int8 model {path} is damaged (its sha256 is not the one recorded): {remove}")
+    _CHECKED.add(key)
+
+
+_CHECKED: set = set()  # (path, mtime, size, weights) already checked by this process
 
 
 def read_record(path: str) -> Optional[Dict]:
