@@ -84,3 +84,17 @@ def garden_models(tmp_path_factory, tiny_models):
         "tf1_hub", os.path.join(root, "tf1_tanh"), activation="gelu_tanh", seed=3, preprocess_from=pre
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def mediapipe_python(tmp_path_factory):
+    """The Python of a virtual environment with MediaPipe (PyPI ``mediapipe``) and nothing of hubembed or
+    TensorFlow: where an on-device export is checked by a tool nobody here wrote."""
+    import subprocess
+    import sys
+
+    venv = tmp_path_factory.mktemp("mediapipe") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["install", "mediapipe==1.2.3"], check=True, timeout=1200, capture_output=True)
+    return str(venv / "bin" / "python")

@@ -11,7 +11,6 @@
 import json
 import os
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -23,7 +22,6 @@ from hubembed._formats import litert
 from hubembed.cli import main as cli_main
 from hubembed.errors import InputError, MissingDependencyError
 
-MEDIAPIPE = "mediapipe==1.2.3"
 MP_SCRIPT = """
 import json, sys, zipfile
 import numpy as np
@@ -60,16 +58,6 @@ print(json.dumps({
     "packed": zipfile.ZipFile(model).namelist(),
 }))
 """
-
-
-@pytest.fixture(scope="module")
-def mediapipe_python(tmp_path_factory):
-    """A virtual environment with MediaPipe and nothing of hubembed or TensorFlow."""
-    venv = tmp_path_factory.mktemp("mediapipe") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", MEDIAPIPE], check=True, timeout=1200, capture_output=True)
-    return str(venv / "bin" / "python")
 
 
 @pytest.fixture(scope="module")
