@@ -237,3 +237,46 @@ def test_beam_and_spark_workers_run_the_int8_model_without_tensorflow(stsb_sente
     got = np.load(tmp_path / "out.npz")
     for k in ("beam_extract", "run_inference", "spark"):
         assert got[k].shape == want.shape and np.abs(got[k] - want).max() <= 1e-6, k
+
+
+NEEDS_TF = BLOCK + textwrap.dedent(
+    """
+    import json
+    import hubembed
+    from hubembed.cli import main
+
+    out = {}
+    try:
+        hubembed.load(sys.argv[1])
+    except hubembed.MissingDependencyError as e:
+        out["load"] = str(e)
+    try:
+        from hubembed.keras import HubFeatureLayer  # noqa: F401
+    except hubembed.MissingDependencyError as e:
+        out["keras"] = str(e)
+    out["convert"] = main(["convert", sys.argv[1], sys.argv[2]])
+    out["export"] = main(["export", sys.argv[1], sys.argv[2], "--format", "litert"])
+    out["loaded"] = loaded()
+    print(json.dumps(out))
+    """
+)
+
+
+def test_what_needs_tensorflow_says_so_before_any_work(tiny_models, tmp_path):
+    script = tmp_path / "needs_tf.py"
+    script.write_text(NEEDS_TF, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script), tiny_models["tf2_dict"], str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(hubembed.__file__))},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "float32 model" in got["load"] and "pip install hubembed" in got["load"]
+    assert "hubembed.keras.HubFeatureLayer needs TensorFlow" in got["keras"]
+    assert got["convert"] == 1 and got["export"] == 1 and got["loaded"] == []
+    assert proc.stderr.count("needs TensorFlow") == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -29,7 +29,7 @@ import numpy as np
 from hubembed._formats import preprocessor, writers
 from hubembed._formats.names import BertConfig
 from hubembed._tokenizer import HUGGINGFACE, TENSORFLOW_TEXT
-from hubembed._util import sha256_file, versions
+from hubembed._util import require_tensorflow, sha256_file, versions
 from hubembed.errors import ConversionError, InputError
 
 MANIFEST = "hubembed.json"
@@ -152,6 +152,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
     if not os.path.isdir(src):
         raise ConversionError(f"{src} is not a folder (expected a Hugging Face BERT folder)")
+    require_tensorflow(f"converting {src} to the Hub format (it writes TensorFlow SavedModels)")
     raw, cfg = read_hf_config(src)
     weights_path = os.path.join(src, "model.safetensors")
     vocab_file = os.path.join(src, "vocab.txt")

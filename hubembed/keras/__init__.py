@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import importlib
 
+from hubembed._util import require_tensorflow
 from hubembed.keras.feature import OUTPUTS as OUTPUTS
 from hubembed.keras.flavours import NAMES as _NAMES
 from hubembed.keras.flavours import default_keras as default_keras
@@ -53,6 +54,7 @@ def __getattr__(name: str) -> object:
     if name in ("keras3", "legacy"):
         return importlib.import_module(f"{__name__}.{name}")
     if name in _NAMES:
+        require_tensorflow(f"hubembed.keras.{name}")
         # Both flavours are registered for deserialisation as soon as one is used.
         flavour("keras3"), flavour("legacy")
         return getattr(flavour(default_keras()), name)
