@@ -107,3 +107,50 @@ def test_an_output_folder_named_like_a_file_is_said_to_be_a_folder(tmp_path):
     assert r.stdout.strip().endswith("rc 0 True"), r.stderr[-2000:]
     assert "vectors.npy is made a folder: an extraction is a folder of shards and a manifest, not one .npy" in r.stderr
     assert len(hubembed.open_extraction(str(tmp_path / "vectors.npy"))) == 1
+
+
+def test_a_wrong_column_or_a_header_read_as_data_is_refused_before_the_model_loads(tmp_path):
+    """Item 2: --column 5 on a two-column file was a "bad row" on every line, and --on-bad skip then wrote an empty
+    extraction; a header given positions was embedded as a text; a headerless file given a name got no hint. Now
+    each is an error naming the fix, raised from the first lines, before TensorFlow is imported."""
+    sst2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2", "dev.tsv")
+    headed = tmp_path / "headed.tsv"
+    headed.write_text("sentence\tlabel\na fine film\t1\nawful\t0\n", encoding="utf-8")
+    bare = tmp_path / "bare.csv"
+    bare.write_text("a fine film,1\nawful,0\n", encoding="utf-8")
+    cases = [
+        ([sst2, "--column", "5"], "line 1 has 2 field(s) (columns 0..1 by position), column 5 asked for"),
+        ([sst2, "--column", "5", "--on-bad", "skip"], "column 5 asked for: choose a column that exists"),
+        ([str(headed), "--column", "0"], "line 1 looks like a header (sentence, label)"),
+        ([str(bare), "--column", "text"], "no header row? name the column by its 0-based position (--column 0)"),
+    ]
+    for args, message in cases:
+        r = _cli(["extract", *args, "-o", str(tmp_path / "out")])
+        assert "rc 1 False" in r.stdout, (args, r.stdout, r.stderr[-2000:])
+        assert message in r.stderr, (args, r.stderr[-2000:])
+    assert "--column sentence" in _cli(["extract", str(headed), "--column", "0", "-o", str(tmp_path / "o")]).stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_column_is_warned_about_and_rows_all_dropped_are_an_error(tmp_path, tiny_models, caplog):
+    """Item 2: the label column (only numbers) is embedded with a warning; an input every row of which is dropped as
+    bad is an error, not an empty extraction; an input with no text is warned about."""
+    model = tiny_models["tf2_dict"]
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("".join(f"text number {i}\t{i % 2}\n" for i in range(120)), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="hubembed"):
+        m = hubembed.extract(str(labels), str(tmp_path / "o1"), model=model, column="1", quiet=True)
+    assert m["rows"] == 120
+    assert "column '1' holds only numbers in its first 100 rows (0, 1): it looks like labels" in caplog.text
+    assert caplog.text.count("looks like labels") == 1
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text('{"text": 5}\n{"text": 6}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"every row was dropped \(2 bad, e.g. line 1: field 'text' is int"):
+        hubembed.extract(str(numbers), str(tmp_path / "o2"), model=model, column="text", on_bad="skip", quiet=True)
+    assert not (tmp_path / "o2" / "manifest.json").exists()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hubembed"):
+        m = hubembed.extract(str(empty), str(tmp_path / "o3"), model=model, quiet=True)
+    assert m["rows"] == 0 and "no text to embed (2 empty lines skipped)" in caplog.text

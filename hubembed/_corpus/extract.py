@@ -220,6 +220,7 @@ def extract(
 def run(job: CorpusJob, input_path: str, encoder: Optional[Encoder] = None) -> dict:
     """Run ``job`` over ``input_path`` on this machine (``encoder``: already loaded; default ``job.load.load()``)."""
     reader = inputs.open_input(input_path, **job.source.reader_args())
+    reader.check_columns()  # a wrong column or a header read as data: before the model loads
     store.check_folder(job.out, job.resume)  # before the model loads
     if encoder is None:
         loaded = job.load.load()
@@ -289,32 +290,55 @@ def _run(embedder: Embedder, reader: inputs.Reader, st: store.ShardStore, quiet:
         bar.set_postfix(rows=st.rows_done, shards=len(st.shards))
         chunk = []
 
-    for rec in reader.records():
-        if rec.line <= done_lines:
-            done_chunk.append(rec)
-            if len(done_chunk) == st.shards[done_i]["rows"]:
-                _check_done(st, done_i, done_chunk)
-                done_chunk, done_i = [], done_i + 1
-            continue
-        if rec.row != done_rows + n_new + len(chunk):
-            raise OutputError(
-                f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
-                f"{rec.line}); start a new extraction"
-            )
-        chunk.append(rec)
-        if total:
-            bar.update(rec.line - last_line)
-        last_line = rec.line
-        if len(chunk) == shard_size:
+    try:
+        for rec in reader.records():
+            if rec.line <= done_lines:
+                done_chunk.append(rec)
+                if len(done_chunk) == st.shards[done_i]["rows"]:
+                    _check_done(st, done_i, done_chunk)
+                    done_chunk, done_i = [], done_i + 1
+                continue
+            if rec.row != done_rows + n_new + len(chunk):
+                raise OutputError(
+                    f"{st.out}: the input changed since the interrupted run (row {rec.row} at line "
+                    f"{rec.line}); start a new extraction"
+                )
+            chunk.append(rec)
+            if total:
+                bar.update(rec.line - last_line)
+            last_line = rec.line
+            if len(chunk) == shard_size:
+                flush()
+        if chunk:
             flush()
-    if chunk:
-        flush()
-    if total:
-        bar.update(max(0, total - last_line))
-    bar.close()
+        if total:
+            bar.update(max(0, total - last_line))
+    finally:  # an error is printed on a line of its own, not on the bar's
+        bar.close()
     seconds = time.perf_counter() - start
     st.skipped.extend([list(s) for s in new_skips(float("inf"))])
+    _check_something_read(reader, st)
     return _finish(embedder, st, n_new, seconds)
+
+
+def _check_something_read(reader: inputs.Reader, st: store.ShardStore) -> None:
+    """An input every row of which was dropped as bad is an error (nothing is written: the advice to skip bad rows
+    must not produce an empty extraction); an input with no text at all is warned about.
+
+    Raises:
+        InputError: no row was kept and some were bad (the first reason and line, and how many).
+    """
+    if st.rows_done:
+        return
+    bad = [s for s in st.skipped if s[1] != "empty"]
+    if bad:
+        raise InputError(
+            f"{reader.path}: every row was dropped ({len(bad)} bad, e.g. line {bad[0][0]}: {bad[0][1]}), so nothing "
+            f"was extracted: check the column (and the format) you asked for"
+        )
+    log.warning(
+        "%s: no text to embed (%d empty lines skipped): the extraction has 0 rows", reader.path, len(st.skipped)
+    )
 
 
 def _finish(embedder: Embedder, st: store.ShardStore, n_new: int, seconds: float) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,7 +25,10 @@ from typing import IO, Callable, Iterator, List, Optional, Tuple
 from hubembed._util import optional
 from hubembed.errors import InputError
 
+log = logging.getLogger("hubembed")
+
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
+LABEL_ROWS = 100  # rows looked at to warn that the text column holds only numbers
 ON_BAD = ("fail", "skip")
 ON_EMPTY = ("skip", "keep", "fail")
 
@@ -53,6 +57,7 @@ class Reader:
     on_empty: str = "skip"
     skipped: List[Tuple[int, str]] = field(default_factory=list)
     opener: Optional[Callable[[str], IO[bytes]]] = None  # path -> binary file; Beam passes FileSystems.open
+    _labels_warned: bool = False
 
     def _open(self) -> IO[bytes]:
         return self.opener(self.path) if self.opener else open(self.path, "rb")
@@ -78,11 +83,22 @@ class Reader:
             "on_empty": self.on_empty,
         }
 
+    def check_columns(self) -> None:
+        """Read the first record of a file (not standard input, which cannot be read twice): what is wrong with the
+        columns asked for (a name the header lacks, a position line 1 does not have, a header read as data) is
+        raised now, before any slow work."""
+        if self.path == "-":
+            return
+        for record in self.records():  # the first rows: the label warning too
+            if record.row + 1 >= LABEL_ROWS:
+                break
+
     # -- the stream ----------------------------------------------------------
     def records(self) -> Iterator[Record]:
         """Every kept record, in file order; ``row`` counts kept records from 0."""
         self.skipped = []
         row = 0
+        numbers: List[str] = []  # the first texts, while every one is a number (a label column?)
         for line, rid, text in self._raw():
             if text is None:
                 continue  # a bad row, already handled
@@ -92,8 +108,29 @@ class Reader:
                 if self.on_empty == "skip":
                     self.skipped.append((line, "empty"))
                     continue
+            if row < LABEL_ROWS and (row == len(numbers)) and _is_number(text):
+                numbers.append(text.strip())
+                if len(numbers) == LABEL_ROWS:
+                    self._warn_labels(numbers)
             yield Record(row, str(rid if rid is not None else line), text, line)
             row += 1
+        if 0 < len(numbers) == row < LABEL_ROWS:
+            self._warn_labels(numbers)
+
+    def _warn_labels(self, numbers: List[str]) -> None:
+        if self._labels_warned:
+            return
+        self._labels_warned = True
+        shown = ", ".join(sorted(set(numbers), key=numbers.index)[:5])
+        where = f"column {self.column!r}" if self.column is not None else "every line"
+        log.warning(
+            "%s: %s holds only numbers in its first %d rows (%s): it looks like labels, not text; is the text in "
+            "another column?",
+            self.path,
+            where,
+            len(numbers),
+            shown,
+        )
 
     def _bad(self, line: int, why: str) -> None:
         if self.on_bad == "fail":
@@ -160,9 +197,16 @@ class Reader:
                 return
             want = max(int(column), int(self.id_column or 0))
             if len(values) <= want:
+                if line == 1:  # the first row decides what the columns are: a wrong column, not a bad row
+                    raise InputError(
+                        f"{self.path}: line 1 has {len(values)} field(s) (columns 0..{len(values) - 1} by position), "
+                        f"column {want} asked for: choose a column that exists"
+                    )
                 self._bad(line, f"{len(values)} fields, column {want} asked for")
                 yield line, None, None
                 return
+            if line == 1:
+                self._check_not_a_header(values, int(column))
             yield line, (values[int(self.id_column)] if self.id_column else None), values[int(column)]
             return
         if line == 1:
@@ -170,7 +214,8 @@ class Reader:
             for name in filter(None, (self.column, self.id_column)):
                 if name not in self._header:
                     raise InputError(
-                        f"{self.path}: no column {name!r} in the header (columns: {', '.join(self._header)})"
+                        f"{self.path}: no column {name!r} in the header (columns: {', '.join(self._header)}); "
+                        f"no header row? name the column by its 0-based position (--column 0)"
                     )
             return
         values = next(csv.reader(io.StringIO(text), delimiter=delim), [])
@@ -183,6 +228,24 @@ class Reader:
             return
         row = dict(zip(self._header, values))
         yield line, (row[self.id_column] if self.id_column else None), row[column]
+
+    def _check_not_a_header(self, values: List[str], column: int) -> None:
+        """Columns by position read line 1 as data: refuse it when it is plainly a header, i.e. a column that holds
+        numbers further down (a label) holds a word here (the next line is peeked)."""
+        with self._open() as f:
+            f.readline()
+            second = f.readline().decode("utf-8", "replace").rstrip("\r\n")
+        delim = "\t" if self.format == "tsv" else ","
+        below = next(csv.reader(io.StringIO(second), delimiter=delim), [])
+        if len(below) != len(values):
+            return
+        numeric = [i for i, v in enumerate(below) if _is_number(v) and not _is_number(values[i]) and i != column]
+        if numeric and not _is_number(values[column]):
+            raise InputError(
+                f"{self.path}: line 1 looks like a header ({', '.join(values)}): column {numeric[0]} holds "
+                f"{values[numeric[0]]!r} there and numbers below. Name the text column instead: "
+                f"--column {values[column]}"
+            )
 
     def _parquet(self) -> Iterator[RawRow]:
         optional("pyarrow", "Reading Parquet input")
@@ -205,6 +268,14 @@ class Reader:
                     yield line, None, None
                     continue
                 yield line, i, t or ""
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def open_input(
