@@ -24,8 +24,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from hubembed._engines import PROBE_TEXTS, Engine, check_quantize
+from hubembed._formats import convert, lite
 from hubembed._formats import export as export_format
-from hubembed._formats import lite
 from hubembed._hub import pairing, resolve
 from hubembed._hub.fingerprint import weights_fingerprint
 from hubembed._hub.preprocess import Preprocessing
@@ -230,11 +230,19 @@ def _from_export(r: resolve.Resolved, o: LoadOptions) -> ExportedEmbedder:
 
 
 def _window(r: resolve.Resolved, sig: Signature, given: Optional[int]) -> Tuple[int, str]:
-    """(the window hubembed packs, where it came from): given, the registry's trained length, or max positions."""
+    """(the window hubembed packs, where it came from): given, the registry's trained length, the trained length a
+    conversion recorded (``sentence_bert_config.json``), or max positions."""
     limit = sig.max_positions or 512
     trained = r.entry.seq_length if r.entry is not None and r.entry.kind == "encoder" else None
-    seq_length_from = "given" if given is not None else "registry" if trained else "max positions"
-    seq_length = given if given is not None else trained or min(limit, 512)
+    recorded = convert.recorded_window(r.path) if trained is None and given is None else None
+    if given is not None:
+        seq_length, seq_length_from = given, "given"
+    elif trained:
+        seq_length, seq_length_from = trained, "registry"
+    elif recorded is not None:
+        seq_length, seq_length_from = recorded
+    else:
+        seq_length, seq_length_from = min(limit, 512), "max positions"
     if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
         raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
     return seq_length, seq_length_from

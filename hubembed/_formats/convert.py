@@ -33,7 +33,10 @@ from hubembed._util import require_tensorflow, sha256_file, versions
 from hubembed.errors import ConversionError, InputError
 
 MANIFEST = "hubembed.json"
-FORMAT = "hubembed-converted/3"  # 2: dropout when training, Hugging Face tokenization; 3: TFLite-convertible ops
+# 2: dropout when training, Hugging Face tokenization; 3: TFLite-convertible ops; 4: the trained window recorded
+# (sentence_bert_config.json) and the saved preprocessor's default
+FORMAT = "hubembed-converted/4"
+SBERT_CONFIG = "sentence_bert_config.json"
 _ACTIVATIONS = {
     "gelu": "gelu",
     "gelu_new": "gelu_tanh",
@@ -179,6 +182,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
     except ConversionError as e:  # a layer norm under neither of its names
         raise ConversionError(f"{weights_path}: {e}: not a BERT checkpoint?") from None
     lower = _do_lower_case(src, vocab_file)
+    window, window_from = trained_window(src, cfg.max_positions)
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
@@ -190,7 +194,10 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         except InputError as e:  # weights whose shapes config.json does not describe
             raise ConversionError(f"{weights_path} does not fit {src}/config.json: {e}") from None
         # Tokenized as the tokenizer the checkpoint was trained with: Hugging Face's.
-        preprocessor.save_preprocessor(vocab_file, lower, os.path.join(tmp, "preprocess"), flavour=HUGGINGFACE)
+        # Its default window is the one hubembed packs: plain hub.KerasLayer on preprocess/ truncates alike.
+        preprocessor.save_preprocessor(
+            vocab_file, lower, os.path.join(tmp, "preprocess"), seq_length=window, flavour=HUGGINGFACE
+        )
         manifest = {
             "format": FORMAT,
             "source": src,
@@ -199,6 +206,8 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
             "hf_config": {k: raw[k] for k in ("_name_or_path", "architectures", "hidden_act") if k in raw},
             "do_lower_case": lower,
             "tokenizer": HUGGINGFACE,
+            "seq_length": window,
+            "seq_length_from": window_from,
             "mlm": "mlm/output_bias" in weights,
             "pooler": "pooler_transform/kernel" in weights,
             "versions": _versions(),
@@ -211,6 +220,35 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def trained_window(src: str, max_positions: int) -> Tuple[int, str]:
+    """(the window a checkpoint was trained with, where that came from): ``max_seq_length`` of its
+    ``sentence_bert_config.json`` (what sentence-transformers truncates at), else its max positions (at most 512).
+
+    Raises:
+        ConversionError: a ``max_seq_length`` that is not an integer in 3..max positions.
+    """
+    path = os.path.join(src, SBERT_CONFIG)
+    if not os.path.isfile(path):
+        return min(max_positions, 512), "max positions"
+    with open(path, encoding="utf-8") as f:
+        n = json.load(f).get("max_seq_length")
+    if not isinstance(n, int) or not 3 <= n <= max_positions:
+        raise ConversionError(f"{path}: max_seq_length={n!r}; valid: an integer in 3..{max_positions} (max positions)")
+    return n, SBERT_CONFIG
+
+
+def recorded_window(encoder_path: str) -> Optional[Tuple[int, str]]:
+    """(window, "conversion (<source>)") when ``encoder_path`` is the encoder/ folder of a conversion that recorded
+    its trained window; else None."""
+    manifest = os.path.join(os.path.dirname(os.path.normpath(encoder_path)), MANIFEST)
+    if os.path.basename(os.path.normpath(encoder_path)) != "encoder" or not os.path.isfile(manifest):
+        return None
+    with open(manifest, encoding="utf-8") as f:
+        info = json.load(f)
+    n = info.get("seq_length")
+    return (n, f"conversion ({info.get('seq_length_from')})") if isinstance(n, int) else None
 
 
 def _file_sizes(root: str) -> Dict[str, int]:
@@ -244,10 +282,10 @@ def verify(out_dir: str) -> Optional[str]:
     return None
 
 
-def preprocessor_source(path: str) -> Optional[Tuple[str, bool, str]]:
-    """(vocab file, do_lower_case, tokenizer flavour) when ``path`` is the preprocess/ folder of a conversion:
-    what ``save_preprocessor`` was given, so the same tokenizer can be rebuilt in memory. Else None.
-    (Format 1 conversions tokenized as tensorflow_text does.)"""
+def preprocessor_source(path: str) -> Optional[Tuple[str, bool, str, Optional[int]]]:
+    """(vocab file, do_lower_case, tokenizer flavour, default seq_length or None) when ``path`` is the preprocess/
+    folder of a conversion: what ``save_preprocessor`` was given, so the same tokenizer can be rebuilt in memory.
+    Else None. (Format 1 conversions tokenized as tensorflow_text does; before format 4 the default was 128.)"""
     path = os.path.normpath(path)
     manifest = os.path.join(os.path.dirname(path), MANIFEST)
     vocab = os.path.join(path, "assets", "vocab.txt")
@@ -257,7 +295,8 @@ def preprocessor_source(path: str) -> Optional[Tuple[str, bool, str]]:
         info = json.load(f)
     if not str(info.get("format", "")).startswith(FORMAT.split("/")[0] + "/") or "do_lower_case" not in info:
         return None
-    return vocab, bool(info["do_lower_case"]), info.get("tokenizer", TENSORFLOW_TEXT)
+    window = info.get("seq_length")
+    return vocab, bool(info["do_lower_case"]), info.get("tokenizer", TENSORFLOW_TEXT), window
 
 
 def _versions() -> dict:

@@ -37,8 +37,8 @@ def load_preprocessor(handle: str, trust: str = "registry", python: bool = False
     r = resolve.resolve(handle)
     own = convert.preprocessor_source(r.path)
     if own is not None:
-        vocab, lower_case, flavour = own
-        return pp.from_vocab(vocab, lower_case, source=handle, flavour=flavour, python=python)
+        vocab, lower_case, flavour, window = own
+        return pp.from_vocab(vocab, lower_case, source=handle, flavour=flavour, python=python, seq_length=window)
     vocab_asset = os.path.join(r.path, "assets", "vocab.txt")
     casing = r.entry.casing if r.entry is not None else None
     if python and casing in ("cased", "uncased") and os.path.isfile(vocab_asset):

@@ -117,7 +117,7 @@ class PyPreprocessor:
     def twin(self) -> Preprocessor:
         """The TensorFlow preprocessor of the same vocabulary, casing and flavour (imports TensorFlow)."""
         if self._twin is None:
-            twin = from_vocab(self.vocab_file, self.lower_case, self.source, self.flavour)
+            twin = from_vocab(self.vocab_file, self.lower_case, self.source, self.flavour, seq_length=self.seq_length)
             assert isinstance(twin, Preprocessor)
             self._twin = twin
         return self._twin
@@ -173,13 +173,15 @@ def from_vocab(
     source: Optional[str] = None,
     flavour: str = TENSORFLOW_TEXT,
     python: bool = False,
+    seq_length: Optional[int] = None,
 ) -> Union[Preprocessor, PyPreprocessor]:
     """A preprocessor built in memory from a vocab file and casing: in TensorFlow (tokenizes eagerly, no trace), or
-    with ``python=True`` in Python (``PyPreprocessor``: the same ids, no TensorFlow)."""
+    with ``python=True`` in Python (``PyPreprocessor``: the same ids, no TensorFlow). ``seq_length``: its default
+    (what it pads to when it runs alone; 128 when None)."""
     if python:
         source = source or f"built from {os.path.basename(vocab_file)} (do_lower_case={bool(lower_case)})"
-        return PyPreprocessor(vocab_file, lower_case, source, flavour)
-    module = build_preprocessor(vocab_file, lower_case, flavour=flavour)
+        return PyPreprocessor(vocab_file, lower_case, source, flavour, seq_length=seq_length or 0)
+    module = build_preprocessor(vocab_file, lower_case, seq_length=seq_length or DEFAULT_SEQ_LENGTH, flavour=flavour)
     special = {k: int(v) for k, v in module.tokenize._special.items()}  # read off the vocab, no trace
     return Preprocessor(
         module,

@@ -54,7 +54,8 @@ class Signature:
     preprocessor: Optional[dict] = None
     extraction: dict = field(default_factory=dict)
     seq_length: Optional[int] = None  # the window hubembed packs (word pieces per row, [CLS]/[SEP] included)
-    seq_length_from: Optional[str] = None  # "registry" (the trained maximum) | "max positions" | "given"
+    # "registry" (the trained maximum) | "conversion (sentence_bert_config.json)" | "max positions" | "given"
+    seq_length_from: Optional[str] = None
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -144,3 +144,36 @@ def test_casing_inferred_from_vocab_without_tokenizer_config(tmp_path, hf_mlm):
     lower = tmp_path / "vocab.txt"
     lower.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n")
     assert convert._do_lower_case(str(tmp_path), str(lower)) is True
+
+
+def test_the_trained_window_of_sentence_bert_config_is_recorded_and_used_everywhere(hf_mlm, tmp_path):
+    """Issue 29, item 4: a sentence-transformers folder says its window (max_seq_length); convert records it, load
+    packs it, inspect shows it once, and the saved preprocess/ pads to it when run alone (hub.KerasLayer)."""
+    import shutil
+
+    import tensorflow_text  # noqa: F401  (the saved preprocessor's ops)
+
+    import hubembed
+
+    src = tmp_path / "sbert"
+    shutil.copytree(hf_mlm[0], src)
+    (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 24, "do_lower_case": False}))
+    out = str(tmp_path / "converted")
+    convert.convert(str(src), out)
+    manifest = json.load(open(os.path.join(out, "hubembed.json")))
+    assert (manifest["seq_length"], manifest["seq_length_from"]) == (24, "sentence_bert_config.json")
+    enc = hubembed.load(out)
+    assert (enc.seq_length, enc.signature.seq_length_from) == (24, "conversion (sentence_bert_config.json)")
+    assert enc.preprocessor.seq_length == 24
+    assert enc.signature.to_dict()["preprocessor"]["seq_length_note"].endswith(
+        "hubembed packs 24 too (the top-level seq_length)"
+    )
+    saved = tf.saved_model.load(os.path.join(out, "preprocess"))
+    assert saved(tf.constant(["Hello World"]))["input_word_ids"].shape == (1, 24)
+    plain = str(tmp_path / "plain")
+    convert.convert(hf_mlm[0], plain)  # no sentence_bert_config.json: max positions (40 here)
+    assert hubembed.load(plain).seq_length == 40
+    assert tf.saved_model.load(os.path.join(plain, "preprocess"))(tf.constant(["x"]))["input_word_ids"].shape[1] == 40
+    (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 4096}))
+    with pytest.raises(hubembed.ConversionError, match=r"max_seq_length=4096; valid: an integer in 3..40"):
+        convert.convert(str(src), str(tmp_path / "bad"))

@@ -20,31 +20,29 @@ def _windows(out: str) -> List[str]:
     return [line for line in _lines(out) if re.search(r"seq_length(:\s+| is )\d+", line)]
 
 
-def test_minilm_shows_the_window_it_packs_and_says_the_preprocessor_default_is_not_used(
-    minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture
-) -> None:
+def test_minilm_has_one_window_everywhere(minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture) -> None:
+    """Issue 29, item 4: the conversion's saved preprocessor pads to the window hubembed packs (256, the trained
+    maximum), so inspect shows one window and plain hub.KerasLayer on preprocess/ truncates alike."""
     assert main(["inspect", "minilm"]) == 0
     out = capsys.readouterr().out
-    assert _windows(out) == [
-        "seq_length:      256 (the window hubembed packs; from registry)",
-        "its own default seq_length is 128 (what it pads to when run alone, as in hub.KerasLayer);",
-    ]
-    lines = _lines(out)
-    pre = lines.index("preprocessor:    minilm-preprocess (paired by registry; vocab 30522)")
-    assert lines[pre + 1 : pre + 3] == [
-        "its own default seq_length is 128 (what it pads to when run alone, as in hub.KerasLayer);",
-        "hubembed does not use it: it packs 256 (seq_length above)",
-    ]
+    assert _windows(out) == ["seq_length:      256 (the window hubembed packs; from registry)"]
+    assert "preprocessor:    minilm-preprocess (paired by registry; vocab 30522)" in _lines(out)
+    assert "hubembed does not use it" not in out
+    assert minilm.preprocessor.seq_length == 256
 
 
-def test_minilm_with_the_preprocessor_window_shows_it_once(
+def test_minilm_with_another_window_says_the_preprocessor_default_is_not_used(
     minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture
 ) -> None:
     assert main(["inspect", "minilm", "--seq-length", "128"]) == 0
     out = capsys.readouterr().out
-    assert _windows(out) == ["seq_length:      128 (the window hubembed packs; from given)"]
-    assert "preprocessor:    minilm-preprocess (paired by registry; vocab 30522)" in _lines(out)
-    assert "hubembed does not use it" not in out
+    assert _windows(out) == [
+        "seq_length:      128 (the window hubembed packs; from given)",
+        "its own default seq_length is 256 (what it pads to when run alone, as in hub.KerasLayer);",
+    ]
+    lines = _lines(out)
+    pre = lines.index("preprocessor:    minilm-preprocess (paired by registry; vocab 30522)")
+    assert lines[pre + 2] == "hubembed does not use it: it packs 128 (seq_length above)"
 
 
 def test_tiny_models_show_one_window_and_the_built_preprocessor_default(
@@ -82,10 +80,8 @@ def test_tiny_model_json_keeps_its_keys_sorted_and_explains_the_preprocessor_def
 def test_minilm_json(minilm: "hubembed.Encoder", capsys: pytest.CaptureFixture) -> None:
     assert main(["inspect", "minilm", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert (d["seq_length"], d["seq_length_from"], d["preprocessor"]["seq_length"]) == (256, "registry", 128)
-    assert d["preprocessor"]["seq_length_note"].endswith(
-        "hubembed does not use it: it packs 256 (the top-level seq_length)"
-    )
+    assert (d["seq_length"], d["seq_length_from"], d["preprocessor"]["seq_length"]) == (256, "registry", 256)
+    assert d["preprocessor"]["seq_length_note"].endswith("hubembed packs 256 too (the top-level seq_length)")
 
 
 def test_signature_without_a_preprocessor_or_window(tiny_encoders: Dict[str, "hubembed.Encoder"]) -> None:
