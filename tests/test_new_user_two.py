@@ -154,3 +154,45 @@ def test_a_label_column_is_warned_about_and_rows_all_dropped_are_an_error(tmp_pa
     with caplog.at_level("WARNING", logger="hubembed"):
         m = hubembed.extract(str(empty), str(tmp_path / "o3"), model=model, quiet=True)
     assert m["rows"] == 0 and "no text to embed (2 empty lines skipped)" in caplog.text
+
+
+def test_repeated_ids_are_refused_before_the_model_loads_and_by_id_never_guesses(tmp_path, tiny_models):
+    """Item 3: 50 rows with 32 distinct --id-column ids were accepted and by_id returned one of them."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("id,text\n" + "".join(f"{i % 32},text number {i}\n" for i in range(50)), encoding="utf-8")
+    r = _cli(["extract", str(rows), "--column", "text", "--id-column", "id", "-o", str(tmp_path / "o1")])
+    assert "rc 1 False" in r.stdout, r.stderr[-2000:]
+    assert "line 34: id '0' repeats line 2's (the ids of 'id' must be unique" in r.stderr
+    assert not (tmp_path / "o1").exists()
+    # From standard input (read once): refused where the repeat is met.
+    code = (
+        "import sys, io, hubembed\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[1].encode()))\n"
+        "try:\n"
+        "    hubembed.extract('-', sys.argv[2], model=sys.argv[3], input_format='csv', column='text', id_column='id',"
+        " quiet=True)\n"
+        "except hubembed.InputError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    lines = "id,text\na,one\nb,two\na,three\n"
+    r = subprocess.run(
+        [sys.executable, "-c", code, lines, str(tmp_path / "o2"), tiny_models["tf2_dict"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "refused: -: line 4: id 'a' repeats line 2's" in r.stdout, r.stderr[-2000:]
+    # An extraction whose ids repeat (made before they were checked): by_id says so instead of choosing.
+    ok = tmp_path / "ok.csv"
+    ok.write_text("id,text\na,one\nb,two\nc,three\n", encoding="utf-8")
+    hubembed.extract(
+        str(ok), str(tmp_path / "o3"), model=tiny_models["tf2_dict"], column="text", id_column="id", quiet=True
+    )
+    ids_file = tmp_path / "o3" / "part-00000.ids.json"
+    ids_file.write_text(ids_file.read_text().replace('"c"', '"a"'))
+    ex = hubembed.open_extraction(str(tmp_path / "o3"))
+    assert ex.by_id("b").shape == (16,)
+    with pytest.raises(hubembed.OutputError, match=r"id 'a' names 2 rows \(0, 2\): by_id cannot choose"):
+        ex.by_id("a")
+    with pytest.raises(KeyError):
+        ex.by_id("zzz")

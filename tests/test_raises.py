@@ -152,8 +152,8 @@ PROTOCOL = {
     ("hubembed/encoder.py", "__getattr__", "AttributeError"),
     ("hubembed/_corpus/store.py", "Extraction.__getitem__", "IndexError"),
 }
-# Left as it is: Extraction.by_id raises KeyError as a mapping does (tests/corpus/test_extract.py); issue 29 (duplicate
-# ids, by_id honest about them) is where its error is reconsidered.
+# Extraction.by_id raises KeyError for an id no row has, as a mapping does (tests/corpus/test_extract.py); an id that
+# names several rows is an OutputError (tests/test_new_user_two.py).
 TODO_NOT_OWNED = {
     ("hubembed/_corpus/store.py", "Extraction.by_id", "KeyError"),
 }

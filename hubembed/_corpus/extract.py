@@ -290,8 +290,11 @@ def _run(embedder: Embedder, reader: inputs.Reader, st: store.ShardStore, quiet:
         bar.set_postfix(rows=st.rows_done, shards=len(st.shards))
         chunk = []
 
+    ids: Dict[str, int] = {}  # standard input cannot be checked before the run: its ids are checked as they come
     try:
         for rec in reader.records():
+            if reader.path == "-" and reader.id_column is not None:
+                reader.check_id(ids, rec)
             if rec.line <= done_lines:
                 done_chunk.append(rec)
                 if len(done_chunk) == st.shards[done_i]["rows"]:

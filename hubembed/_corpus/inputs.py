@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Dict, Iterator, List, Optional, Tuple
 
 from hubembed._util import optional
 from hubembed.errors import InputError
@@ -89,9 +89,26 @@ class Reader:
         raised now, before any slow work."""
         if self.path == "-":
             return
+        first: Dict[str, int] = {}  # id -> line: read to the end when ids come from the input (they must not repeat)
         for record in self.records():  # the first rows: the label warning too
-            if record.row + 1 >= LABEL_ROWS:
-                break
+            if self.id_column is None:
+                if record.row + 1 >= LABEL_ROWS:
+                    break
+                continue
+            self.check_id(first, record)
+
+    def check_id(self, first: Dict[str, int], record: Record) -> None:
+        """Refuse an id given by the input that an earlier row already had (``first``: id -> line, updated).
+
+        Raises:
+            InputError: the id repeats (both lines named).
+        """
+        line = first.setdefault(record.id, record.line)
+        if line != record.line:
+            raise InputError(
+                f"{self.path}: line {record.line}: id {record.id!r} repeats line {line}'s (the ids of "
+                f"{self.id_column!r} must be unique: they name the rows of the extraction)"
+            )
 
     # -- the stream ----------------------------------------------------------
     def records(self) -> Iterator[Record]:

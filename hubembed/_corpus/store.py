@@ -391,12 +391,28 @@ class Extraction:
         return out
 
     def by_id(self, rid: object) -> Union[np.ndarray, shard_formats.Pieces]:
+        """The row whose id is ``rid``.
+
+        Raises:
+            KeyError: no row has that id (as a mapping does).
+            OutputError: several rows have it (an extraction made before ids were checked for repeats): use the rows'
+                positions (``ex[i]``, ``ex.ids()``) instead.
+        """
         if self._ids is None:
-            self._ids = {r: i for i, r in enumerate(self.ids())}
+            self._ids = {}
+            for i, r in enumerate(self.ids()):
+                self._ids[r] = -1 if r in self._ids else i  # -1: the id repeats
         try:
-            return self[self._ids[str(rid)]]
+            row = self._ids[str(rid)]
         except KeyError:
             raise KeyError(f"no row with id {rid!r} in {self.out}") from None
+        if row < 0:
+            rows = [i for i, r in enumerate(self.ids()) if r == str(rid)]
+            raise OutputError(
+                f"{self.out}: id {rid!r} names {len(rows)} rows ({', '.join(map(str, rows[:5]))}): by_id cannot "
+                f"choose; index the rows by position (ex[i], ex.ids())"
+            )
+        return self[row]
 
     def vectors(self) -> np.ndarray:
         """Every sentence vector in one array (loads them all)."""
