@@ -233,6 +233,11 @@ class Encoder(TokenLevel):
         chosen = [i for i in layer_spec.select(layers, self.signature.num_layers) if i != layer_spec.EMBEDDINGS]
         if self.quantize == "int8":
             raise InputError(int8_refusal(["internals (attention, sub-layers: the float32 rebuild's)"]))
+        if self.engine.backend == "hub":
+            raise InputError(
+                "internals (the embedding output, attention, sub-layers) come from the Model Garden rebuild, which "
+                "backend='hub' rules out (the Hub model exports none of them): load with backend='auto' or 'garden'"
+            )
         return _internals(self, texts, chosen, attention, sublayers, batch_size)
 
     def embed(

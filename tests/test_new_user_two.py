@@ -196,3 +196,13 @@ def test_repeated_ids_are_refused_before_the_model_loads_and_by_id_never_guesses
         ex.by_id("a")
     with pytest.raises(KeyError):
         ex.by_id("zzz")
+
+
+def test_internals_under_backend_hub_are_refused_not_rebuilt(tiny_models):
+    """Item 8: backend='hub' promises never to rebuild; internals() rebuilt anyway. Now it says why and what to do."""
+    enc = hubembed.load(tiny_models["tf2_dict"], backend="hub")
+    with pytest.raises(
+        InputError, match="internals .* backend='hub' rules out .* load with backend='auto' or 'garden'"
+    ):
+        enc.internals(["a text"], attention=True)
+    assert enc.engine._garden is None  # nothing was built
