@@ -206,3 +206,28 @@ def test_internals_under_backend_hub_are_refused_not_rebuilt(tiny_models):
     ):
         enc.internals(["a text"], attention=True)
     assert enc.engine._garden is None  # nothing was built
+
+
+def test_messages_name_the_fix_without_printing_arrays(tiny_encoders, tmp_path):
+    """Item 9: ranges given where the precision goes printed 7 KB of array repr; a Hugging Face folder did not point to
+    convert; layers=L on L layers did not say how Hugging Face's hidden_states count."""
+    from hubembed import quantize
+
+    vecs = np.random.default_rng(0).normal(size=(20, 384)).astype(np.float32)
+    ranges = quantize.Ranges.fit(vecs)
+    codes = quantize.quantize(vecs, "int8", ranges)
+    for given in (ranges, np.stack([ranges.low, ranges.high])):
+        with pytest.raises(InputError) as e:
+            quantize.dequantize(codes, given)
+        assert len(str(e.value)) < 300 and "ranges are the third argument: dequantize(codes, 'int8', ranges)" in str(
+            e.value
+        )
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    (hf / "model.safetensors").write_bytes(b"")
+    with pytest.raises(hubembed.NotASavedModelError, match=f"hubembed convert {hf} OUT"):
+        hubembed.load(str(hf))
+    enc = tiny_encoders["tf2_dict"]  # 3 layers
+    with pytest.raises(InputError, match=r"Hugging Face's hidden_states\[3\] is hubembed's layer 2"):
+        enc.embed(["a text"], layers=3)

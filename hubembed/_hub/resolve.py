@@ -203,6 +203,17 @@ def _resolve_local(handle: str) -> Resolved:
             f"TextEmbedder or LiteRT's Interpreter (README, 'On devices'); load the model it was exported from "
             f"to embed with hubembed"
         )
+    if not holds_model(path) and os.path.isfile(os.path.join(path, "config.json")):
+        weights = [
+            n
+            for n in ("model.safetensors", "pytorch_model.bin", "tf_model.h5")
+            if os.path.isfile(os.path.join(path, n))
+        ]
+        if weights:
+            raise NotASavedModelError(
+                f"{path} is a Hugging Face checkpoint ({', '.join(['config.json'] + weights)}), not a SavedModel: "
+                f"convert it once to the Hub format, then load the result: hubembed convert {path} OUT"
+            )
     if not holds_model(path):
         contents = sorted(os.listdir(path))[:8]
         raise NotASavedModelError(

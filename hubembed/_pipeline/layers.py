@@ -36,7 +36,13 @@ def _valid(num_layers: int) -> str:
 
 def _index(value: int, num_layers: int) -> int:
     if not -num_layers <= value < num_layers:
-        raise InputError(f"layer {value} requested; this encoder has {num_layers} layers ({_valid(num_layers)})")
+        hint = (
+            f"; Hugging Face's hidden_states[{value}] is hubembed's layer {value - 1} (hidden_states[0] is "
+            f"'embeddings')"
+            if value == num_layers
+            else ""
+        )
+        raise InputError(f"layer {value} requested; this encoder has {num_layers} layers ({_valid(num_layers)}){hint}")
     return value % num_layers
 
 

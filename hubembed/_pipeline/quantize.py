@@ -27,9 +27,17 @@ CALIBRATED = ("int8", "uint8")
 
 
 def check(precision: str) -> str:
+    if not isinstance(precision, str):  # e.g. ranges given where the precision goes: name it, never print it
+        what = type(precision).__name__ + (f" of shape {np.shape(precision)}" if hasattr(precision, "shape") else "")
+        hint = " (ranges are the third argument: dequantize(codes, 'int8', ranges))" if _ranges_like(precision) else ""
+        raise InputError(f"precision: a string ({', '.join(PRECISIONS)}), got a {what}{hint}")
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r}; valid: {', '.join(PRECISIONS)}")
     return precision
+
+
+def _ranges_like(value: object) -> bool:
+    return isinstance(value, Ranges) or (hasattr(value, "shape") and len(np.shape(value)) == 2)
 
 
 def width(precision: str, dim: int) -> int:
