@@ -79,3 +79,15 @@ __all__ = [
     "load",
     "open_extraction",
 ]
+
+# The public submodules, imported on first use (``hubembed.analysis`` after ``import hubembed``, as the README writes
+# them): importing them eagerly would import their optional dependencies, and TensorFlow, with every process.
+_SUBMODULES = ("analysis", "beam", "garden", "keras", "plots", "registry", "spark", "testing")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'hubembed' has no attribute {name!r}")

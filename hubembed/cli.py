@@ -232,8 +232,8 @@ def _spec(args):
         special_tokens=args.special_tokens,
         normalize=args.normalize,
         attention_layer=None if args.attention_layer is None else _layer_arg(args.attention_layer),
-        long=args.long,
-        stride=args.stride,
+        long=getattr(args, "long", "window"),
+        stride=getattr(args, "stride", None),
         transform=args.transform,
         truncate_dim=getattr(args, "truncate_dim", None),
         precision=getattr(args, "precision", "float32"),
@@ -331,8 +331,8 @@ def _cmd_probe(args) -> int:
         layers=_layer_arg(args.layers),
         combine="none",
         special_tokens=args.special_tokens,
-        long=args.long,
-        stride=args.stride,
+        long=getattr(args, "long", "window"),
+        stride=getattr(args, "stride", None),
     )
     enc = _load_options(args).load()
     texts, labels = _labelled(args.data, args)
@@ -383,24 +383,28 @@ def _trust_arg(s) -> None:
     )
 
 
-def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
-    """The embedding spec's options (``hubembed.EmbedSpec``), the same on every command that embeds."""
+def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool = False) -> None:
+    """The embedding spec's options (``hubembed.EmbedSpec``), the same on every command that embeds (``export``: not
+    those an export refuses: windows, truncate_dim, precision, ranges)."""
     g = s.add_argument_group("embedding spec (hubembed.EmbedSpec)")
     g.add_argument(
         "--layers",
         "--layer",
         dest="layers",
         default=layers,
-        help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, '-4:' (write "
-        f"--layers=-4:), '2:5', 'all', 'embeddings' (default {layers})",
+        help=f"Transformer blocks, 0-based, negative from the end: -1, 3, 0,4,-1, -4:, 2:5, all, embeddings "
+        f"(default: {layers})",
     )
-    g.add_argument(
-        "--long",
-        default="window",
-        choices=LONG_MODES,
-        help="texts longer than a window: overlapping windows stitched together, or cut",
-    )
-    g.add_argument("--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)")
+    if not export:  # an export truncates to one window
+        g.add_argument(
+            "--long",
+            default="window",
+            choices=LONG_MODES,
+            help="texts longer than a window: overlapping windows stitched together, or cut (default: window)",
+        )
+        g.add_argument(
+            "--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)"
+        )
     g.add_argument(
         "--no-special-tokens",
         dest="special_tokens",
@@ -409,7 +413,9 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
     )
     if not pooling:
         return
-    g.add_argument("--combine", default="mean", choices=COMBINES, help="how several layers become one")
+    g.add_argument(
+        "--combine", default="mean", choices=COMBINES, help="how several layers become one (default: mean)"
+    )
     g.add_argument(
         "--weights",
         type=_floats,
@@ -417,8 +423,10 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
         metavar="W1,W2,...",
         help="one per selected layer, for --combine weighted | scalar_mix",
     )
-    g.add_argument("--gamma", type=float, default=1.0, help="the scale of --combine scalar_mix")
-    g.add_argument("--pooling", default="mean", choices=POOLINGS, help="token vectors -> one vector per text")
+    g.add_argument("--gamma", type=float, default=1.0, help="the scale of --combine scalar_mix (default: 1.0)")
+    g.add_argument(
+        "--pooling", default="mean", choices=POOLINGS, help="token vectors -> one vector per text (default: mean)"
+    )
     g.add_argument(
         "--attention-layer",
         default=None,
@@ -431,6 +439,8 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True) -> None:
         metavar="FILE.npz",
         help="a fitted centering/whitening (hubembed.analysis.Whitening.save), applied after pooling",
     )
+    if export:  # an export gives the pooled float32 vectors
+        return
     g.add_argument("--truncate-dim", type=int, default=None, help="keep the first n dimensions (before --normalize)")
     g.add_argument(
         "--precision",
@@ -456,7 +466,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_export(sub)
     _add_convert(sub)
+    for command in sub.choices.values():
+        _complete_help(command)
     return p
+
+
+# Help for the options several commands share, where a command gives none of its own.
+_COMMON_HELP = {
+    "model": "registry name, tfhub.dev handle, Kaggle URL, local folder or (embed) a hubembed export",
+    "preprocess": "preprocessor handle to pair instead of the automatic pairing",
+    "seq_length": "the window: word pieces per row, [CLS]/[SEP] included (default: the model's trained length)",
+    "backend": "auto: the Hub model, the Model Garden rebuild for what it does not export; hub: never rebuild; "
+    "garden: always the rebuild",
+    "batch_size": "texts per batch",
+    "json": "print JSON instead of the readable output",
+    "dtype": "the stored vectors' float type",
+    "label_column": "the column (field) holding the labels",
+    "input_format": "the input format, instead of the extension",
+    "folds": "cross-validation folds",
+    "overwrite": "replace OUT if it exists",
+}
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Every option of a command says what it does and, where it has one, its default."""
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        if action.help is None:
+            action.help = _COMMON_HELP[action.dest]  # a new option without help: say what it does here
+        shown = action.default not in (None, False, True, argparse.SUPPRESS) and not isinstance(action.default, list)
+        if shown and "default" not in action.help:
+            action.help += f" (default: {action.default})"
 
 
 def _add_inspect(sub) -> None:
@@ -632,7 +673,7 @@ def _add_export(sub) -> None:
     )
     s.add_argument("--preprocess")
     s.add_argument("--seq-length", type=int, default=None, help="the window; longer texts are truncated")
-    _spec_options(s)
+    _spec_options(s, export=True)
     s.add_argument("--backend", default="auto", choices=BACKENDS)
     s.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     s.add_argument("--json", action="store_true", help="print the export's description as JSON")

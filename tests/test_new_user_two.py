@@ -231,3 +231,39 @@ def test_messages_name_the_fix_without_printing_arrays(tiny_encoders, tmp_path):
     enc = tiny_encoders["tf2_dict"]  # 3 layers
     with pytest.raises(InputError, match=r"Hugging Face's hidden_states\[3\] is hubembed's layer 2"):
         enc.embed(["a text"], layers=3)
+
+
+def test_help_says_every_default_and_export_lists_only_what_it_takes():
+    """Item 10: --pooling, --combine and --model hid their defaults, a dozen options had no help, and export --help
+    listed options export refuses."""
+    import argparse
+
+    from hubembed.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, (name, action.option_strings)
+            if action.default not in (None, False, True) and not isinstance(action.default, list):
+                assert "default" in action.help, (name, action.option_strings, action.help)
+    helps = {a.dest: a.help for a in sub.choices["embed"]._actions}
+    assert helps["pooling"].endswith("(default: mean)") and helps["combine"].endswith("(default: mean)")
+    assert helps["model"].endswith("(default: minilm)")
+    export = {a.dest for a in sub.choices["export"]._actions}
+    assert not export & {"stride", "long", "truncate_dim", "precision", "ranges"}
+    assert {"layers", "pooling", "normalize", "format", "export_quantize"} <= export
+
+
+def test_public_submodules_are_attributes_of_the_package():
+    """Item 10: `import hubembed; hubembed.analysis` raised AttributeError; now it imports the module (no TF)."""
+    code = (
+        "import sys, hubembed\n"
+        "print(hubembed.analysis.__name__, hubembed.registry.__name__, 'tensorflow' in sys.modules)\n"
+        "from hubembed.keras.keras3 import HubFeatureLayer\n"
+        "print(HubFeatureLayer.__name__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["hubembed.analysis", "hubembed.registry", "False", "HubFeatureLayer"]
