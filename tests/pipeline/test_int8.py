@@ -80,7 +80,7 @@ def test_what_int8_does_not_compute_is_refused_with_the_reason(int8, texts):
     ):
         with pytest.raises(InputError, match="quantize='int8' computes the encoder's own outputs"):
             call()
-    with pytest.raises(InputError, match="an export is one float32"):
+    with pytest.raises(InputError, match="a SavedModel export is one float32"):
         int8.export("never-written")
     assert not os.path.exists("never-written")
     with pytest.raises(InputError, match="inference only"):
