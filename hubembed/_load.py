@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from hubembed._engines import PROBE_TEXTS, Engine, check_quantize
+from hubembed._engines import PROBE_TEXTS, Engine, check_quantize, int8_refusal
 from hubembed._formats import convert, lite
 from hubembed._formats import export as export_format
 from hubembed._hub import pairing, resolve
@@ -31,6 +31,7 @@ from hubembed._hub.fingerprint import weights_fingerprint
 from hubembed._hub.preprocess import Preprocessing
 from hubembed._hub.signature import Signature, read_signature
 from hubembed._pipeline import batching
+from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.run import text_rows
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec
@@ -95,6 +96,23 @@ class LoadOptions:
         if given:
             raise InputError(f"pass either options= or its arguments, not both ({', '.join(given)} given)")
         return options
+
+    def check_spec(self, spec: EmbedSpec) -> None:
+        """What a model loaded so cannot compute for ``spec``, refused before it loads (int8: attention pooling and
+        the embedding output, which need the float32 or bf16 Model Garden rebuild).
+
+        Raises:
+            InputError: as ``Engine.check_quantized`` would after the load.
+        """
+        if self.quantize != "int8":
+            return
+        what = []
+        if layer_spec.names_embeddings(spec.layers):
+            what.append("the embedding output (layer 'embeddings')")
+        if spec.pooling == "attention":
+            what.append("pooling='attention' (attention weights)")
+        if what:
+            raise InputError(int8_refusal(what))
 
     def replace(self, **changes: Any) -> "LoadOptions":
         return dataclasses.replace(self, **changes)

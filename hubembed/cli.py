@@ -114,8 +114,10 @@ def _cmd_embed(args) -> int:
             'embed: no texts; give them as arguments (hubembed embed "some text" ...) or pipe lines in '
             "(cat texts.txt | hubembed embed)"
         )
+    options = _load_options(args)
+    options.check_spec(spec)  # what the model loaded so cannot compute: before it loads
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
-    enc = _load_options(args).load()
+    enc = options.load()
     vecs = enc.embed(texts, spec=spec)
     layers = args.layers
     if isinstance(enc, hubembed.ExportedEmbedder):  # an export embeds with its own spec (a different one: refused)
@@ -325,6 +327,23 @@ def _labelled(path, args):
     return texts, labels
 
 
+def _check_labels(path: str, labels: list, args) -> None:
+    """Labels a probe can learn, checked before anything is embedded: every class with at least 2 texts. A column
+    of unique or nearly unique values (swapped columns, a float score) is named as such."""
+    counts: dict = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    single = [k for k, n in counts.items() if n < 2]
+    if not single and len(counts) >= 2:
+        return
+    example = ", ".join(repr(k[:40]) for k in single[:3])
+    raise InputError(
+        f"{path}: --label-column {args.label_column} holds {len(counts)} distinct value(s) over {len(labels)} rows "
+        f"({len(single)} of them only once, e.g. {example}): a probe needs classes of at least 2 texts each. Is it "
+        f"the label column (swapped with --text-column {args.text_column}? a score rather than a class?)"
+    )
+
+
 def _cmd_probe(args) -> int:
 
     spec = EmbedSpec(
@@ -334,17 +353,18 @@ def _cmd_probe(args) -> int:
         long=getattr(args, "long", "window"),
         stride=getattr(args, "stride", None),
     )
+    texts, labels = _labelled(args.data, args)  # the files and their columns checked before the model loads
+    _check_labels(args.data, labels, args)
+    dev_data = _labelled(args.dev, args) if args.dev else None
     enc = _load_options(args).load()
-    texts, labels = _labelled(args.data, args)
     poolings = [p.strip() for p in args.poolings.split(",") if p.strip()]
     kw = dict(
         layers=spec.layers, poolings=poolings, special_tokens=spec.special_tokens, long=spec.long, stride=spec.stride
     )
     feats = analysis.features(enc, texts, **kw)
     dev = None
-    if args.dev:
-        dev_texts, dev_labels = _labelled(args.dev, args)
-        dev = (analysis.features(enc, dev_texts, **kw), dev_labels)
+    if dev_data is not None:
+        dev = (analysis.features(enc, dev_data[0], **kw), dev_data[1])
     table = analysis.probe(feats, labels, dev=dev, folds=args.folds, C=args.C)
     if args.json:
         print(

@@ -267,3 +267,36 @@ def test_public_submodules_are_attributes_of_the_package():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["hubembed.analysis", "hubembed.registry", "False", "HubFeatureLayer"]
+
+
+def test_checks_that_need_no_model_run_before_tensorflow_is_imported(tmp_path):
+    """Items 5 and 7: a probe's labels (a .txt, swapped columns) were checked only after everything was embedded;
+    --quantize int8 with attention pooling or the embedding output only after TensorFlow and the load."""
+    sst2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2", "dev.tsv")
+    txt = tmp_path / "t.txt"
+    txt.write_text("a fine film\nawful\n", encoding="utf-8")
+    cases = [
+        (
+            ["probe", "--data", sst2, "--text-column", "1", "--label-column", "0"],
+            "--label-column 0 holds 872 distinct value(s) over 872 rows",
+        ),
+        (
+            ["probe", "--data", str(txt), "--text-column", "0", "--label-column", "1"],
+            "a probe needs labels: a .csv/.tsv/.jsonl/.parquet file",
+        ),
+        (
+            ["embed", "--quantize", "int8", "--pooling", "attention", "a text"],
+            "--pooling='attention' (attention weights) would need the float32 (or bf16) Model Garden rebuild",
+        ),
+        (
+            ["extract", str(txt), "-o", str(tmp_path / "o"), "--quantize", "int8", "--layers", "embeddings"],
+            "the embedding output (layer 'embeddings') would need the float32",
+        ),
+    ]
+    for args, message in cases:
+        r = _cli(args)
+        assert "rc 1 False" in r.stdout, (args, r.stdout, r.stderr[-2000:])
+        assert message in r.stderr, (args, r.stderr[-2000:])
+    with pytest.raises(InputError, match="pooling='attention'"):
+        hubembed.extract(str(txt), str(tmp_path / "o2"), quantize="int8", pooling="attention")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()

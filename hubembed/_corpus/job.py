@@ -143,6 +143,7 @@ class CorpusJob:
             spec, **{k: v for k, v in keywords.items() if k not in _LOAD | _SETTINGS | _INPUT | {"resume", "quiet"}}
         )
         settings = Settings(spec=spec, **{k: v for k, v in keywords.items() if k in _SETTINGS})
+        load.check_spec(spec)
         source = InputOptions(**{k: v for k, v in keywords.items() if k in _INPUT})
         return cls(out, load, settings, source, bool(keywords.get("resume", False)), bool(keywords.get("quiet", False)))
 

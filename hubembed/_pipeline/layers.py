@@ -46,6 +46,12 @@ def _index(value: int, num_layers: int) -> int:
     return value % num_layers
 
 
+def names_embeddings(spec: LayerSpec) -> bool:
+    """Whether a layer spec asks for the embedding output (told by its form, without the model)."""
+    items = spec if isinstance(spec, (list, tuple)) else str(spec).split(",")
+    return any(str(item).strip() == EMBEDDINGS for item in items)
+
+
 def select(spec: LayerSpec, num_layers: Optional[int]) -> List[Union[int, str]]:
     """A layer spec -> the selected layers as non-negative indices (or "embeddings"), in order.
 
