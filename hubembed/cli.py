@@ -422,9 +422,7 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool =
             choices=LONG_MODES,
             help="texts longer than a window: overlapping windows stitched together, or cut (default: window)",
         )
-        g.add_argument(
-            "--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)"
-        )
+        g.add_argument("--stride", type=int, default=None, help="overlap of windows in tokens (default: half a window)")
     g.add_argument(
         "--no-special-tokens",
         dest="special_tokens",
@@ -433,9 +431,7 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool =
     )
     if not pooling:
         return
-    g.add_argument(
-        "--combine", default="mean", choices=COMBINES, help="how several layers become one (default: mean)"
-    )
+    g.add_argument("--combine", default="mean", choices=COMBINES, help="how several layers become one (default: mean)")
     g.add_argument(
         "--weights",
         type=_floats,
