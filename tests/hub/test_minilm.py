@@ -54,7 +54,7 @@ def test_inspect_minilm_json(minilm, hubembed_cache, capsys):
     assert d["format"] == "tf2_dict"
     assert d["preprocessor"]["source"] == "minilm-preprocess"
     assert d["preprocessor"]["paired_by"] == "registry"
-    assert d["preprocessor"]["seq_length"] == 128
+    assert d["preprocessor"]["seq_length"] == 256  # the conversion's preprocess/ pads to the window (issue 29)
     assert d["preprocessor"]["vocab_size"] == 30522
     assert d["registry"]["name"] == "minilm"
     assert [o["name"] for o in d["outputs"]].count("pooled_output") == 1
@@ -68,7 +68,8 @@ def test_readable_inspect_output(minilm, capsys):
     out = capsys.readouterr().out
     assert "layers:          6 (from encoder_outputs)" in out
     assert "minilm-preprocess (paired by registry; vocab 30522)" in out
-    assert "its own default seq_length is 128 (what it pads to when run alone, as in hub.KerasLayer);" in out
+    assert "seq_length:      256 (the window hubembed packs; from registry)" in out
+    assert "its own default seq_length" not in out  # one window: the preprocessor's default is the same
 
 
 def test_tokens_equal_hugging_face(minilm, hf_tokenizer, stsb_sentences):
