@@ -130,17 +130,27 @@ def _export_check(enc: Encoder, folder: str, spec: EmbedSpec) -> dict:
     reproduce it is refused."""
     import tensorflow as tf  # TensorFlow: imported where it is used, so that `import hubembed` stays TF-free
 
+    want = _probe_vectors(enc, spec)
+    got = tf.saved_model.load(folder)(tf.constant(_PROBE)).numpy()
+    return _check_reproduces(enc, "exported graph", got, want)
+
+
+def _probe_vectors(enc: Encoder, spec: EmbedSpec) -> np.ndarray:
+    """``embed`` of the probe texts, what an export is checked against."""
     level = log.level
     log.setLevel(logging.ERROR)  # the long probe's truncation is expected, not news
     try:
-        want = enc.embed(_PROBE, spec=spec)
+        return enc.embed(_PROBE, spec=spec)
     finally:
         log.setLevel(level)
-    got = tf.saved_model.load(folder)(tf.constant(_PROBE)).numpy()
+
+
+def _check_reproduces(enc: Encoder, what: str, got: np.ndarray, want: np.ndarray) -> dict:
+    """The export's probe vectors against ``embed``'s: refused over 1e-4 relative, else the difference recorded."""
     diff = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
     if not diff <= 1e-4:
         raise FormatError(
-            f"the exported graph of {enc.handle} does not reproduce Encoder.embed on probe texts (max |diff| "
+            f"the {what} of {enc.handle} does not reproduce Encoder.embed on probe texts (max |diff| "
             f"{diff:.2e} relative, tolerance 1e-4); nothing was written"
         )
     return {"texts": len(_PROBE), "max_abs_diff": float(f"{diff:.3g}")}
@@ -289,12 +299,7 @@ def _litert_check(enc: Encoder, path: str, spec: EmbedSpec, quantize: Optional[s
     """Run the written file with LiteRT on probe texts and compare with ``embed``: refused unless it reproduces it."""
     from ai_edge_litert.interpreter import Interpreter
 
-    level = log.level
-    log.setLevel(logging.ERROR)  # the long probe's truncation is expected, not news
-    try:
-        want = enc.embed(_PROBE, spec=spec)
-    finally:
-        log.setLevel(level)
+    want = _probe_vectors(enc, spec)
     with quiet_native_info():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
         runner = Interpreter(model_path=path).get_signature_runner("serving_default")
         got = np.concatenate(
@@ -308,13 +313,7 @@ def _litert_check(enc: Encoder, path: str, spec: EmbedSpec, quantize: Optional[s
                 f"{cos.min():.4f} on a probe text (at least {MIN_INT8_COSINE}); export float32 instead"
             )
         return {"texts": len(_PROBE), "min_cosine_to_float32": float(f"{cos.min():.6g}")}
-    diff = float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
-    if not diff <= 1e-4:
-        raise FormatError(
-            f"the LiteRT export of {enc.handle} does not reproduce Encoder.embed on probe texts (max |diff| "
-            f"{diff:.2e} relative, tolerance 1e-4); nothing was written"
-        )
-    return {"texts": len(_PROBE), "max_abs_diff": float(f"{diff:.3g}")}
+    return _check_reproduces(enc, "LiteRT export", got, want)
 
 
 def _export_audit(folder: str, handle: str) -> None:

@@ -23,22 +23,13 @@ import os
 import tensorflow as tf
 import tensorflow_text as text
 import tokenizers
+from hf_bert_tables import ranges  # the same [first, last] runs as the Hugging Face table
 from tokenizers import normalizers, pre_tokenizers
 
 from hubembed._tokenizer import _tf_text_patterns
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "hubembed", "data", "wordpiece_chars.json")
 CODEPOINTS = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
-
-
-def ranges(codepoints):
-    out = []
-    for c in sorted(codepoints):
-        if out and out[-1][1] == c - 1:
-            out[-1][1] = c
-        else:
-            out.append([c, c])
-    return out
 
 
 def changed(chars, outputs):

@@ -84,14 +84,7 @@ class Preprocessor:
         return self.module.bert_pack_inputs(list(segments), seq_length=tf.constant(seq_length, tf.int32))
 
     def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "vocab_size": self.vocab_size,
-            "seq_length": self.seq_length,
-            "lower_case": self.lower_case,
-            "tokenizer": self.flavour,
-            "special_tokens": {k: v for k, v in self.special.items() if k != "vocab_size"},
-        }
+        return describe(self)
 
 
 class PyPreprocessor:
@@ -139,17 +132,22 @@ class PyPreprocessor:
         return [row.tolist() for row in self.token_arrays(texts)]
 
     def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "vocab_size": self.vocab_size,
-            "seq_length": self.seq_length,
-            "lower_case": self.lower_case,
-            "tokenizer": self.flavour,
-            "special_tokens": {k: v for k, v in self.special.items() if k != "vocab_size"},
-        }
+        return describe(self)
 
 
 Preprocessing = Union[Preprocessor, PyPreprocessor]  # what pairing gives an encoder
+
+
+def describe(pre: Preprocessing) -> dict:
+    """What a preprocessor is, as ``inspect`` and the records show it (the same keys for both kinds)."""
+    return {
+        "source": pre.source,
+        "vocab_size": pre.vocab_size,
+        "seq_length": pre.seq_length,
+        "lower_case": pre.lower_case,
+        "tokenizer": pre.flavour,
+        "special_tokens": {k: v for k, v in pre.special.items() if k != "vocab_size"},
+    }
 
 
 def _declared_seq_length(module: Any) -> Optional[int]:
