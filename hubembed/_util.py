@@ -22,11 +22,8 @@ from hubembed.errors import MissingDependencyError, OutputError, missing
 # -- optional dependencies -------------------------------------------------------------------------------------
 # module -> (the package to install, the pip argument)
 EXTRAS = {
-    "tensorflow_text": ("tensorflow-text", "'tensorflow-text>=2.20,<2.21'"),
-    "official.nlp.modeling": (
-        "tf-models-official",
-        "'hubembed[garden]'   (or: pip install 'tf-models-official>=2.20,<2.21')",
-    ),
+    "tensorflow_text": ("tensorflow-text", "'tensorflow-text>=2.20,<2.22' (the minor of your tensorflow)"),
+    "official.nlp.modeling": ("tf-models-official", "'hubembed[garden]'"),
     "apache_beam": ("apache_beam", "'hubembed[beam]'"),
     "pyarrow": ("pyarrow", "'hubembed[parquet]'"),
     "matplotlib.figure": ("matplotlib", "'hubembed[plot]'"),
@@ -47,7 +44,30 @@ def optional(module: str, why: str) -> ModuleType:
         return __import__(module, fromlist=["__name__"])  # the import statement's route (import hooks see it)
     except ImportError as e:
         package, pip = EXTRAS[module]
+        if module == "official.nlp.modeling":
+            pip = garden_install()
+        elif module == "tensorflow_text":
+            pip = text_install()
         raise missing(package, pip, why) from e
+
+
+def text_install() -> str:
+    """The tensorflow-text that goes with this TensorFlow (the same minor: its ops are built against it)."""
+    tf = versions("tensorflow").get("tensorflow") or ""
+    minor = ".".join(tf.split(".")[:2])
+    return f"'tensorflow-text=={minor}.*'" if minor in ("2.20", "2.21") else "'tensorflow-text>=2.20,<2.22'"
+
+
+def garden_install() -> str:
+    """How Model Garden installs beside this TensorFlow: its release pins tensorflow~=2.20.0, so on 2.21 the
+    code goes in without its pins (README, "The TensorFlow you have")."""
+    tf = versions("tensorflow").get("tensorflow") or ""
+    if tf.startswith("2.20."):
+        return "'hubembed[garden]'"
+    return (
+        f"'hubembed[garden-deps]'\n    pip install --no-deps tf-models-official==2.20.0"
+        f"\n(tf-models-official pins tensorflow~=2.20.0; this keeps your tensorflow {tf or '(not installed)'})"
+    )
 
 
 def has_tensorflow() -> bool:

@@ -2,12 +2,13 @@
 sub-layers, early exit, attention pooling, freezing, refusals."""
 
 import builtins
+import re
 
 import numpy as np
 import pytest
 
 import hubembed
-from hubembed import garden
+from hubembed import _util, garden
 from hubembed.errors import FormatError, InputError, MissingDependencyError
 
 TEXTS = [
@@ -311,8 +312,7 @@ def test_without_model_garden_the_error_says_what_to_install(monkeypatch, tiny_m
     monkeypatch.setattr(builtins, "__import__", no_official)
     with pytest.raises(
         MissingDependencyError,
-        match=r"(?s)needs the package 'tf-models-official'.*pip install "
-        r"'hubembed\[garden\]'",
+        match=r"(?s)needs the package 'tf-models-official'.*pip install " + re.escape(_util.garden_install()),
     ):
         garden.require()
     with pytest.raises(MissingDependencyError, match="The Model Garden fallback"):
