@@ -1,4 +1,5 @@
-"""The command line: ``hubembed inspect | embed | extract | probe | export | convert`` (also ``python -m hubembed``).
+"""The command line: ``hubembed inspect | embed | extract | probe | export | convert | projector`` (also
+``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
 never a stack trace.
@@ -18,7 +19,7 @@ import numpy as np
 
 import hubembed
 from hubembed import __version__, analysis, registry
-from hubembed._corpus import inputs
+from hubembed._corpus import inputs, projector
 from hubembed._corpus.extract import DTYPES
 from hubembed._corpus.inputs import INPUT_FORMATS, ON_BAD, ON_EMPTY
 from hubembed._corpus.shards import SHARD_FORMATS
@@ -393,6 +394,32 @@ def _cmd_probe(args) -> int:
     return 0
 
 
+def _cmd_projector(args) -> int:
+    record = projector.to_projector(
+        args.extractions,
+        args.logdir,
+        names=args.name,
+        max_points=args.max_points,
+        seed=args.seed,
+        ranges=args.ranges,
+        overwrite=args.overwrite,
+    )
+    units = {"sentence": "texts", "tokens": "word pieces", "words": "words"}
+    for e in record["embeddings"]:
+        unit = units.get(e["level"], "points")
+        shown = (
+            f"{e['points']} of {e['points_total']} {unit} (a uniform sample, seed {args.seed})"
+            if e["sampled"]
+            else f"all {e['points_total']} {unit}"
+        )
+        print(
+            f"{e['name']}: {shown}, dim {e['dim']} -> tensor {e['tensor_name']}; for projector.tensorflow.org: "
+            f"{os.path.join(args.logdir, e['vectors'])} + {os.path.join(args.logdir, e['metadata'])}"
+        )
+    print(f"see it: tensorboard --logdir {args.logdir}, then its Projector tab (http://localhost:6006/#projector)")
+    return 0
+
+
 def _trust_arg(s) -> None:
     s.add_argument(
         "--trust",
@@ -482,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe(sub)
     _add_export(sub)
     _add_convert(sub)
+    _add_projector(sub)
     for command in sub.choices.values():
         _complete_help(command)
     return p
@@ -705,6 +733,43 @@ def _add_convert(sub) -> None:
     s.set_defaults(func=_cmd_convert)
 
 
+def _add_projector(sub) -> None:
+    s = sub.add_parser(
+        "projector",
+        help="extractions as a TensorBoard log folder for its Embedding Projector (and the TSV files "
+        "projector.tensorflow.org loads)",
+    )
+    s.add_argument(
+        "extractions", nargs="+", metavar="OUT", help="extraction folders (hubembed extract -o OUT), side by side"
+    )
+    s.add_argument(
+        "logdir", metavar="LOGDIR", help="the log folder to write (new or empty): tensorboard --logdir LOGDIR"
+    )
+    s.add_argument(
+        "--max-points",
+        type=int,
+        default=projector.DEFAULT_MAX_POINTS,
+        help="points per extraction at most (texts, or word pieces / words with --tokens/--words output): more is "
+        "a uniform sample without replacement, in row order; the projector loads every point into the browser",
+    )
+    s.add_argument("--seed", type=int, default=0, help="the sample's random seed (default: 0)")
+    s.add_argument(
+        "--name",
+        action="append",
+        default=None,
+        help="each extraction's name in the log folder and the projector, once per OUT in order "
+        "(default: each folder's name)",
+    )
+    s.add_argument(
+        "--ranges",
+        default=None,
+        metavar="FILE.npz",
+        help="int8/uint8 extractions: their calibration ranges, to show the codes as float32 bucket middles",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace a projector log already in LOGDIR")
+    s.set_defaults(func=_cmd_projector)
+
+
 # The Python argument names messages use -> the options of the command line.
 OPTION_NAMES = {
     "layers": "--layers", "combine": "--combine", "weights": "--weights", "gamma": "--gamma",
@@ -714,7 +779,8 @@ OPTION_NAMES = {
     "batch_size": "--batch-size", "max_tokens": "--max-tokens", "shard_size": "--shard-size", "format": "--format",
     "subword": "--subword", "on_bad": "--on-bad", "on_empty": "--on-empty", "column": "--column",
     "id_column": "--id-column", "input_format": "--input-format", "C": "--C", "truncate_dim": "--truncate-dim",
-    "precision": "--precision", "ranges": "--ranges", "quantize": "--quantize",
+    "precision": "--precision", "ranges": "--ranges", "quantize": "--quantize", "max_points": "--max-points",
+    "seed": "--seed", "names": "--name",
 }  # fmt: skip
 
 

@@ -4,10 +4,11 @@ Handles, in the order they are tried:
 
 1. a registry name (``"minilm"``, ``"bert_en_uncased_L-12_H-768_A-12"``) or a
    tfhub.dev handle the registry knows: the registry entry says where it lives;
-2. a URL (``https://tfhub.dev/...``, ``https://www.kaggle.com/models/...``,
-   ``gs://...``): tensorflow_hub's own resolvers download it into
+2. a Kaggle Models handle (``kaggle:<owner>/<model>/<framework>/<variation>[/<version>]``, or the same under
+   ``https://www.kaggle.com/models/``): ``kaggle.py`` (kagglehub's cache; tensorflow_hub's resolver without it);
+3. a URL (``https://tfhub.dev/...``, ``gs://...``): tensorflow_hub's own resolvers download it into
    ``$TFHUB_CACHE_DIR`` (default ``<tmp>/tfhub_modules``);
-3. an existing local folder (a ``hubembed export`` folder among them: ``Resolved.export`` holds its record).
+4. an existing local folder (a ``hubembed export`` folder among them: ``Resolved.export`` holds its record).
 
 A cache folder that exists but holds no model (tensorflow/hub #882: a purged
 temp dir leaves ``.../tfhub_modules/<hash>`` behind) is reported with the
@@ -16,6 +17,7 @@ folder to delete, instead of TensorFlow's "SavedModel file does not exist".
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -102,6 +104,10 @@ def resolve(handle: str) -> Resolved:
     if not isinstance(handle, str) or not handle.strip():
         raise InputError(f"a model handle must be a non-empty string, got {handle!r}")
     handle = handle.strip()
+    from hubembed._hub import kaggle  # (builds on this module's download helpers)
+
+    if kaggle.is_handle(handle):  # its folder is read as a local one (a `hubembed convert` layout included)
+        return dataclasses.replace(_resolve_local(kaggle.resolve(handle)), handle=handle)
     entry = registry.find(handle)
     if entry is not None and entry.embedded:
         return Resolved(handle, embedded.path(entry), entry)
@@ -279,7 +285,7 @@ def load(path: str, source: str, audit: bool = False) -> Any:  # the restored Sa
                 f"{source} uses the op '{op.group(1)}', which is not registered in this TensorFlow. "
                 f"Ops of tensorflow_text need `import tensorflow_text` (hubembed does it) with a "
                 f"tensorflow-text of the same minor version as tensorflow: "
-                f"pip install 'tensorflow-text>=2.20,<2.21'"
+                f"pip install {_util.text_install()}"
             ) from e
         if "SavedModel file does not exist" in text:
             raise StaleCacheError(f"{source}: {path} holds no SavedModel; delete it and retry: rm -rf {path}") from e
