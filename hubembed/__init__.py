@@ -17,6 +17,7 @@ if "tensorflow" not in _sys.modules:
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from hubembed._corpus.extract import extract
+from hubembed._corpus.projector import to_projector
 from hubembed._corpus.store import Extraction, open_extraction
 from hubembed._hub.signature import Signature
 from hubembed._load import LoadOptions, inspect, load
@@ -78,11 +79,12 @@ __all__ = [
     "inspect",
     "load",
     "open_extraction",
+    "to_projector",
 ]
 
 # The public submodules, imported on first use (``hubembed.analysis`` after ``import hubembed``, as the README writes
 # them): importing them eagerly would import their optional dependencies, and TensorFlow, with every process.
-_SUBMODULES = ("analysis", "beam", "garden", "keras", "plots", "registry", "spark", "testing")
+_SUBMODULES = ("analysis", "beam", "garden", "keras", "plots", "registry", "spark", "testing", "tfdata")
 
 
 def __getattr__(name: str) -> object:

@@ -22,7 +22,7 @@ from hubembed import _export, garden
 from hubembed._engines import Engine, int8_refusal
 from hubembed._hub.preprocess import Preprocessing
 from hubembed._hub.signature import Signature
-from hubembed._pipeline import batching, tokens
+from hubembed._pipeline import batching, tfdata, tokens
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
 from hubembed._pipeline.backends import Backend, HubBackend
@@ -309,6 +309,27 @@ class Encoder(TokenLevel):
         self.check_spec_source(spec)
         out, info = _embed(self, check_texts(texts), spec, batch_size, max_tokens)
         return (out, info) if return_info else out
+
+    def embed_dataset(
+        self, dataset: Any, *, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, spec=None, **kw
+    ) -> Any:
+        """``embed`` inside tf.data: a ``tf.data.Dataset`` of strings in, of their vectors (``embed``'s) out, in order;
+        tokenized by parallel maps on the input threads, encoded batch by batch (``hubembed._pipeline.tfdata``).
+
+        ``dataset``: strings ``[]`` (read ``batch_size`` at a time) or batches ``[B]``, or tuples whose first item is
+        one and the rest passes through (``(text, label)`` -> ``(vector, label)``); not pairs. ``batch_size``,
+        ``max_tokens``, ``spec`` or its keywords ``**kw``: as ``embed``. Raises ``InputError`` before any work: not a
+        dataset of strings, bad batching, or what ``embed`` refuses of the spec.
+        """
+        tfdata.text_spec(dataset)
+        tfdata.check_batching(batch_size, max_tokens, self.seq_length)
+        spec = EmbedSpec.make(spec, **kw)
+        self.check_spec_source(spec)
+        plan, transform, hidden = self.plan(spec), spec.transform_object(), self.signature.hidden_size
+        spec.shape(plan, hidden, transform)  # transform and truncate_dim fit: checked before any text is read
+        packing = Packing(self.preprocessor.special, self.seq_length, int(batch_size), max_tokens)
+        embedder = tfdata.IdsEmbedder(self.backend_for(plan), plan, spec, transform, packing, hidden)
+        return tfdata.embed_dataset(dataset, self.preprocessor.module.tokenize, embedder)
 
     def features(
         self,

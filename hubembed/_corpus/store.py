@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from hubembed._corpus import dataset as tf_dataset
 from hubembed._corpus import shards as shard_formats
 from hubembed._load import load as load_encoder
 from hubembed._pipeline import quantize
@@ -427,6 +428,34 @@ class Extraction:
             else np.zeros((0, 0), np.float32)
         )
 
+    def as_dataset(
+        self,
+        batch_size: Optional[int] = None,
+        *,
+        columns: tf_dataset.Columns = None,
+        labels: Any = None,
+        drop_remainder: bool = False,
+    ) -> Any:
+        """The stored rows as a ``tf.data.Dataset``, in row order, read shard by shard (``hubembed._corpus.dataset``):
+        ``model.fit(ex.as_dataset(32, labels=y))`` trains a Keras head on a stored corpus.
+
+        Args:
+            batch_size: None (one row per element) or rows per batch (token/word rows padded to each batch's longest).
+            columns: what ``x`` is: one column's tensor (a name) or a dict (a list of names): ``id``, ``vector``
+                (sentence); ``id``, ``text``, ``tokens``/``words``, ``token_ids``, ``start``, ``end``, ``vectors``,
+                ``mask`` (tokens, words). Default: ``"vector"``; ``["vectors", "mask"]``.
+            labels: None, a sequence of one label per row, or a mapping id -> label: elements become ``(x, y)``.
+            drop_remainder: drop a last, smaller batch.
+
+        Returns:
+            A ``tf.data.Dataset`` of ``x`` or ``(x, y)``: vectors in their stored dtype (float16 and int8/uint8/binary
+            codes as stored).
+
+        Raises:
+            InputError: an incomplete extraction, bad columns, batching or labels, before anything is read.
+        """
+        return tf_dataset.as_dataset(self, batch_size, columns=columns, labels=labels, drop_remainder=drop_remainder)
+
     def dequantized(self, ranges: quantize.RangesLike) -> np.ndarray:
         """The vectors of an int8/uint8 extraction as float32 bucket middles; ``ranges``: the calibration ranges
         it was made with (a manifest records their sha256, not their values), checked against the record."""
@@ -441,6 +470,31 @@ class Extraction:
                 f"({str(recorded)[:16]}...)"
             )
         return quantize.dequantize(self.vectors(), precision, r)
+
+    def to_projector(
+        self,
+        logdir: str,
+        *,
+        name: Optional[str] = None,
+        max_points: int = 10_000,
+        seed: int = 0,
+        ranges: Optional[quantize.RangesLike] = None,
+        overwrite: bool = False,
+    ) -> dict:
+        """This extraction as a TensorBoard log folder for the Embedding Projector (``hubembed projector``): at most
+        ``max_points`` points (a seeded uniform sample, in row order), a point per text, word piece or word; see
+        ``hubembed._corpus.projector.to_projector``, which also shows several extractions side by side."""
+        from hubembed._corpus import projector  # it imports this module
+
+        return projector.to_projector(
+            [self],
+            logdir,
+            names=None if name is None else [name],
+            max_points=max_points,
+            seed=seed,
+            ranges=ranges,
+            overwrite=overwrite,
+        )
 
     def __repr__(self) -> str:
         h = self.header
