@@ -3,7 +3,7 @@
 A fresh virtual environment on Python 3.12 (Colab's) gets TensorFlow 2.21's stack first, as a notebook or an
 image already has it; then hubembed is installed from this checkout, then Model Garden the way the README
 says for 2.21. `pip list` before and after: no package the user had changes version. And the README's
-warning is checked, not assumed: a plain `hubembed[garden]` would take TensorFlow back to 2.20.
+warning is checked, not assumed: Model Garden's release pins TensorFlow 2.20, which 2.21 does not satisfy.
 """
 
 import json
@@ -91,10 +91,17 @@ def test_installing_hubembed_and_model_garden_changes_none_of_the_users_tensorfl
 
 
 @pytest.mark.slow
-def test_the_plain_garden_extra_would_downgrade_tensorflow_as_the_readme_warns(user_venv):
-    """Why 2.21 takes Model Garden with --no-deps: pip's own resolution of `hubembed[garden]` there."""
+def test_model_gardens_release_pins_tensorflow_2_20_as_the_readme_warns(user_venv):
+    """Why 2.21 takes Model Garden with --no-deps: the release's own metadata (as pip reads it) pins 2.20,
+    which the user's 2.21 does not satisfy, so pip would downgrade TensorFlow to satisfy it."""
+    from packaging.requirements import Requirement
+
     report = os.path.join(os.path.dirname(user_venv), "report.json")
-    _pip(user_venv, "install", "-q", "--dry-run", "--report", report, f"{ROOT}[garden]")
+    _pip(user_venv, "install", "-q", "--dry-run", "--no-deps", "--report", report, "tf-models-official==2.20.0")
     with open(report) as f:
-        planned = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.load(f)["install"]}
-    assert planned["tensorflow"].startswith("2.20."), planned.get("tensorflow")
+        (planned,) = json.load(f)["install"]
+    pins = [Requirement(r) for r in planned["metadata"]["requires_dist"]]
+    tf_pin = next(r for r in pins if r.name == "tensorflow")
+    installed = _packages(user_venv)["tensorflow"]
+    assert str(tf_pin.specifier) == "~=2.20.0"
+    assert installed.startswith("2.21.") and not tf_pin.specifier.contains(installed)
