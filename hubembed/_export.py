@@ -99,6 +99,11 @@ def _export_plan(enc: Encoder, spec: EmbedSpec) -> Tuple[EmbedSpec, LayerPlan, A
             "truncate_dim and precision: an export returns the float32 vectors of the spec's pooling; truncate "
             "or quantize its outputs (hubembed.quantize.quantize), or export without them"
         )
+    if spec.prompt is not None or spec.prompt_name is not None:
+        raise InputError(
+            "prompt/prompt_name: an export embeds the strings it is given, with no prompt; put the prompt before "
+            "them (strings = [prompt + text for text in texts]), or export without it"
+        )
     transform = spec.transform_object()
     spec = spec.replace(long="truncate")
     backend = enc.backend

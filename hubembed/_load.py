@@ -23,6 +23,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from hubembed import registry
 from hubembed._engines import PROBE_TEXTS, Engine, check_quantize, int8_refusal
 from hubembed._formats import convert, lite
 from hubembed._formats import export as export_format
@@ -32,6 +33,7 @@ from hubembed._hub.preprocess import Preprocessing
 from hubembed._hub.signature import Signature, read_signature
 from hubembed._pipeline import batching
 from hubembed._pipeline import layers as layer_spec
+from hubembed._pipeline import prompts as prompts_mod
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.run import text_rows
 from hubembed._pipeline.spec import BACKENDS, EmbedSpec
@@ -61,6 +63,9 @@ class LoadOptions:
             dynamic-range quantized TFLite model, cached by its weights fingerprint, run by LiteRT; inference
             only; the float32 weights are not kept) or "bf16" (the Model Garden rebuild computing in bf16; only
             on CPUs with bf16 instructions).
+        prompts: named prompts, {"query": "query: ", "document": "passage: "} (``prompt_name=``, ``embed_queries``,
+            ``embed_documents``), besides (and over) those the registry defines for the model; kept as
+            ((name, text), ...) pairs (hashable).
 
     Raises:
         InputError: an option out of range, checked when the value is made (before anything loads; seq_length's
@@ -74,6 +79,7 @@ class LoadOptions:
     backend: str = "auto"
     trust: str = "registry"
     quantize: Optional[str] = None
+    prompts: Optional[prompts_mod.PromptsLike] = None  # kept as prompts_mod.Prompts
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -83,6 +89,7 @@ class LoadOptions:
         if self.trust not in resolve.TRUST:
             raise InputError(f"trust={self.trust!r}; valid: {', '.join(resolve.TRUST)}")
         check_quantize(self.quantize)
+        object.__setattr__(self, "prompts", prompts_mod.as_prompts(self.prompts))
 
     @classmethod
     def make(cls, options: Optional["LoadOptions"] = None, **keywords: Any) -> "LoadOptions":
@@ -98,12 +105,14 @@ class LoadOptions:
         return options
 
     def check_spec(self, spec: EmbedSpec) -> None:
-        """What a model loaded so cannot compute for ``spec``, refused before it loads (int8: attention pooling and
-        the embedding output, which need the float32 or bf16 Model Garden rebuild).
+        """What a model loaded so cannot compute for ``spec``, refused before it loads (the window, as
+        ``check_window``; int8: attention pooling and the embedding output, which need the float32 or bf16 Model
+        Garden rebuild).
 
         Raises:
-            InputError: as ``Engine.check_quantized`` would after the load.
+            InputError: as ``Engine.check_quantized`` or the windowing would after the load.
         """
+        self.check_window(spec)
         if self.quantize != "int8":
             return
         what = []
@@ -113,6 +122,31 @@ class LoadOptions:
             what.append("pooling='attention' (attention weights)")
         if what:
             raise InputError(int8_refusal(what))
+
+    def check_prompt(self, spec: EmbedSpec) -> None:
+        """``spec.prompt_name`` against the model's named prompts (the registry's and ``prompts``), before it loads.
+
+        Raises:
+            InputError: a name the model has no prompt for.
+        """
+        if spec.prompt_name is not None:
+            defined = getattr(registry.find(self.model), "prompts", None)
+            spec.prompt_text(prompts_mod.named(defined, self.prompts), self.model)
+
+    def check_window(self, spec: Optional[EmbedSpec] = None) -> None:
+        """``seq_length`` (and ``spec.stride``) against what the registry knows of the model, before it loads: its
+        max positions and the length it was trained with (models outside the registry: when they load).
+
+        Raises:
+            InputError: as the load (or the windowing) would after loading.
+        """
+        entry = registry.find(self.model)
+        if entry is None or entry.kind != "encoder" or not entry.max_positions:
+            return
+        check_seq_length(self.seq_length, entry.max_positions)
+        if spec is not None and spec.stride is not None:
+            window = self.seq_length or entry.seq_length or min(entry.max_positions, 512)
+            batching.check_stride(spec.stride, window)
 
     def replace(self, **changes: Any) -> "LoadOptions":
         return dataclasses.replace(self, **changes)
@@ -141,11 +175,13 @@ def load(
     backend: str = "auto",
     trust: str = "registry",
     quantize: Optional[str] = None,
+    prompts: Optional[Dict[str, str]] = None,
 ) -> Union[Encoder, ExportedEmbedder]:
     """Load an encoder by handle with its paired preprocessor (or a ``hubembed export`` folder: an embedder).
 
     Args:
-        handle, preprocess, seq_length, backend, trust, quantize: as ``LoadOptions`` (``handle`` is its ``model``).
+        handle, preprocess, seq_length, backend, trust, quantize, prompts: as ``LoadOptions`` (``handle`` is its
+            ``model``).
 
     Returns:
         the ``Encoder``; for a folder written by ``Encoder.export`` / ``hubembed export``, an
@@ -159,10 +195,11 @@ def load(
         StaleCacheError: the embedded default's converted copy does not match its pinned fingerprint.
         InputError: seq_length, backend or quantize out of range (bf16 on a CPU without it).
     """
-    return _load(LoadOptions(handle, preprocess, seq_length, backend, trust, quantize))
+    return _load(LoadOptions(handle, preprocess, seq_length, backend, trust, quantize, prompts))
 
 
 def _load(o: LoadOptions) -> Union[Encoder, ExportedEmbedder]:
+    o.check_window()  # what the registry knows: before anything is resolved, downloaded or imported
     r = resolve.resolve(o.model)
     if r.export is not None:
         return _from_export(r, o)
@@ -231,7 +268,7 @@ def _from_export(r: resolve.Resolved, o: LoadOptions) -> ExportedEmbedder:
     fixed = LoadOptions(o.model, seq_length=record.get("seq_length"))
     changed = [
         k
-        for k in ("preprocess", "seq_length", "backend", "quantize")
+        for k in ("preprocess", "seq_length", "backend", "quantize", "prompts")
         if getattr(o, k) is not None and getattr(o, k) != getattr(fixed, k)
     ]
     if changed:
@@ -261,9 +298,14 @@ def _window(r: resolve.Resolved, sig: Signature, given: Optional[int]) -> Tuple[
         seq_length, seq_length_from = recorded
     else:
         seq_length, seq_length_from = min(limit, 512), "max positions"
-    if not isinstance(seq_length, int) or not (3 <= seq_length <= limit):
-        raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
+    check_seq_length(seq_length, limit)
     return seq_length, seq_length_from
+
+
+def check_seq_length(seq_length: Optional[int], limit: int) -> None:
+    """A window from 3 (``[CLS] x [SEP]``) to the encoder's max positions (None: the model's default)."""
+    if seq_length is not None and (not isinstance(seq_length, int) or not (3 <= seq_length <= limit)):
+        raise InputError(f"seq_length={seq_length!r}; valid: 3..{limit} (the encoder's max positions)")
 
 
 def _probe(pre: Preprocessing, seq_length: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

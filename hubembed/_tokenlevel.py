@@ -57,19 +57,30 @@ class TokenLevel:
         long: str = "window",
         stride: Optional[int] = None,
         spec: Optional[EmbedSpec] = None,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
     ) -> List[TokenEmbeddings]:
         """Per text: its WordPiece tokens (no [CLS]/[SEP]), their character spans and vectors.
 
         Args:
             texts: strings (not pairs).
-            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
+            layers, combine, weights, gamma, long, stride, prompt, prompt_name: as ``EmbedSpec`` (or ``spec=``: its
+                token part); a prompt is the tokens' context, not among them (spans are into the texts as given).
             batch_size, max_tokens: as ``embed``.
 
         Returns:
             a ``TokenEmbeddings`` per text: tokens, ids, spans [n, 2], vectors [n, D].
         """
         spec = EmbedSpec.make(
-            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
+            spec,
+            layers=layers,
+            combine=combine,
+            weights=weights,
+            gamma=gamma,
+            long=long,
+            stride=stride,
+            prompt=prompt,
+            prompt_name=prompt_name,
         )
         return _token_embeddings(self, texts, spec.for_tokens(), batch_size, max_tokens)[0]
 
@@ -88,6 +99,8 @@ class TokenLevel:
         stride: Optional[int] = None,
         spec: Optional[EmbedSpec] = None,
         split_into_words: bool = False,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
     ) -> List[WordEmbeddings]:
         """Per text: its words with character spans, each a vector made from its sub-word pieces.
 
@@ -97,7 +110,7 @@ class TokenLevel:
                 from the pieces of that word (joined by single spaces, which spans refer to); a word that yields
                 no piece gets zeros and its index in ``no_piece``.
             subword: first | last | mean | max | first_last ([first, last], 2x wide).
-            layers, combine, weights, gamma, long, stride: as ``EmbedSpec`` (or ``spec=``: its token part).
+            layers, combine, weights, gamma, long, stride, prompt, prompt_name: as ``embed_tokens``.
             batch_size, max_tokens: as ``embed``.
 
         Returns:
@@ -106,7 +119,15 @@ class TokenLevel:
         if subword not in SUBWORD:
             raise InputError(f"subword={subword!r}; valid: {', '.join(SUBWORD)}")
         spec = EmbedSpec.make(
-            spec, layers=layers, combine=combine, weights=weights, gamma=gamma, long=long, stride=stride
+            spec,
+            layers=layers,
+            combine=combine,
+            weights=weights,
+            gamma=gamma,
+            long=long,
+            stride=stride,
+            prompt=prompt,
+            prompt_name=prompt_name,
         )
         if split_into_words:
             given = [tokens.join_words(_word_list(i, ws)) for i, ws in enumerate(texts)]
@@ -119,17 +140,18 @@ class TokenLevel:
 def _token_embeddings(
     enc: Any, texts: Sequence, spec: EmbedSpec, batch_size: int, max_tokens: Optional[int]
 ) -> Tuple[List[TokenEmbeddings], list]:
-    """Per text: its word pieces (no [CLS]/[SEP]) with spans and vectors; and the word tokenizer's words."""
+    """Per text: its word pieces (no [CLS]/[SEP], no prompt) with spans and vectors; and the word tokenizer's words."""
     texts = check_texts(texts, pairs=False)
+    prompt = enc.prompt_text(spec)
     plan = enc.plan(spec)
     wt = enc.word_tokenizer()
     words = wt.words(texts)
-    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride, word_ids=[w.ids for w in words])
+    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride, word_ids=[w.ids for w in words], prompt=prompt)
     out: List[Optional[TokenEmbeddings]] = [None] * len(texts)
     for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens):
         w = words[t]
-        n = len(tt.ids) - 2  # content tokens kept (after truncation)
-        vec = plan.combine.apply(tt.vectors)[1 : 1 + n]
+        n = len(tt.ids) - tt.head - 1  # content tokens kept (after truncation)
+        vec = plan.combine.apply(tt.vectors)[tt.head : tt.head + n]
         out[t] = TokenEmbeddings(
             texts[t], wt.piece_strings(w.ids[:n]), w.ids[:n], w.piece_spans[:n], vec, tt.n_windows, tt.truncated
         )

@@ -12,7 +12,8 @@
 Features are cached on disk (``$HUBEMBED_CACHE/analysis``) by weights fingerprint, texts and
 spec, so a second probe on the same texts does not run the encoder. Probes use scikit-learn
 (``pip install 'hubembed[analysis]'``): standardised features, ``LogisticRegression``,
-stratified k-fold cross-validation, and a held-out accuracy when a dev set is given.
+stratified k-fold cross-validation, and a held-out accuracy when a dev set is given; one thread a fit,
+``n_jobs`` fits at once (joblib's processes), a tqdm bar of the fits on a terminal.
 Plots: ``hubembed.plots`` (matplotlib).
 """
 
@@ -23,8 +24,9 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -136,6 +138,13 @@ def features(
             with np.load(path) as z:
                 log.info("features of %d texts from the cache (%s)", len(texts), path)
                 return Features(names, {p: z[p] for p in poolings}, spec)
+    log.info(
+        "features of %d texts: %d layers x %d poolings, one encoder pass%s",
+        len(texts),
+        len(names),
+        len(poolings),
+        f" (then cached: {path})" if path else "",
+    )
     data = encoder.features(
         texts,
         layers=layers,
@@ -212,11 +221,171 @@ def _probe_cs(C) -> tuple:
     return (float(C),)
 
 
-def _labels(labels) -> np.ndarray:
+def cpu_count() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# Below this many numbers per cell (texts x dims), worker processes (seconds to start) cost more than they save:
+# with one thread per fit, SST-2's 14 cells x 25 fits take about as long on 2 shared cores at 2,500 texts x 384
+# dims either way, in this process or in two workers.
+PARALLEL_MIN = 1_000_000
+
+
+def _n_jobs(n_jobs, feats: Features) -> int:
+    if n_jobs is None:
+        return cpu_count() if len(feats) * min(a.shape[-1] for a in feats.data.values()) >= PARALLEL_MIN else 1
+    if isinstance(n_jobs, (int, np.integer)) and not isinstance(n_jobs, bool) and n_jobs == -1:
+        return cpu_count()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise InputError(
+            f"n_jobs={n_jobs!r}; valid: a number of fits at once >= 1, -1 (every core: {cpu_count()}) or None (every "
+            f"core, one for features under {PARALLEL_MIN:,} numbers a cell)"
+        )
+    return int(n_jobs)
+
+
+def _labels(labels, what: str = "labels") -> np.ndarray:
     y = np.asarray(list(labels))
     if y.ndim != 1 or len(y) < 2:
-        raise InputError(f"labels: one per text expected, got shape {y.shape}")
+        raise InputError(f"{what}: one per text expected, got shape {y.shape}")
+    if y.dtype.kind == "O":
+        raise InputError(f"{what}: classes of one type expected (strings, or integers), got {_few_values(y)}")
+    if y.dtype.kind in "fU" and _fractional(y):
+        raise InputError(
+            f"{what}: numbers with decimals ({_few_values(y)}): a score rather than a class? A probe classifies: "
+            f"its labels are classes (strings or integers); bin a score into classes first"
+        )
     return y
+
+
+def _fractional(y: np.ndarray) -> bool:
+    """Whether labels are numbers (floats, or strings that all read as numbers) not all whole: a score."""
+    try:
+        v = y.astype(np.float64)
+    except ValueError:  # strings that are not all numbers: class names
+        return False
+    return bool(not np.all(np.isfinite(v)) or np.any(v % 1))
+
+
+def _few_values(y, k: int = 3) -> str:
+    return ", ".join(repr(v.item() if hasattr(v, "item") else v)[:40] for v in list(dict.fromkeys(y.tolist()))[:k])
+
+
+def _probe_labels(labels, n: int, folds: int) -> Tuple[np.ndarray, int]:
+    """The training labels, checked before any fit, and the folds their smallest class allows."""
+    y = _labels(labels)
+    if len(y) != n:
+        raise InputError(f"{len(y)} labels for {n} texts")
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise InputError(f"labels: a probe needs at least two classes; all {len(y)} are {_few_values(y)}")
+    single = classes[counts < 2]
+    if len(single):
+        raise InputError(
+            f"labels: {len(classes)} distinct value(s) over {len(y)} texts ({len(single)} of them only once, e.g. "
+            f"{_few_values(single)}): a probe needs classes of at least 2 texts each. Are these the labels (swapped "
+            f"with the texts? a score rather than a class?)"
+        )
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise InputError(f"folds={folds!r}; valid: a number of cross-validation folds >= 2")
+    if counts.min() < folds:
+        log.info("probe: %d folds (the smallest class has %d texts), not %d", counts.min(), counts.min(), folds)
+    return y, int(min(folds, counts.min()))
+
+
+def _dev_labels(dev, classes: np.ndarray) -> np.ndarray:
+    feats, labels = dev
+    y_dev = _labels(labels, "dev labels")
+    if len(y_dev) != len(feats):
+        raise InputError(f"dev: {len(y_dev)} labels for {len(feats)} texts")
+    seen = np.isin(y_dev, classes)
+    if not seen.any():
+        raise InputError(
+            f"dev labels: none is a class of the training labels (dev: {_few_values(y_dev)}; training: "
+            f"{_few_values(classes)}): the same column, of the same type (1 and '1' differ)?"
+        )
+    if not seen.all():
+        log.warning(
+            "dev labels: %d of %d are no class of the training labels (e.g. %s): they count as errors",
+            (~seen).sum(),
+            len(y_dev),
+            _few_values(y_dev[~seen]),
+        )
+    return y_dev
+
+
+def _fit_score(X, y, test_X, test_y, Cs, max_iter: int, train=None, test=None) -> List[float]:
+    """Accuracy on (test_X, test_y) of ``StandardScaler`` + ``LogisticRegression(C)`` fitted on (X, y), for each C
+    in Cs, the scaler fitted once; ``train``/``test``: rows of X, y (one fold). One thread (BLAS and OpenMP), so
+    the numbers do not depend on the cores nor on how many fits run at once."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    if train is not None:
+        X, y, test_X, test_y = X[train], y[train], X[test], y[test]
+    with threadpool_limits(limits=1):
+        scaler = StandardScaler().fit(X)
+        X, test_X = scaler.transform(X), scaler.transform(test_X)
+        return [float(LogisticRegression(C=c, max_iter=max_iter).fit(X, y).score(test_X, test_y)) for c in Cs]
+
+
+class _Fits:
+    """Runs fits ``n_jobs`` at a time (joblib's processes; in this process for 1), ticking a tqdm bar of fits."""
+
+    def __init__(self, total: int, n_jobs: int, progress: Optional[bool]):
+        from joblib import Parallel
+        from tqdm.auto import tqdm
+
+        self.parallel = Parallel(n_jobs=n_jobs, **_return_as())
+        disable = None if progress is None else not progress  # None: shown when stderr is a terminal
+        self.bar = tqdm(total=total, desc="probe", unit=" fits", disable=disable, dynamic_ncols=True)
+
+    def run(self, tasks: Iterable[Tuple[object, tuple, dict]]) -> dict:
+        """{key: scores} of tasks (key, args, kwargs) of ``_fit_score``, in the order they finish."""
+        from joblib import delayed
+
+        out = {}
+        for key, scores in self.parallel(delayed(_keyed)(key, args, kwargs) for key, args, kwargs in tasks):
+            out[key] = scores
+            self.bar.update(len(scores))
+        return out
+
+    def __enter__(self) -> "_Fits":
+        self.parallel.__enter__()  # one pool for the cross-validation and the dev fits
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+        self.parallel.__exit__(*exc)
+
+
+def _return_as() -> dict:
+    """Results as they finish (joblib >= 1.4), else in order (1.3), else all at the end (older joblib)."""
+    import joblib
+
+    version = tuple(int(v) for v in re.findall(r"\d+", joblib.__version__)[:2])
+    if version >= (1, 4):
+        return {"return_as": "generator_unordered"}
+    return {"return_as": "generator"} if version >= (1, 3) else {}
+
+
+def _keyed(key, args, kwargs):
+    return key, _fit_score(*args, **kwargs)
+
+
+def _plan_line(feats: Features, Cs: tuple, folds: int, dev: bool, n_jobs: int) -> str:
+    cells = len(feats.layers) * len(feats.poolings)
+    dims = "/".join(str(d) for d in sorted({a.shape[-1] for a in feats.data.values()}))
+    extra = f" (+ {cells} on all of them, scored on dev)" if dev else ""
+    return (
+        f"probing {cells} cells x {len(Cs)} C x {folds} folds = {cells * len(Cs) * folds} fits{extra} on "
+        f"{len(feats)} texts, {dims} dims, n_jobs={n_jobs}"
+    )
 
 
 def probe(
@@ -228,60 +397,72 @@ def probe(
     C: Union[float, str] = "auto",
     seed: int = 0,
     max_iter: int = 2000,
+    n_jobs: Optional[int] = None,
+    progress: Optional[bool] = None,
 ) -> ProbeTable:
     """A logistic-regression probe for every (layer, pooling) of ``feats``.
 
     Standardised features, ``LogisticRegression(C)``, ``folds``-fold stratified cross-validation on the
-    training texts; with ``dev=(features, labels)`` also trained on all of them and scored on dev.
+    training texts; with ``dev=(features, labels)`` also trained on all of them and scored on dev. The labels
+    are checked before any fit (classes of at least 2 texts; no float scores; dev labels among the classes).
 
     Args:
         C: the inverse regularisation; "auto" (default) chooses it per cell by the same cross-validation among
             ``PROBE_CS`` (a fixed C overfits small training sets: C=1 at 1,000 SST-2 texts picks a cell 7
             points worse on dev than C=0.01), and each row reports the C chosen.
+        n_jobs: fits at once, in joblib worker processes (1: in this process; -1: every core, ``cpu_count()``).
+            Default None: every core, but 1 for small features (texts x dims < ``PARALLEL_MIN``, where starting
+            the workers would cost more than it saves). Every fit runs on one thread, so the table is the same
+            whatever ``n_jobs``.
+        progress: a tqdm bar of the fits on stderr; None (default): when stderr is a terminal.
     """
     _sklearn()
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import StratifiedKFold
 
-    y = _labels(labels)
-    if len(y) != len(feats):
-        raise InputError(f"{len(y)} labels for {len(feats)} texts")
-    counts = np.unique(y, return_counts=True)[1]
-    if len(counts) < 2:
-        raise InputError("labels: a probe needs at least two classes")
-    folds = int(min(folds, counts.min()))
-    if folds < 2:
-        raise InputError("labels: every class needs at least 2 texts for cross-validation")
-    y_dev = None
-    if dev is not None:
-        y_dev = _labels(dev[1])
-        if len(y_dev) != len(dev[0]):
-            raise InputError(f"dev: {len(y_dev)} labels for {len(dev[0])} texts")
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    Cs = _probe_cs(C)
-    rows = []
-    for p in feats.poolings:
-        for layer in feats.layers:
-            X = feats.get(layer, p)
+    y, folds = _probe_labels(labels, len(feats), folds)
+    y_dev = _dev_labels(dev, np.unique(y)) if dev is not None else None
+    Cs, jobs = _probe_cs(C), _n_jobs(n_jobs, feats)
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
+    cells = [(layer, p) for p in feats.poolings for layer in feats.layers]
+    total = len(cells) * (len(Cs) * folds + (dev is not None))
+    log.info("%s", _plan_line(feats, Cs, folds, dev is not None, jobs))
 
-            def model(c):
-                return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+    def cv_tasks():
+        for layer, p in cells:
+            X = _cell(feats, {"layer": layer, "pooling": p})  # one copy per cell, shared by its folds
+            for f, (train, test) in enumerate(splits):
+                yield (layer, p, f), (X, y, None, None, Cs, max_iter), {"train": train, "test": test}
 
-            # The best C by cross-validation (the first of equals: the strongest regularisation).
-            scores, best_c = max(((cross_val_score(model(c), X, y, cv=cv), c) for c in Cs), key=lambda t: t[0].mean())
-            row = {
-                "layer": layer,
-                "pooling": p,
-                "cv_mean": float(scores.mean()),
-                "cv_std": float(scores.std()),
-                "C": best_c,
-            }
-            if dev is not None:
-                row["dev"] = float(model(best_c).fit(X, y).score(dev[0].get(layer, p), y_dev))
-            rows.append(row)
+    with _Fits(total, jobs, progress) as fits:
+        cv = fits.run(cv_tasks())
+        rows = [_cv_row(layer, p, [cv[(layer, p, f)] for f in range(folds)], Cs) for layer, p in cells]
+        if dev is not None:
+            scored = fits.run(
+                ((r["layer"], r["pooling"]), (_cell(feats, r), y, _cell(dev[0], r), y_dev, (r["C"],), max_iter), {})
+                for r in rows
+            )
+            for r in rows:
+                r["dev"] = scored[(r["layer"], r["pooling"])][0]
     return ProbeTable(rows, folds, len(y), len(y_dev) if y_dev is not None else None)
+
+
+def _cv_row(layer, pooling: str, per_fold: List[List[float]], Cs: tuple) -> dict:
+    """A cell's row: the C with the best mean accuracy over the folds (the first of equals: the strongest
+    regularisation), and that C's mean and std."""
+    per_c = np.array(per_fold).T  # [C, folds]
+    best = max(range(len(Cs)), key=lambda i: per_c[i].mean())
+    scores = per_c[best]
+    return {
+        "layer": layer,
+        "pooling": pooling,
+        "cv_mean": float(scores.mean()),
+        "cv_std": float(scores.std()),
+        "C": Cs[best],
+    }
+
+
+def _cell(feats: Features, row: dict) -> np.ndarray:
+    return np.ascontiguousarray(feats.get(row["layer"], row["pooling"]))
 
 
 # -- anisotropy ----------------------------------------------------------------

@@ -169,6 +169,7 @@ def extract(
     spec: Optional[EmbedSpec] = None,
     shard_size: Optional[int] = None,
     cache: Union[bool, str] = False,
+    keep_text: bool = False,
     column: Optional[str] = None,
     id_column: Optional[str] = None,
     input_format: Optional[str] = None,
@@ -303,7 +304,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
     Args:
         model: what ``hubembed.load`` takes; ``update_model_path`` replaces it (Beam's model updates).
         spec, **spec_keywords: the ``EmbedSpec`` (or its fields), checked here, at pipeline construction.
-        seq_length, preprocess, backend, trust, quantize: as ``hubembed.load``.
+        seq_length, preprocess, backend, trust, quantize, prompts: as ``hubembed.load``.
         batch_size, max_tokens: ``Encoder.embed``'s batching inside one Beam batch.
         min_batch_size, max_batch_size, large_model, model_copies: Beam's batching and model sharing.
     """
@@ -318,6 +319,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
         backend: str = "auto",
         trust: str = "registry",
         quantize: Optional[str] = None,
+        prompts: Optional[dict] = None,
         batch_size: int = BATCH_SIZE,
         max_tokens: Optional[int] = MAX_TOKENS,
         min_batch_size: Optional[int] = None,
@@ -328,7 +330,7 @@ class ModelHandler(_BeamModelHandler if beam else object):
     ):
         _need_beam()
         self.spec = EmbedSpec.make(spec, **spec_keywords)  # bad options fail here, before the pipeline runs
-        self.options = LoadOptions(str(model), preprocess, seq_length, backend, trust, quantize)
+        self.options = LoadOptions(str(model), preprocess, seq_length, backend, trust, quantize, prompts)
         self.batching = dict(batch_size=batch_size, max_tokens=max_tokens)
         super().__init__(
             min_batch_size=min_batch_size,

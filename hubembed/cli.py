@@ -1,4 +1,4 @@
-"""The command line: ``hubembed inspect | embed | extract | probe | export | convert | projector`` (also
+"""The command line: ``hubembed inspect | embed | extract | search | probe | export | convert | projector`` (also
 ``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
@@ -19,7 +19,7 @@ import numpy as np
 
 import hubembed
 from hubembed import __version__, analysis, registry
-from hubembed._corpus import inputs, projector
+from hubembed._corpus import inputs, projector, search
 from hubembed._corpus.extract import DTYPES
 from hubembed._corpus.inputs import INPUT_FORMATS, ON_BAD, ON_EMPTY
 from hubembed._corpus.shards import SHARD_FORMATS
@@ -33,7 +33,7 @@ from hubembed._pipeline import batching
 from hubembed._pipeline.batching import LONG_MODES
 from hubembed._pipeline.layers import COMBINES
 from hubembed._pipeline.pooling import POOLINGS
-from hubembed._pipeline.quantize import PRECISIONS
+from hubembed._pipeline.quantize import PRECISIONS, Ranges
 from hubembed._pipeline.spec import BACKENDS, QUANTIZE, EmbedSpec
 from hubembed._pipeline.tokens import SUBWORD
 from hubembed._util import optional
@@ -117,6 +117,7 @@ def _cmd_embed(args) -> int:
         )
     options = _load_options(args)
     options.check_spec(spec)  # what the model loaded so cannot compute: before it loads
+    options.check_prompt(spec)
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin]
     enc = options.load()
     vecs = enc.embed(texts, spec=spec)
@@ -241,6 +242,9 @@ def _spec(args):
         truncate_dim=getattr(args, "truncate_dim", None),
         precision=getattr(args, "precision", "float32"),
         ranges=getattr(args, "ranges", None),
+        prompt=getattr(args, "prompt", None),
+        prompt_name=getattr(args, "prompt_name", None),
+        include_prompt=getattr(args, "include_prompt", True),
     )
 
 
@@ -266,6 +270,7 @@ def _extract_kwargs(args) -> dict:
         backend=args.backend,
         trust=args.trust,
         quantize=args.quantize,
+        keep_text=args.keep_text,
     )
 
 
@@ -354,6 +359,8 @@ def _cmd_probe(args) -> int:
         long=getattr(args, "long", "window"),
         stride=getattr(args, "stride", None),
     )
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs={args.jobs}; valid: a number of fits at once >= 1 (default: every core)")
     texts, labels = _labelled(args.data, args)  # the files and their columns checked before the model loads
     _check_labels(args.data, labels, args)
     dev_data = _labelled(args.dev, args) if args.dev else None
@@ -366,7 +373,9 @@ def _cmd_probe(args) -> int:
     dev = None
     if dev_data is not None:
         dev = (analysis.features(enc, dev_data[0], **kw), dev_data[1])
-    table = analysis.probe(feats, labels, dev=dev, folds=args.folds, C=args.C)
+    table = analysis.probe(
+        feats, labels, dev=dev, folds=args.folds, C=args.C, n_jobs=args.jobs, progress=False if args.quiet else None
+    )
     if args.json:
         print(
             json.dumps(
@@ -420,6 +429,31 @@ def _cmd_projector(args) -> int:
     return 0
 
 
+def _cmd_search(args) -> int:
+    ex = hubembed.open_extraction(args.out)
+    options = dict(metric=args.metric, rescore=args.rescore, rescore_multiplier=args.rescore_multiplier)
+    options.update(ranges=args.ranges, transform=args.transform, batch_size=args.batch_size)
+    search.check_extraction(ex, args.verify)  # the folder and the options, before standard input or a model
+    search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
+    if not args.queries and sys.stdin.isatty():  # nothing given and nothing piped: say so instead of waiting
+        raise InputError(
+            'search: no queries; give them as arguments (hubembed search OUT "a query" ...) or pipe lines in '
+            "(cat queries.txt | hubembed search OUT)"
+        )
+    queries = args.queries or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    encoder = _load_options(args).load() if args.model else None
+    results = ex.search(queries, args.k, encoder=encoder, **options)
+    if args.json:
+        print(search.dumps(results))
+        return 0
+    for query, hits in zip(queries, results):
+        print(f"# {query!r}: {len(hits)} of {len(ex)} rows, {results.metric}{', rescored' if results.rescored else ''}")
+        for h in hits:
+            text = "" if h.text is None else "  " + re.sub(r"\s+", " ", h.text)[:200]
+            print(f"{h.rank:>4}  {h.score:.4f}  {h.id}{text}")
+    return 0
+
+
 def _trust_arg(s) -> None:
     s.add_argument(
         "--trust",
@@ -430,9 +464,9 @@ def _trust_arg(s) -> None:
     )
 
 
-def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool = False) -> None:
+def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool = False, codes: bool = True) -> None:
     """The embedding spec's options (``hubembed.EmbedSpec``), the same on every command that embeds (``export``: not
-    those an export refuses: windows, truncate_dim, precision, ranges)."""
+    those an export refuses: windows, truncate_dim, precision, ranges; ``codes=False``: not precision and ranges)."""
     g = s.add_argument_group("embedding spec (hubembed.EmbedSpec)")
     g.add_argument(
         "--layers",
@@ -485,6 +519,8 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool =
     if export:  # an export gives the pooled float32 vectors
         return
     g.add_argument("--truncate-dim", type=int, default=None, help="keep the first n dimensions (before --normalize)")
+    if not codes:  # `ranges`: the float vectors codes are made from
+        return
     g.add_argument(
         "--precision",
         default="float32",
@@ -496,6 +532,14 @@ def _spec_options(s, *, layers: str = "-1", pooling: bool = True, export: bool =
         default=None,
         metavar="FILE.npz",
         help="int8/uint8 calibration ranges (hubembed.quantize.Ranges.fit(vectors).save(FILE))",
+    )
+    g.add_argument("--prompt", default=None, metavar="TEXT", help='a string put before each text ("query: ")')
+    g.add_argument("--prompt-name", default=None, metavar="NAME", help="one of the model's named prompts instead")
+    g.add_argument(
+        "--no-include-prompt",
+        dest="include_prompt",
+        action="store_false",
+        help="leave [CLS] and the prompt's pieces out of mean/max/... pooling (sentence-transformers' include_prompt)",
     )
 
 
@@ -510,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_convert(sub)
     _add_projector(sub)
+    _add_search(sub)
+    _add_ranges(sub)
+    _add_models(sub)
     for command in sub.choices.values():
         _complete_help(command)
     return p
@@ -648,6 +695,12 @@ def _add_extract(sub) -> None:
     )
     s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     s.add_argument(
+        "--keep-text",
+        action="store_true",
+        help="store each text with its vector (part-N.text.json beside npy shards; a text column or feature in "
+        "parquet and tfrecord): hubembed search prints it, ex.texts() reads it (--tokens/--words always do)",
+    )
+    s.add_argument(
         "--runner",
         default=None,
         help="run as an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, FlinkRunner, "
@@ -687,9 +740,18 @@ def _add_probe(sub) -> None:
         "cross-validation among 0.001..10) or a number",
     )
     s.add_argument("--limit", type=int, default=None, help="the first N texts of each file")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help=f"fits at once, in worker processes; the table is the same for any number (default: every core this "
+        f"process may use, {analysis.cpu_count()} here; 1 for features under {analysis.PARALLEL_MIN:,} numbers "
+        f"(texts x dims) a cell)",
+    )
     s.add_argument("--plot", default="probe.png", help="the plot's path (.png or .svg), or 'none'")
     _quantize_arg(s)
     s.add_argument("--json", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar (shown when stderr is a terminal)")
     _trust_arg(s)
     s.set_defaults(func=_cmd_probe)
 
@@ -770,6 +832,130 @@ def _add_projector(sub) -> None:
     s.set_defaults(func=_cmd_projector)
 
 
+def _add_search(sub) -> None:
+    s = sub.add_parser(
+        "search",
+        help="the rows of an extraction nearest some queries (an exact scan, shard by shard): rank, score, id, text",
+    )
+    s.add_argument("out", metavar="OUT", help="an extraction folder (hubembed extract -o OUT), sentence level")
+    s.add_argument("queries", nargs="*", metavar="QUERY", help="query texts (default: lines of standard input)")
+    s.add_argument("-k", type=int, default=10, help="hits per query (more than the rows: every row, ranked)")
+    s.add_argument(
+        "--model",
+        default=None,
+        help="embed the queries with this model (its weights must be the extraction's; default: the manifest's)",
+    )
+    s.add_argument(
+        "--metric",
+        choices=search.METRICS,
+        default=None,
+        help="the score (default: dot for vectors extracted with --normalize, where it equals cosine; else cosine)",
+    )
+    s.add_argument(
+        "--no-rescore",
+        dest="rescore",
+        action="store_false",
+        help="codes (--precision int8/uint8/binary): keep the first stage's scores, on the codes, without "
+        "rescoring the best with the float query",
+    )
+    s.add_argument(
+        "--rescore-multiplier",
+        type=int,
+        default=4,
+        help="codes: how many times k candidates of the first stage are rescored with the float query",
+    )
+    s.add_argument(
+        "--ranges", default=None, metavar="FILE.npz", help="int8/uint8 extractions: their calibration ranges"
+    )
+    s.add_argument(
+        "--transform",
+        default=None,
+        metavar="FILE.npz",
+        help="the transform the extraction applied (a manifest records its sha256, not its parameters)",
+    )
+    s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="queries embedded per batch at most")
+    s.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest first")
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
+    _trust_arg(s)
+    s.set_defaults(func=_cmd_search)
+
+
+def _cmd_ranges(args) -> int:
+    """The int8/uint8 calibration ranges ``--precision`` needs: per-dimension minima and maxima of float vectors,
+    from a float32 extraction or from texts embedded with the spec, saved as ``--ranges`` reads them."""
+    if os.path.isfile(os.path.join(args.source, "manifest.json")):
+        vectors, spec, what = _extraction_vectors(args)
+    else:
+        vectors, spec, what = _text_vectors(args)
+    r = Ranges.fit(vectors)
+    path = r.save(args.out)
+    print(f"{path}: ranges of {len(vectors)} {vectors.shape[1]}-dim vectors ({what}), sha256 {r.sha256[:16]}...")
+    print(f"use them with the same spec: --precision int8 --ranges {path}  ({_describe_spec(spec)})")
+    return 0
+
+
+def _extraction_vectors(args) -> tuple:
+    given = [o for o, v in (("--model", args.model != "minilm"), ("--column", args.column)) if v]
+    if given:
+        raise InputError(f"{args.source} is an extraction: its vectors are fitted as stored; drop {', '.join(given)}")
+    ex = hubembed.open_extraction(args.source)
+    if ex.level != "sentence" or ex.spec.precision != "float32":
+        raise InputError(
+            f"{args.source} holds {ex.level} {ex.spec.precision} rows; ranges are fitted on float sentence vectors "
+            f"(extract without --precision, or give a text file)"
+        )
+    return ex.vectors().astype(np.float32), ex.spec, f"the sentence vectors of {args.source}"
+
+
+def _text_vectors(args) -> tuple:
+    spec = _spec(args)
+    reader = inputs.open_input(args.source, column=args.column)
+    reader.check_columns()
+    options = _load_options(args)
+    options.check_spec(spec)
+    texts = [r.text for r in reader.records()]
+    if len(texts) < 2:
+        raise InputError(f"{args.source}: {len(texts)} text(s); ranges need at least 2 (a few hundred is usual)")
+    return options.load().embed(texts, spec=spec), spec, f"{args.source} embedded by {args.model}"
+
+
+def _describe_spec(spec) -> str:
+    d = spec.to_dict()
+    return ", ".join(f"{k}={d[k]}" for k in ("layers", "pooling", "normalize", "truncate_dim") if d.get(k) is not None)
+
+
+def _add_ranges(sub) -> None:
+    s = sub.add_parser(
+        "ranges",
+        help="int8/uint8 calibration ranges for --precision: from a float extraction, or texts embedded with the spec",
+    )
+    s.add_argument("source", help="an extraction folder (float32 sentence vectors) or a text file (.txt/.csv/...)")
+    s.add_argument("-o", "--out", required=True, help="the ranges file to write (.npz)")
+    s.add_argument("--model", default="minilm")
+    s.add_argument("--column", default=None, help="the text column of a .csv/.tsv/.jsonl/.parquet file")
+    _spec_options(s, codes=False)
+    _quantize_arg(s)
+    _trust_arg(s)
+    s.set_defaults(func=_cmd_ranges)
+
+
+def _cmd_models(args) -> int:
+    rows = [registry.get(n) for n in registry.names("encoder")]
+    if args.json:
+        print(json.dumps([e.to_dict() for e in rows], indent=1))
+        return 0
+    for e in rows:
+        shape = f"{e.layers or '?'} layers x {e.hidden_size or '?'}"
+        print(f"{e.name:<60} {e.family or '':<14} {shape:<18} {e.casing}")
+    return 0
+
+
+def _add_models(sub) -> None:
+    s = sub.add_parser("models", help="the registry's encoders (names to give --model): family, size, casing")
+    s.add_argument("--json", action="store_true", help="every registry field, as JSON")
+    s.set_defaults(func=_cmd_models)
+
+
 # The Python argument names messages use -> the options of the command line.
 OPTION_NAMES = {
     "layers": "--layers", "combine": "--combine", "weights": "--weights", "gamma": "--gamma",
@@ -780,7 +966,8 @@ OPTION_NAMES = {
     "subword": "--subword", "on_bad": "--on-bad", "on_empty": "--on-empty", "column": "--column",
     "id_column": "--id-column", "input_format": "--input-format", "C": "--C", "truncate_dim": "--truncate-dim",
     "precision": "--precision", "ranges": "--ranges", "quantize": "--quantize", "max_points": "--max-points",
-    "seed": "--seed", "names": "--name",
+    "seed": "--seed", "names": "--name", "k": "-k", "metric": "--metric", "rescore_multiplier": "--rescore-multiplier",
+    "prompt": "--prompt", "prompt_name": "--prompt-name", "include_prompt": "--no-include-prompt",
 }  # fmt: skip
 
 
@@ -788,7 +975,18 @@ def cli_terms(message: str) -> str:
     """An error message in the command line's terms: ``weights=`` -> ``--weights=``, ``on_bad='skip'`` ->
     ``--on-bad='skip'``; a list of layers is written 0,4,-1 there."""
     out = re.sub(r"(?<![\w.(-])([A-Za-z_]+)=", lambda m: f"{OPTION_NAMES.get(m.group(1), m.group(1))}=", message)
+    out = re.sub(r"hubembed\.load\(('[^']*')\)", r"--model \1", out)
+    for python, cli in PYTHON_SPELLINGS.items():
+        out = out.replace(python, cli)
     return out.replace("a list of those", "a list of those (0,4,-1)")
+
+
+# Phrases of the Python API that messages use -> the command line's.
+PYTHON_SPELLINGS = {
+    "`hubembed.registry.names()`": "`hubembed models`",
+    "truncate_dim and precision": "--truncate-dim and --precision",
+    "hubembed.load(..., trust='any') / --trust any": "--trust any",
+}
 
 
 # Options whose values may start with "-" ("-4:", "-1,-2"): argparse would read such a value as an option.
@@ -840,7 +1038,11 @@ def run() -> int:
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    return main()
+    try:
+        return main()
+    except BrokenPipeError:  # `hubembed models | head`: the reader left; no traceback, as other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,6 +25,7 @@ from hubembed._hub.signature import Signature
 from hubembed._pipeline import batching, tfdata, tokens
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline import prompts as prompts_mod
 from hubembed._pipeline.backends import Backend, HubBackend
 from hubembed._pipeline.batching import BATCH_SIZE, MAX_TOKENS
 from hubembed._pipeline.info import ExtractionInfo
@@ -100,9 +101,32 @@ class Encoder(TokenLevel):
 
     # -- shared steps ------------------------------------------------------
     def _rows(
-        self, texts: Sequence, *, long: str, stride: Optional[int], word_ids: Optional[List[Any]] = None
+        self,
+        texts: Sequence,
+        *,
+        long: str,
+        stride: Optional[int],
+        word_ids: Optional[List[Any]] = None,
+        prompt: Optional[str] = None,
     ) -> Tuple[List[batching.Row], ExtractionInfo]:
-        return text_rows(self.preprocessor, self.seq_length, texts, long=long, stride=stride, word_ids=word_ids)
+        return text_rows(
+            self.preprocessor, self.seq_length, texts, long=long, stride=stride, word_ids=word_ids, prompt=prompt
+        )
+
+    @property
+    def prompts(self) -> Dict[str, str]:
+        """The model's named prompts (``prompt_name=``, ``embed_queries``): its registry entry's, and those given to
+        ``load(..., prompts=)``, which win; {} for none."""
+        defined = getattr(self.entry, "prompts", None)
+        return prompts_mod.named(defined, self.options.prompts if self.options is not None else None)
+
+    def prompt_text(self, spec: EmbedSpec) -> Optional[str]:
+        """The text ``spec`` puts before each text (its prompt, or this model's prompt it names), or None.
+
+        Raises:
+            InputError: a ``prompt_name`` this model has no prompt for.
+        """
+        return spec.prompt_text(self.prompts, self.handle)
 
     def plan(self, spec: EmbedSpec) -> LayerPlan:
         """``spec`` resolved against this encoder: its layers, and the backend that gives them.
@@ -133,7 +157,7 @@ class Encoder(TokenLevel):
         plan: LayerPlan,
         batch_size: int,
         max_tokens: Optional[int],
-        pool: Optional[Tuple[str, bool]] = None,
+        pool: Optional[Tuple[Any, ...]] = None,
     ) -> Iterator[Tuple[int, Any]]:
         packing = Packing(self.preprocessor.special, self.seq_length, batch_size, max_tokens)
         return text_tokens(self.backend_for(plan), rows, info.truncated, plan, packing, pool=pool)
@@ -149,6 +173,8 @@ class Encoder(TokenLevel):
         }
         if self.quantize is not None:  # float32 records stay as they were (resumed extractions, cache keys)
             context["quantize"] = self.quantize
+        if self.prompts:  # what prompt_name resolves against (a spec record keeps it only when it names a prompt)
+            context["prompts"] = self.prompts
         return context
 
     def provenance(self, **kwargs: Any) -> dict:
@@ -262,6 +288,9 @@ class Encoder(TokenLevel):
         truncate_dim: Optional[int] = None,
         precision: str = "float32",
         ranges=None,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
+        include_prompt: bool = True,
     ):
         """One vector per text. Results do not depend on batch_size, max_tokens or neighbours.
 
@@ -272,6 +301,8 @@ class Encoder(TokenLevel):
                 fallback, transform (a fitted ``Whitening`` or its path) applies after pooling, before normalize.
             truncate_dim, precision, ranges: keep the first n dimensions (before normalize), then quantize
                 (int8/uint8 with calibration ``ranges``, binary/ubinary), as sentence-transformers' ``encode``.
+            prompt, prompt_name, include_prompt: a string put before each text, or one of the model's named prompts
+                (``enc.prompts``); include_prompt=False leaves it out of the pooling (``hubembed._pipeline.prompts``).
             spec: an ``EmbedSpec`` instead of those keywords, e.g. ``open_extraction(out).spec`` to embed
                 queries exactly as a stored corpus was embedded.
             batch_size: rows per batch at most.
@@ -302,6 +333,9 @@ class Encoder(TokenLevel):
             truncate_dim=truncate_dim,
             precision=precision,
             ranges=ranges,
+            prompt=prompt,
+            prompt_name=prompt_name,
+            include_prompt=include_prompt,
         )
         if isinstance(texts, (str, bytes)):  # one text -> one vector, as sentence-transformers' encode(str)
             out = self.embed([texts], spec=spec, batch_size=batch_size, max_tokens=max_tokens, return_info=return_info)
@@ -309,6 +343,16 @@ class Encoder(TokenLevel):
         self.check_spec_source(spec)
         out, info = _embed(self, check_texts(texts), spec, batch_size, max_tokens)
         return (out, info) if return_info else out
+
+    def embed_queries(self, texts: Sequence, **kw: Any):
+        """``embed`` with the model's "query" prompt (as sentence-transformers' ``encode_query``); a prompt given
+        (``prompt=``, ``prompt_name=``, a spec's) wins; a model without one embeds the texts as they are."""
+        return self.embed(texts, **prompts_mod.for_role(prompts_mod.QUERY, self.prompts, kw))
+
+    def embed_documents(self, texts: Sequence, **kw: Any):
+        """``embed`` with the model's first of the "document", "passage", "corpus" prompts (as sentence-transformers'
+        ``encode_document``); a prompt given wins; a model without one embeds the texts as they are."""
+        return self.embed(texts, **prompts_mod.for_role("document", self.prompts, kw))
 
     def embed_dataset(
         self, dataset: Any, *, batch_size: int = BATCH_SIZE, max_tokens: Optional[int] = MAX_TOKENS, spec=None, **kw
@@ -328,7 +372,9 @@ class Encoder(TokenLevel):
         plan, transform, hidden = self.plan(spec), spec.transform_object(), self.signature.hidden_size
         spec.shape(plan, hidden, transform)  # transform and truncate_dim fit: checked before any text is read
         packing = Packing(self.preprocessor.special, self.seq_length, int(batch_size), max_tokens)
-        embedder = tfdata.IdsEmbedder(self.backend_for(plan), plan, spec, transform, packing, hidden)
+        prompt = self.prompt_text(spec)
+        prompt_ids = None if prompt is None else tokens.token_ids(self.preprocessor, [prompt])[0]
+        embedder = tfdata.IdsEmbedder(self.backend_for(plan), plan, spec, transform, packing, hidden, prompt_ids)
         return tfdata.embed_dataset(dataset, self.preprocessor.module.tokenize, embedder)
 
     def features(
@@ -437,14 +483,16 @@ def _embed(
     enc: Encoder, texts: list, spec: EmbedSpec, batch_size: int, max_tokens: Optional[int]
 ) -> Tuple[np.ndarray, ExtractionInfo]:
     """``Encoder.embed``'s work: plan, rows, stream (long texts pooled as their windows come), pool, finish."""
+    prompt = enc.prompt_text(spec)  # a name the model does not have: before any work
     transform = spec.transform_object()
     plan = enc.plan(spec)
     shape = spec.pooled_shape(plan, enc.signature.hidden_size)
     spec.shape(plan, enc.signature.hidden_size, transform)  # transform and truncate_dim fit: checked before work
-    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride)
+    rows, info = enc._rows(texts, long=spec.long, stride=spec.stride, prompt=prompt)
     out = np.zeros((len(texts),) + shape, np.float32)
-    for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens, pool=(spec.pooling, spec.special_tokens)):
-        out[t] = pool_text(tt, plan, spec.pooling, spec.special_tokens)
+    how = (spec.pooling, spec.special_tokens, spec.include_prompt)
+    for t, tt in enc._stream(rows, info, plan, batch_size, max_tokens, pool=how):
+        out[t] = pool_text(tt, plan, *how)
     out = spec.finish(out, transform)  # transform, truncate_dim, normalize, precision
     info.spec = spec.record(plan, transform, **enc.context())
     info.report()

@@ -37,9 +37,11 @@ class Entry:
     layers: Optional[int] = None
     hidden_size: Optional[int] = None
     preprocess: Optional[str] = None
-    seq_length: Optional[int] = None
+    seq_length: Optional[int] = None  # the length it was trained with, where shorter than max_positions (minilm)
+    max_positions: Optional[int] = None  # its position embeddings: the longest seq_length (checked before loading)
     source: Optional[dict] = None
     weights_sha256: Optional[str] = None  # hubembed._hub.fingerprint.weights_fingerprint of the loaded model: pinned
+    prompts: Optional[dict] = None  # named prompts the model was trained with ({"query": "query: ", ...}), if any
     note: Optional[str] = None
     extra: dict = field(default_factory=dict)
 

@@ -191,7 +191,7 @@ def _job(load: LoadOptions, spec: EmbedSpec, batch_size: Any, max_tokens: Any) -
     )
 
 
-LOAD_KEYWORDS = ("preprocess", "seq_length", "backend", "trust", "quantize")
+LOAD_KEYWORDS = ("preprocess", "seq_length", "backend", "trust", "quantize", "prompts")
 
 
 def _load_options(model: Any, **keywords: Any) -> LoadOptions:
@@ -250,6 +250,7 @@ def embed(
     backend: str = "auto",
     trust: str = "registry",
     quantize: Optional[str] = None,
+    prompts: Optional[Dict[str, str]] = None,
     batch_size: int = BATCH_SIZE,
     max_tokens: Optional[int] = MAX_TOKENS,
     check: bool = True,
@@ -261,7 +262,7 @@ def embed(
     Args:
         df: a ``pyspark.sql.DataFrame``.
         column: its string column to embed; a null text gets a null vector, an empty one is embedded (as ``embed``).
-        model, preprocess, seq_length, backend, trust, quantize: as ``hubembed.load``, on every Python worker
+        model, preprocess, seq_length, backend, trust, quantize, prompts: as ``hubembed.load``, on every Python worker
             (once each).
         output_column: the new column: array<float> ([D] per text, equal to ``Encoder.embed``); int8 codes as
             array<byte>, uint8 codes as array<short>; with combine="none", array<array<...>> (one per layer).
@@ -286,7 +287,13 @@ def embed(
     if output_column is None or output_column == worker_column:
         raise InputError(f"output_column={output_column!r}; valid: a new column name, other than worker_column")
     load = _load_options(
-        model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+        model,
+        preprocess=preprocess,
+        seq_length=seq_length,
+        backend=backend,
+        trust=trust,
+        quantize=quantize,
+        prompts=prompts,
     )
     job = _job(load, EmbedSpec.make(spec, **spec_keywords), batch_size, max_tokens)
     if check:
@@ -382,6 +389,7 @@ def extract(
     backend: str = "auto",
     trust: str = "registry",
     quantize: Optional[str] = None,
+    prompts: Optional[Dict[str, str]] = None,
     level: str = "sentence",
     format: Optional[str] = None,
     subword: str = "first",
@@ -391,6 +399,7 @@ def extract(
     spec: Optional[EmbedSpec] = None,
     shard_size: Optional[int] = None,
     on_empty: str = "skip",
+    keep_text: bool = False,
     **spec_keywords,
 ) -> dict:
     """Embed ``df``'s ``column`` into shards + manifest under ``out``: ``hubembed.extract``'s files, from a DataFrame.
@@ -421,7 +430,13 @@ def extract(
     if on_empty not in inputs.ON_EMPTY:
         raise InputError(f"on_empty={on_empty!r}; valid: {', '.join(inputs.ON_EMPTY)}")
     load = _load_options(
-        model, preprocess=preprocess, seq_length=seq_length, backend=backend, trust=trust, quantize=quantize
+        model,
+        preprocess=preprocess,
+        seq_length=seq_length,
+        backend=backend,
+        trust=trust,
+        quantize=quantize,
+        prompts=prompts,
     )
     corpus_job = CorpusJob.from_arguments(
         locals(), skip=("df", "load", "model", *LOAD_KEYWORDS), options=load, out=os.fspath(out), cache=False

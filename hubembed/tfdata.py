@@ -24,11 +24,11 @@ def feature_spec(ex: Union[Extraction, str]) -> Dict[str, Any]:
     """The ``tf.Example`` features of an extraction's TFRecord shards (an ``Extraction``, or its folder), for
     ``tf.io.parse_single_example(raw, feature_spec(ex))`` and ``tf.io.parse_example``.
 
-    sentence level: ``id`` (string), ``vector`` (float32 [D]). tokens / words: ``id``, ``text`` (string), ``tokens``
-    or ``words`` (string [n]), ``token_ids`` (int64 [n], tokens), ``start``, ``end`` (int64 [n], character offsets
-    into ``text``), ``vectors`` (float32 [n, D]), ``dim`` (int64). Variable-length features are
-    ``tf.io.RaggedFeature``s: dense ``[n, ...]`` tensors from ``parse_single_example``, ``tf.RaggedTensor``
-    ``[B, (n), ...]`` from ``parse_example``.
+    sentence level: ``id`` (string), ``vector`` (float32 [D]), ``text`` (string; extracted with keep_text). tokens
+    / words: ``id``, ``text`` (string), ``tokens`` or ``words`` (string [n]), ``token_ids`` (int64 [n], tokens),
+    ``start``, ``end`` (int64 [n], character offsets into ``text``), ``vectors`` (float32 [n, D]), ``dim`` (int64).
+    Variable-length features are ``tf.io.RaggedFeature``s: dense ``[n, ...]`` tensors from ``parse_single_example``,
+    ``tf.RaggedTensor`` ``[B, (n), ...]`` from ``parse_example``.
 
     Raises:
         InputError: the shards are not TFRecord (or the folder is not an extraction).

@@ -1,5 +1,6 @@
 """hubembed.analysis and hubembed.plots: features in one pass, probes, anisotropy and whitening, layer views."""
 
+import logging
 import os
 
 import numpy as np
@@ -26,8 +27,10 @@ def tiny(tiny_encoders):
     return tiny_encoders["tf2_dict"]
 
 
-def test_features_equal_embed_for_every_layer_and_pooling_and_are_cached(tiny, monkeypatch):
-    f = analysis.features(tiny, TEXTS, poolings=("cls", "mean", "max"))
+def test_features_equal_embed_for_every_layer_and_pooling_and_are_cached(tiny, monkeypatch, caplog):
+    with caplog.at_level(logging.INFO, logger="hubembed"):
+        f = analysis.features(tiny, TEXTS, poolings=("cls", "mean", "max"))
+    assert "features of 8 texts: 4 layers x 3 poolings, one encoder pass (then cached: " in caplog.text
     assert f.layers == ["embeddings", 0, 1, 2] and f.data["mean"].shape == (len(TEXTS), 4, 16)
     for layer in f.layers:
         for p in ("cls", "mean", "max"):
@@ -39,8 +42,10 @@ def test_features_equal_embed_for_every_layer_and_pooling_and_are_cached(tiny, m
         tiny.features(TEXTS, poolings=("pooled",))
     calls = []
     monkeypatch.setattr(type(tiny), "features", lambda self, *a, **k: calls.append(1))
-    again = analysis.features(tiny, TEXTS, poolings=("cls", "mean", "max"))  # from the disk cache
+    with caplog.at_level(logging.INFO, logger="hubembed"):
+        again = analysis.features(tiny, TEXTS, poolings=("cls", "mean", "max"))  # from the disk cache
     assert calls == [] and np.array_equal(again.data["max"], f.data["max"])
+    assert "features of 8 texts from the cache" in caplog.text
     with pytest.raises(InputError, match="layer 7 is not in these features"):
         f.get(7, "mean")
 

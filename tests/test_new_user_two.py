@@ -300,3 +300,112 @@ def test_checks_that_need_no_model_run_before_tensorflow_is_imported(tmp_path):
     with pytest.raises(InputError, match="pooling='attention'"):
         hubembed.extract(str(txt), str(tmp_path / "o2"), quantize="int8", pooling="attention")
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+@pytest.mark.slow
+def test_window_bounds_and_a_resume_mismatch_are_refused_before_tensorflow(tmp_path):
+    """Item 7: --seq-length and --stride against the registry's window, and a resume with other settings, were
+    checked after TensorFlow's import and the load (~5 s each). Now before, in the CLI and in Python."""
+    src = tmp_path / "c.txt"
+    src.write_text("a fine film\nawful\n", encoding="utf-8")
+    cases = [
+        (["embed", "--seq-length", "1000", "a text"], "--seq-length=1000; valid: 3..512 (the encoder's max positions)"),
+        (["embed", "--stride", "300", "a text"], "--stride=300: the overlap of windows must be in 0..253"),
+        (
+            ["extract", str(src), "-o", str(tmp_path / "w"), "--seq-length", "128", "--stride", "126"],
+            "--stride=126: the overlap of windows must be in 0..125",
+        ),
+    ]
+    for args, message in cases:
+        r = _cli(args)
+        assert "rc 1 False" in r.stdout, (args, r.stdout, r.stderr[-2000:])
+        assert message in r.stderr, (args, r.stderr[-2000:])
+    code = (
+        "import sys, hubembed\n"
+        "try:\n    hubembed.load('minilm', seq_length=600)\n"
+        "except hubembed.InputError as e:\n    print('python:', e, 'tensorflow' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "python: seq_length=600; valid: 3..512 (the encoder's max positions) False" in r.stdout, r.stderr[-2000:]
+
+    out = tmp_path / "o"
+    hubembed.extract(str(src), str(out), quantize="int8")  # TensorFlow-free once minilm's int8 file is cached
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    resumes = [
+        (["--pooling", "cls"], "spec.pooling ('mean' there, 'cls' now)"),
+        (["--seq-length", "128"], "spec.seq_length (256 there, 128 now)"),
+        (["--normalize"], "spec.normalize (False there, True now)"),
+        ([], "spec.quantize ('int8' there, None now)"),
+        (["--model", "bert_en_uncased_L-12_H-768_A-12"], "model ('minilm' there, 'bert_en_uncased_L-12_H-768_A-12'"),
+    ]
+    for extra, message in resumes:
+        r = _cli(
+            [
+                "extract",
+                str(src),
+                "-o",
+                str(out),
+                "--resume",
+                *(extra or []),
+                *([] if not extra else ["--quantize", "int8"]),
+            ]
+        )
+        assert "rc 1 False" in r.stdout, (extra, r.stdout, r.stderr[-2000:])
+        assert f"cannot resume {out}: it was made with a different" in r.stderr and message in r.stderr, r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+    r = _cli(["extract", str(src), "-o", str(out), "--resume", "--quantize", "int8"])
+    assert "rc 0" in r.stdout and "0 this run" in r.stdout + r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_ranges_are_made_on_the_command_line_from_texts_or_an_extraction(tmp_path, tiny_models, capsys):
+    """Item 9: --precision int8 needs --ranges, and only Python could make them. `hubembed ranges` fits them on a
+    text file embedded with the spec, or on a float extraction's vectors; the codes then follow from them."""
+    from hubembed._pipeline.quantize import Ranges
+    from hubembed.cli import main
+
+    model = tiny_models["tf2_dict"]
+    src = tmp_path / "c.txt"
+    texts = ["a fine film", "awful", "the cat sat on the mat", "an hour of my life"]
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert main(["ranges", str(src), "-o", str(tmp_path / "r1.npz"), "--model", model, "--normalize"]) == 0
+    expected = Ranges.fit(hubembed.load(model).embed(texts, normalize=True))
+    got = Ranges.of(str(tmp_path / "r1.npz"))
+    np.testing.assert_array_equal(got.low, expected.low)
+    np.testing.assert_array_equal(got.high, expected.high)
+    assert "--precision int8 --ranges" in capsys.readouterr().out
+
+    out = tmp_path / "x"
+    hubembed.extract(str(src), str(out), model=model)
+    assert main(["ranges", str(out), "-o", str(tmp_path / "r2.npz")]) == 0
+    np.testing.assert_array_equal(
+        Ranges.of(str(tmp_path / "r2.npz")).high, hubembed.open_extraction(str(out)).vectors().max(0)
+    )
+    q = tmp_path / "q"
+    hubembed.extract(str(src), str(q), model=model, precision="int8", ranges=str(tmp_path / "r2.npz"))
+    assert hubembed.open_extraction(str(q)).vectors().dtype == np.int8
+
+    assert main(["ranges", str(q), "-o", str(tmp_path / "r3.npz")]) == 1  # codes cannot be calibrated on
+    assert "ranges are fitted on float sentence vectors" in capsys.readouterr().err
+    one = tmp_path / "one.txt"
+    one.write_text("alone\n", encoding="utf-8")
+    assert main(["ranges", str(one), "-o", str(tmp_path / "r4.npz"), "--model", model]) == 1
+    assert "ranges need at least 2" in capsys.readouterr().err
+    assert not (tmp_path / "r3.npz").exists() and not (tmp_path / "r4.npz").exists()
+
+
+def test_cli_messages_are_in_the_command_lines_terms_and_models_are_listed(capsys):
+    """Item 9: the CLI said `hubembed.registry.names()` and `truncate_dim and precision`; now `hubembed models`
+    (a command that lists them) and the options."""
+    from hubembed.cli import cli_terms, main
+
+    assert main(["embed", "--model", "minlm", "a text"]) == 1
+    err = capsys.readouterr().err
+    assert "Did you mean: minilm?" in err and "See `hubembed models` for the" in err and "registry.names" not in err
+    assert cli_terms("truncate_dim and precision apply to sentence vectors") == (
+        "--truncate-dim and --precision apply to sentence vectors"
+    )
+    assert cli_terms("embed with the model (hubembed.load('minilm'))") == "embed with the model (--model 'minilm')"
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == len(hubembed.registry.names("encoder")) and any(line.startswith("minilm ") for line in listed)

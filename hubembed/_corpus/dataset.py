@@ -16,7 +16,8 @@ Elements (``columns`` chooses ``x``; ``labels`` adds ``y``): ``x`` is one column
 a dict {name: tensor} when it is a list; ``(x, y)`` with ``labels``, which is what ``keras.Model.fit`` takes.
 
     sentence   id: string []; vector: [D] (or [k, H], npy with combine="none") in the stored dtype (float32, float16,
-               or the int8/uint8/binary codes of ``precision``). Default x: vector
+               or the int8/uint8/binary codes of ``precision``); text: string [] (extracted with keep_text).
+               Default x: vector
     tokens     id, text: string []; tokens: string [n]; token_ids, start, end: int32 [n]; vectors: [n, D]; mask: bool
                [n] (True for every piece; False where ``padded_batch`` pads). Default x: {"vectors", "mask"} (the
                input of a masked pooling, e.g. ``hubembed.keras.MaskedMeanPooling``)
@@ -72,7 +73,7 @@ def check_columns(ex: Extraction, columns: Columns) -> Tuple[Tuple[str, ...], bo
     Raises:
         InputError: a name the level does not have, a repeat, no name, or not names at all.
     """
-    valid = COLUMNS[ex.level]
+    valid = COLUMNS[ex.level] + (("text",) if ex.level == "sentence" and ex.has_text else ())
     columns = DEFAULT_COLUMNS[ex.level] if columns is None else columns
     single = isinstance(columns, str)
     names = (columns,) if isinstance(columns, str) else tuple(columns) if isinstance(columns, (list, tuple)) else None
@@ -184,14 +185,17 @@ def _sentence_blocks(ex: Extraction, names: Sequence[str], dtype: np.dtype) -> I
     for s in ex.shards:
         vectors = shard_formats.read(ex.format, "sentence", _shard_path(ex, s)) if "vector" in names else None
         ids = shard_formats.read_ids(ex.format, _shard_path(ex, s, "ids_file")) if "id" in names else None
+        texts = shard_formats.read_texts(ex.format, _shard_path(ex, s, "text_file")) if "text" in names else None
         for a in range(0, int(s["rows"]), BLOCK):
             block: Dict[str, np.ndarray] = {}
             if ids is not None:
                 block["id"] = _utf8(ids[a : a + BLOCK])
+            if texts is not None:
+                block["text"] = _utf8(texts[a : a + BLOCK])
             if vectors is not None:
                 block["vector"] = np.asarray(vectors[a : a + BLOCK], dtype)
             yield block
-        del vectors, ids  # released before the next shard is read
+        del vectors, ids, texts  # released before the next shard is read
 
 
 def piece_columns(p: shard_formats.Pieces, level: str) -> Dict[str, np.ndarray]:
@@ -285,10 +289,11 @@ def feature_spec(ex: Extraction) -> Dict[str, Any]:
     """The ``tf.Example`` features of an extraction's TFRecord shards, for ``tf.io.parse_single_example(raw,
     feature_spec(ex))`` (and ``tf.io.parse_example`` over batches of records).
 
-    sentence: ``id`` (string []), ``vector`` (float32 [D]). tokens / words: ``id``, ``text`` (string []), ``tokens``
-    or ``words`` (string [n]), ``token_ids`` (tokens level), ``start``, ``end`` (int64 [n]), ``vectors`` (float32
-    [n, D]: stored flat, reshaped by the parser), ``dim`` (int64 []). ``tf.io.RaggedFeature``s: dense ``[n, ...]``
-    from ``parse_single_example``, ``tf.RaggedTensor`` ``[B, (n), ...]`` from ``parse_example``.
+    sentence: ``id`` (string []), ``vector`` (float32 [D]), ``text`` (string [], extracted with keep_text). tokens /
+    words: ``id``, ``text`` (string []), ``tokens`` or ``words`` (string [n]), ``token_ids`` (tokens level),
+    ``start``, ``end`` (int64 [n]), ``vectors`` (float32 [n, D]: stored flat, reshaped by the parser), ``dim`` (int64
+    []). ``tf.io.RaggedFeature``s: dense ``[n, ...]`` from ``parse_single_example``, ``tf.RaggedTensor``
+    ``[B, (n), ...]`` from ``parse_example``.
 
     Raises:
         InputError: the extraction's shards are not TFRecord.
@@ -301,7 +306,8 @@ def feature_spec(ex: Extraction) -> Dict[str, Any]:
     tf = _tf()
     dim = int(ex.record["dim"])
     if ex.level == "sentence":
-        return {"id": tf.io.FixedLenFeature([], tf.string), "vector": tf.io.FixedLenFeature([dim], tf.float32)}
+        text = {"text": tf.io.FixedLenFeature([], tf.string)} if ex.has_text else {}
+        return {"id": tf.io.FixedLenFeature([], tf.string), **text, "vector": tf.io.FixedLenFeature([dim], tf.float32)}
     spec = {
         "id": tf.io.FixedLenFeature([], tf.string),
         "text": tf.io.FixedLenFeature([], tf.string),

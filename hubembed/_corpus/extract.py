@@ -116,7 +116,7 @@ class Embedder:
     def chunk(self, records: List[inputs.Record]) -> shards.Chunk:
         ids, texts = [r.id for r in records], [r.text for r in records]
         if self.s.level == "sentence":
-            return shards.Chunk(ids, vectors=self.vectors(texts))
+            return shards.Chunk(ids, vectors=self.vectors(texts), texts=texts if self.s.keep_text else None)
         self.stats["encoded"] += len(texts)
         return shards.Chunk(ids, items=self._pieces(texts))
 
@@ -138,7 +138,9 @@ def make_header(embedder: Embedder, source: dict, input_path: str) -> dict:
     """The manifest's header: the model, its weights fingerprint and preprocessor, the resolved spec, the input
     (``source``: how it was read) and the versions."""
     s = embedder.s
+    kept = {"keep_text": True} if s.keep_text and s.level == "sentence" else {}  # recorded when used
     return {
+        **kept,
         "model": embedder.encoder.handle,
         "weights_sha256": embedder.weights_sha256,
         "preprocessor": embedder.encoder.preprocessor.source,
@@ -171,6 +173,7 @@ def extract(
     shard_size: Optional[int] = None,
     resume: bool = False,
     cache: Union[bool, str] = True,
+    keep_text: bool = False,
     column: Optional[str] = None,
     id_column: Optional[str] = None,
     input_format: Optional[str] = None,
@@ -202,6 +205,9 @@ def extract(
         shard_size: texts per shard, and in memory at once (default 10000; 1000 for tokens/words).
         resume: continue an interrupted run (its model, weights, spec and input must match).
         cache: sentence vectors by text content (True: ``$HUBEMBED_CACHE/features``; a folder; False: off).
+        keep_text: store each text with its vector (sentence level: ``part-N.text.json`` beside npy shards, a
+            ``text`` column or feature in parquet and tfrecord; ``ex.texts()``, search results); token and word
+            rows always hold their text.
         column, id_column, input_format, on_bad, on_empty: how the input is read (``hubembed._corpus.inputs``).
         quiet: no progress bar.
 
@@ -213,7 +219,9 @@ def extract(
         OutputError: the folder holds other files or another extraction, or a write failed (finished shards
             are kept; ``resume=True`` continues).
     """
-    job = CorpusJob.from_arguments(locals(), skip=("input_path", "encoder"))  # every option checked here
+    # Every option checked here; a loaded encoder's own model and window are what the spec is checked against.
+    given = {} if encoder is None else {"model": encoder.handle, "seq_length": getattr(encoder, "seq_length", None)}
+    job = CorpusJob.from_arguments(locals(), skip=("input_path", "encoder", "given"), **given)
     return run(job, input_path, encoder)
 
 
@@ -221,8 +229,12 @@ def run(job: CorpusJob, input_path: str, encoder: Optional[Encoder] = None) -> d
     """Run ``job`` over ``input_path`` on this machine (``encoder``: already loaded; default ``job.load.load()``)."""
     reader = inputs.open_input(input_path, **job.source.reader_args())
     reader.check_columns()  # a wrong column or a header read as data: before the model loads
-    store.check_folder(job.out, job.resume)  # before the model loads
+    old = store.check_folder(job.out, job.resume)  # before the model loads
+    if old is not None:  # a resume with other settings: refused before the model loads, as far as they are known
+        known = job.known_header(reader.to_dict(), input_path, encoder.handle if encoder is not None else None)
+        store.refuse_resume(job.out, store.known_differences(old.get("header", {}), known))
     if encoder is None:
+        job.load.check_prompt(job.settings.spec)  # a prompt name the model does not have: before it loads
         loaded = job.load.load()
         if isinstance(loaded, ExportedEmbedder):  # it has no signature, layers or tokens (this failed later before)
             raise InputError(

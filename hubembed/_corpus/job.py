@@ -7,6 +7,7 @@ from their keywords, so a new corpus option is added here, once, and checked her
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -34,10 +35,13 @@ class Settings:
     max_tokens: Optional[int] = MAX_TOKENS
     shard_size: Optional[int] = None
     cache: Union[bool, str] = True
+    keep_text: bool = False  # sentence rows: store each text with its vector (token and word rows always do)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise InputError(f"dtype={self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if not isinstance(self.keep_text, bool):
+            raise InputError(f"keep_text={self.keep_text!r}; valid: True or False")
         self.format = self.format or shards.default_format(self.level)
         shards.check(self.level, self.format, self.dtype, self.spec.combine)
         if self.shard_size is None:
@@ -58,7 +62,7 @@ class Settings:
         if self.level == "sentence":
             return
         default = EmbedSpec()
-        sentence_only = ("pooling", "special_tokens", "normalize")
+        sentence_only = ("pooling", "special_tokens", "normalize", "include_prompt")
         ignored = [k for k in sentence_only if getattr(self.spec, k) != getattr(default, k)]
         if ignored:
             raise InputError(
@@ -132,7 +136,7 @@ class CorpusJob:
     ) -> "CorpusJob":
         """The job from keywords: ``LoadOptions``' (model=, preprocess=, seq_length=, backend=, trust=, quantize=;
         or ``options=``), ``Settings``' (level=, format=, subword=, dtype=, batch_size=, max_tokens=,
-        shard_size=, cache=), ``InputOptions``' (column=, id_column=, input_format=, on_bad=, on_empty=),
+        shard_size=, cache=, keep_text=), ``InputOptions``' (column=, id_column=, input_format=, on_bad=, on_empty=),
         resume=, quiet=, and the ``EmbedSpec`` (``spec=`` or its fields: layers=, pooling=, ...).
 
         Raises:
@@ -146,6 +150,41 @@ class CorpusJob:
         load.check_spec(spec)
         source = InputOptions(**{k: v for k, v in keywords.items() if k in _INPUT})
         return cls(out, load, settings, source, bool(keywords.get("resume", False)), bool(keywords.get("quiet", False)))
+
+    def known_header(self, source: dict, input_path: str, loaded: Optional[str] = None) -> dict:
+        """The part of the manifest's header known before the model loads (what a resume is checked against
+        then): the model as given, the settings, the spec's own fields, a given seq_length and the input
+        (``loaded``: the handle of an encoder given already loaded; its own window and mode are checked later)."""
+        spec, s = self.settings.spec, self.settings
+        known: Dict[str, Any] = {
+            "model": loaded or self.load.model,
+            "spec": {
+                "level": s.level,
+                "format": s.format,
+                "shard_size": s.shard_size,
+                "pooling": spec.pooling,
+                "special_tokens": spec.special_tokens,
+                "normalize": spec.normalize,
+                "long": spec.long,
+                "stride": spec.stride,
+                "truncate_dim": spec.truncate_dim,
+                "precision": spec.precision,
+            },
+            "input": {**source, "path": os.path.abspath(input_path) if input_path != "-" else "-"},
+        }
+        if s.level != "sentence":  # token rows record the pieces, not a sentence pooling
+            for k in ("pooling", "special_tokens", "normalize", "stride", "truncate_dim", "precision"):
+                del known["spec"][k]
+        if s.level == "words":
+            known["spec"]["subword"] = s.subword
+        if s.level == "sentence":  # recorded when True (token and word rows always hold their text)
+            known["keep_text"] = s.keep_text
+        if loaded is not None:
+            return known
+        known["spec"]["quantize"] = self.load.quantize  # recorded only when used: None when not
+        if self.load.seq_length is not None:
+            known["spec"]["seq_length"] = self.load.seq_length
+        return known
 
     @classmethod
     def from_arguments(cls, arguments: Dict[str, Any], *, skip: Sequence[str] = (), **overrides: Any) -> "CorpusJob":

@@ -5,12 +5,15 @@ Levels and formats (``hubembed extract --tokens/--words --format``):
     level      npy                        parquet                              tfrecord
     sentence   part-N.npy [rows, D]       part-N.parquet: id, vector           part-N.tfrecord: id, vector
                + part-N.ids.json          (fixed_size_list<float>[D])          (float list [D])
+               (+ part-N.text.json)       (+ text)                             (+ text)
     tokens     -                          id, text, tokens, token_ids, start,  id, text, tokens, token_ids,
                                           end, vectors (list<fixed_size_list>) start, end, vectors (flat), dim
     words      -                          id, text, words, start, end, vectors same, with words
 
 ``start``/``end`` are character offsets (Unicode code points) into ``text``:
-``text[start[i]:end[i]]`` is the token's (or word's) surface form. Rendering returns bytes
+``text[start[i]:end[i]]`` is the token's (or word's) surface form. Sentence rows keep their text with
+``keep_text`` (``Chunk.texts``): a JSON list aligned with the ids (npy), a ``text`` column or feature (parquet,
+tfrecord); token and word rows always hold theirs. Rendering returns bytes
 (``{suffix: bytes}``) so that the local store and the Beam workers write them the same way.
 TFRecord float lists are float32, so ``--dtype float16`` goes with npy or parquet.
 """
@@ -30,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from hubembed._pipeline.tokens import TokenEmbeddings, WordEmbeddings
 from hubembed._util import optional
-from hubembed.errors import InputError
+from hubembed.errors import InputError, OutputError
 
 LEVELS = ("sentence", "tokens", "words")
 SHARD_FORMATS = ("npy", "parquet", "tfrecord")
@@ -70,6 +73,7 @@ class Chunk:
 
     ids: List[str]
     vectors: Optional[np.ndarray] = None  # sentence level
+    texts: Optional[List[str]] = None  # sentence level, kept (keep_text): stored with the vectors
     items: List[Item] = field(default_factory=list)  # TokenEmbeddings (tokens level) / WordEmbeddings (words)
 
     def __len__(self) -> int:
@@ -82,7 +86,10 @@ def render(fmt: str, level: str, chunk: Chunk, dtype: str) -> Dict[str, bytes]:
     if fmt == "npy":
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(chunk.vectors, dtype), allow_pickle=False)
-        return {".npy": buf.getvalue(), ".ids.json": json.dumps([str(i) for i in chunk.ids]).encode("utf-8")}
+        out = {".npy": buf.getvalue(), ".ids.json": json.dumps([str(i) for i in chunk.ids]).encode("utf-8")}
+        if chunk.texts is not None:
+            out[".text.json"] = json.dumps(chunk.texts).encode("utf-8")
+        return out
     if fmt == "parquet":
         return {".parquet": _parquet(level, chunk, dtype)}
     return {".tfrecord": _tfrecord(level, chunk)}
@@ -114,7 +121,8 @@ def _parquet(level: str, chunk: Chunk, dtype: str) -> bytes:
     ids = pa.array([str(i) for i in chunk.ids], pa.string())
     if level == "sentence":
         v = np.ascontiguousarray(chunk.vectors, dtype)
-        table = pa.table({"id": ids, "vector": _fixed(pa, v, v.shape[1])})
+        text = {} if chunk.texts is None else {"text": pa.array(chunk.texts, pa.string())}
+        table = pa.table({"id": ids, **text, "vector": _fixed(pa, v, v.shape[1])})
     else:
         name = "tokens" if level == "tokens" else "words"
         pieces = [_names(it, level) for it in chunk.items]
@@ -170,6 +178,8 @@ def _tfrecord(level: str, chunk: Chunk) -> bytes:
             for n, rid in enumerate(chunk.ids):
                 if level == "sentence":
                     feats = {"id": b([str(rid)]), "vector": f(cast(np.ndarray, chunk.vectors)[n])}  # sentence: set
+                    if chunk.texts is not None:
+                        feats["text"] = b([chunk.texts[n]])
                 else:
                     it = chunk.items[n]
                     spans = np.asarray(it.spans).reshape(-1, 2)
@@ -274,6 +284,13 @@ def _read_tfrecord(level: str, path: str) -> Union[np.ndarray, List[Pieces]]:
     return out
 
 
+def release(fmt: str) -> None:
+    """Give the memory of shards read and dropped back to the system: Arrow's allocator keeps freed blocks for
+    reuse, so a reader going through many parquet shards would otherwise grow with them."""
+    if fmt == "parquet":
+        _pyarrow()[0].default_memory_pool().release_unused()
+
+
 def read_ids(fmt: str, path: str) -> List[str]:
     """The ids of a shard, without reading its vectors where the format allows."""
     if fmt == "npy":
@@ -288,3 +305,29 @@ def read_ids(fmt: str, path: str) -> List[str]:
         tf.train.Example.FromString(raw).features.feature["id"].bytes_list.value[0].decode("utf-8")
         for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()
     ]
+
+
+def read_texts(fmt: str, path: str) -> List[str]:
+    """The texts of a shard that stores them (``path``: an npy shard's ``text_file``, else the shard), without its
+    vectors where the format allows.
+
+    Raises:
+        OutputError: the shard holds no text.
+    """
+    if fmt == "npy":
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    if fmt == "parquet":
+        _, pq = _pyarrow()
+        if "text" not in pq.read_schema(path).names:
+            raise OutputError(f"{path} holds no text column")
+        return pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    import tensorflow as tf
+
+    out = []
+    for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        feats = tf.train.Example.FromString(raw).features.feature
+        if "text" not in feats:
+            raise OutputError(f"{path} holds no text feature")
+        out.append(feats["text"].bytes_list.value[0].decode("utf-8"))
+    return out

@@ -22,13 +22,14 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from hubembed._corpus import dataset as tf_dataset
 from hubembed._corpus import shards as shard_formats
 from hubembed._load import load as load_encoder
+from hubembed._pipeline import prompts as prompts_mod
 from hubembed._pipeline import quantize
 from hubembed._pipeline.graph import ExportedEmbedder
 from hubembed._pipeline.spec import EmbedSpec
@@ -37,6 +38,9 @@ from hubembed._pipeline.transform import TransformLike
 from hubembed._util import sha256_file, write_atomic
 from hubembed.encoder import Encoder
 from hubembed.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    from hubembed._corpus.search import Results  # it imports this module
 
 log = logging.getLogger("hubembed")
 MANIFEST = "manifest.json"
@@ -113,12 +117,7 @@ class ShardStore:
         if old is None:
             self._clean(keep=set())
             return
-        diff = _differences(old.get("header", {}), self.header)
-        if diff:
-            raise OutputError(
-                f"cannot resume {self.out}: it was made with a different "
-                + "; ".join(f"{k} ({a!r} there, {b!r} now)" for k, a, b in diff)
-            )
+        refuse_resume(self.out, _differences(old.get("header", {}), self.header))
         for shard in old.get("shards", []):
             if not self._intact(shard):
                 break
@@ -180,7 +179,7 @@ def shard_entry(
 ) -> Tuple[dict, Dict[str, bytes]]:
     """The manifest entry of a shard and its files {name: bytes} (shared with the Beam pipeline)."""
     name = shard_name(index)
-    keys = {suffix: ("ids_file" if suffix == ".ids.json" else "file") for suffix in blobs}
+    keys = {suffix: (suffix[1:-5] + "_file" if suffix.endswith(".json") else "file") for suffix in blobs}  # ids_file
     entry = {
         **{keys[sf]: name + sf for sf in blobs},
         "index": index,
@@ -217,6 +216,32 @@ def manifest_bytes(m: dict) -> bytes:
 
 def _ours(name: str) -> bool:
     return name == MANIFEST or name.startswith("part-")
+
+
+def refuse_resume(out: str, diff: List[Tuple[str, Any, Any]]) -> None:
+    """The error for resuming ``out`` with other settings (``diff``: (key, there, now)), if any differ."""
+    if diff:
+        raise OutputError(
+            f"cannot resume {out}: it was made with a different "
+            + "; ".join(f"{k} ({a!r} there, {b!r} now)" for k, a, b in diff)
+        )
+
+
+# What a header leaves out when it holds the default (recorded only when used: older records stay as they were).
+_UNRECORDED = {"spec.precision": "float32", "keep_text": False}
+
+
+def known_differences(old: dict, known: dict, prefix: str = "") -> List[Tuple[str, Any, Any]]:
+    """(key, old, new) for every leaf of ``known`` (what is known before the model loads: part of a header) that
+    ``old`` (a header) records otherwise."""
+    out: List[Tuple[str, Any, Any]] = []
+    for k in sorted(known):
+        a, b = old.get(k, _UNRECORDED.get(prefix + k)), known[k]
+        if isinstance(b, dict):
+            out += known_differences(a if isinstance(a, dict) else {}, b, prefix + k + ".")
+        elif a != b:
+            out.append((prefix + k, a, b))
+    return out
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> List[Tuple[str, Any, Any]]:
@@ -313,6 +338,9 @@ class Extraction:
         ranges: Optional[quantize.RangesLike] = None,
         batch_size: Optional[int] = None,
         max_tokens: Optional[int] = -1,
+        precision: Optional[str] = None,
+        prompt: Optional[str] = None,
+        prompt_name: Optional[str] = None,
     ) -> np.ndarray:
         """Embed ``texts`` (queries) exactly as this corpus was embedded, to compare them with its vectors.
 
@@ -323,6 +351,10 @@ class Extraction:
                 sha256, not its parameters).
             ranges: the int8/uint8 calibration ranges it was quantized with, if it was (likewise).
             batch_size, max_tokens: as ``Encoder.embed`` (default: its defaults).
+            precision: another than the extraction's: "float32" gives a quantized corpus's queries unquantized.
+            prompt, prompt_name: the queries' prompt; default: the model's "query" prompt for a corpus embedded with
+                a document prompt by name ("document", "passage", "corpus"), else the corpus's own prompt
+                (``hubembed._pipeline.prompts.query_spec``).
 
         Returns:
             [N, D] float32, as the extraction's vectors (which are float16 on disk with ``dtype="float16"``).
@@ -337,6 +369,9 @@ class Extraction:
             )
         spec = self.spec if transform is None else self.spec.replace(transform=transform)
         spec = spec if ranges is None else spec.replace(ranges=ranges)
+        if precision is not None:
+            spec = spec.replace(precision=precision, ranges=spec.ranges if precision in quantize.CALIBRATED else None)
+        spec = prompts_mod.query_spec(spec, self.record, prompt, prompt_name)
         model: Union[Encoder, ExportedEmbedder]  # what hubembed.load gives
         if encoder is None:
             rec = self.record
@@ -344,6 +379,7 @@ class Extraction:
                 self.header["model"],
                 seq_length=rec.get("seq_length"),
                 backend="garden" if rec.get("backend") == "garden" else "auto",
+                prompts=rec.get("prompts"),
             )
         else:
             model = encoder
@@ -378,6 +414,18 @@ class Extraction:
         i = int(np.searchsorted(self._starts, row, side="right") - 1)
         item = self.shard(i)[row - self.shards[i]["first_row"]]
         return np.asarray(item) if self.level == "sentence" else item
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the rows hold their texts: token and word rows always, sentence rows extracted with keep_text."""
+        return self.level != "sentence" or bool(self.header.get("keep_text"))
+
+    def texts(self) -> List[str]:
+        """Every stored text, in row order (``text(row)``: one). Raises InputError: extracted without keep_text."""
+        return [t for i in range(len(self.shards)) for t in shard_texts(self, i)]
+
+    def text(self, row: int) -> str:
+        return row_text(self, row)
 
     def __iter__(self) -> Iterator[Union[np.ndarray, shard_formats.Pieces]]:
         for i in range(len(self.shards)):
@@ -441,9 +489,9 @@ class Extraction:
 
         Args:
             batch_size: None (one row per element) or rows per batch (token/word rows padded to each batch's longest).
-            columns: what ``x`` is: one column's tensor (a name) or a dict (a list of names): ``id``, ``vector``
-                (sentence); ``id``, ``text``, ``tokens``/``words``, ``token_ids``, ``start``, ``end``, ``vectors``,
-                ``mask`` (tokens, words). Default: ``"vector"``; ``["vectors", "mask"]``.
+            columns: what ``x`` is: one column's tensor (a name) or a dict (a list of names): ``id``, ``vector``,
+                ``text`` (sentence; with keep_text); ``id``, ``text``, ``tokens``/``words``, ``token_ids``, ``start``,
+                ``end``, ``vectors``, ``mask`` (tokens, words). Default: ``"vector"``; ``["vectors", "mask"]``.
             labels: None, a sequence of one label per row, or a mapping id -> label: elements become ``(x, y)``.
             drop_remainder: drop a last, smaller batch.
 
@@ -470,6 +518,28 @@ class Extraction:
                 f"({str(recorded)[:16]}...)"
             )
         return quantize.dequantize(self.vectors(), precision, r)
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        encoder: Optional[Encoder] = None,
+        metric: Optional[str] = None,
+        rescore: bool = True,
+        rescore_multiplier: int = 4,
+        ranges: Optional[quantize.RangesLike] = None,
+        transform: TransformLike = None,
+        batch_size: Optional[int] = None,
+        verify: bool = False,
+    ) -> Results:
+        """The ``k`` rows nearest each query (texts, or float vectors [Q, D]) by an exact scan, shard after shard: a
+        list of ``Hit(rank, row, id, score, text)`` per query (``hubembed._corpus.search.search``)."""
+        from hubembed._corpus import search  # it imports this module
+
+        kw: Dict[str, Any] = dict(encoder=encoder, metric=metric, ranges=ranges, transform=transform)
+        kw.update(rescore=rescore, rescore_multiplier=rescore_multiplier, batch_size=batch_size, verify=verify)
+        return search.search(self, queries, k, **kw)
 
     def to_projector(
         self,
@@ -502,6 +572,38 @@ class Extraction:
             f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, level={self.level!r}, "
             f"format={self.format!r}, model={h.get('model')!r}, complete={self.complete})"
         )
+
+
+def shard_texts(ex: Extraction, i: int) -> List[str]:
+    """The texts shard ``i`` of ``ex`` stores, in row order.
+
+    Raises:
+        InputError: sentence rows extracted without keep_text.
+        OutputError: a shard that should hold them does not.
+    """
+    if not ex.has_text:
+        raise InputError(
+            f"{ex.out} was extracted without its texts (ids and vectors only): extract it again with --keep-text "
+            f"(keep_text=True) to read them; ex.ids() names the rows"
+        )
+    s = ex.shards[i]
+    if ex.format == "npy" and "text_file" not in s:
+        raise OutputError(f"{ex.out}: shard {i} lists no text file although the manifest says texts were kept")
+    return shard_formats.read_texts(ex.format, os.path.join(ex.out, s.get("text_file", s["file"])))
+
+
+def row_text(ex: Extraction, row: int) -> str:
+    """``ex.text(row)``: the stored text of one row, read from its shard.
+
+    Raises:
+        InputError: a row out of range, or sentence rows extracted without keep_text.
+    """
+    n = len(ex)
+    if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not -n <= row < n:
+        raise InputError(f"row {row!r} of an extraction of {n} rows")
+    row = int(row) % n
+    i = int(np.searchsorted([s["first_row"] for s in ex.shards], row, side="right") - 1)
+    return shard_texts(ex, i)[row - ex.shards[i]["first_row"]]
 
 
 def open_extraction(out: str, verify: bool = False) -> Extraction:

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -148,8 +148,16 @@ def _do_lower_case(src: str, vocab_file: str) -> bool:
         return not any(re.search(r"[A-Z]", line) for line in f if not line.startswith("["))
 
 
-def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, overwrite: bool = False) -> str:
-    """Convert a Hugging Face BERT folder to ``out_dir`` (encoder/ + preprocess/ + hubembed.json)."""
+def convert(
+    src: str,
+    out_dir: str,
+    *,
+    expected_sha256: Optional[str] = None,
+    overwrite: bool = False,
+    progress: Optional[Callable[[str], None]] = None,
+) -> str:
+    """Convert a Hugging Face BERT folder to ``out_dir`` (encoder/ + preprocess/ + hubembed.json); ``progress`` is
+    called with what is done after each of its three steps (weights read, encoder written, preprocessor written)."""
 
     src = os.path.abspath(os.path.expanduser(src))
     out_dir = os.path.abspath(os.path.expanduser(out_dir))
@@ -157,16 +165,7 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         raise ConversionError(f"{src} is not a folder (expected a Hugging Face BERT folder)")
     require_tensorflow(f"converting {src} to the Hub format (it writes TensorFlow SavedModels)")
     raw, cfg = read_hf_config(src)
-    weights_path = os.path.join(src, "model.safetensors")
-    vocab_file = os.path.join(src, "vocab.txt")
-    for path, what in (
-        (weights_path, "model.safetensors (pytorch_model.bin is not read: it needs torch)"),
-        (vocab_file, "vocab.txt"),
-    ):
-        if not os.path.isfile(path):
-            raise ConversionError(f"{src} has no {what}")
-    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ConversionError(f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
+    weights_path, vocab_file = _source_files(src, out_dir, overwrite)
     digest = sha256_file(weights_path)
     if expected_sha256 and digest != expected_sha256:
         raise ConversionError(
@@ -183,6 +182,8 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         raise ConversionError(f"{weights_path}: {e}: not a BERT checkpoint?") from None
     lower = _do_lower_case(src, vocab_file)
     window, window_from = trained_window(src, cfg.max_positions)
+    step = progress or (lambda done: None)
+    step("weights read")
     parent = os.path.dirname(out_dir) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".converting-", dir=parent)
@@ -193,11 +194,13 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
             )
         except InputError as e:  # weights whose shapes config.json does not describe
             raise ConversionError(f"{weights_path} does not fit {src}/config.json: {e}") from None
+        step("encoder written")
         # Tokenized as the tokenizer the checkpoint was trained with: Hugging Face's.
         # Its default window is the one hubembed packs: plain hub.KerasLayer on preprocess/ truncates alike.
         preprocessor.save_preprocessor(
             vocab_file, lower, os.path.join(tmp, "preprocess"), seq_length=window, flavour=HUGGINGFACE
         )
+        step("preprocessor written")
         manifest = {
             "format": FORMAT,
             "source": src,
@@ -220,6 +223,21 @@ def convert(src: str, out_dir: str, *, expected_sha256: Optional[str] = None, ov
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _source_files(src: str, out_dir: str, overwrite: bool) -> Tuple[str, str]:
+    """(the weights, the vocabulary) of a Hugging Face folder; refused if missing, or if ``out_dir`` holds files."""
+    weights_path = os.path.join(src, "model.safetensors")
+    vocab_file = os.path.join(src, "vocab.txt")
+    for path, what in (
+        (weights_path, "model.safetensors (pytorch_model.bin is not read: it needs torch)"),
+        (vocab_file, "vocab.txt"),
+    ):
+        if not os.path.isfile(path):
+            raise ConversionError(f"{src} has no {what}")
+    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise ConversionError(f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)")
+    return weights_path, vocab_file
 
 
 def trained_window(src: str, max_positions: int) -> Tuple[int, str]:

@@ -12,6 +12,7 @@ corrupt it; a cached folder whose manifest is missing or whose files do not matc
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import importlib.util
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from typing import Dict, cast
+from typing import Callable, Dict, Iterator, cast
 
 from hubembed import _util, registry
 from hubembed._formats import convert
@@ -123,11 +124,25 @@ def ensure(entry: registry.Entry) -> str:
         t0 = time.time()
         log.info("converting %s to the Hub format in %s (once)", owner.name, target)
         try:
-            convert.convert(source_dir(owner), target, expected_sha256=_source(owner)["sha256"])
+            with _steps(f"converting {owner.name} to the Hub format (once)") as step:
+                convert.convert(source_dir(owner), target, expected_sha256=_source(owner)["sha256"], progress=step)
         except ConversionError as e:
             raise ConversionError(f"the embedded model '{owner.name}' could not be built: {e}") from e
         log.info("converted %s in %.1f s", owner.name, time.time() - t0)
     return target
+
+
+@contextlib.contextmanager
+def _steps(what: str) -> Iterator[Callable[[str], None]]:
+    """A progress bar over a conversion's three steps (on stderr, closed before any error propagates); it shows
+    the first use's ~15 s wait in Python and notebooks too, where INFO logs are not printed; it leaves no line)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=3, desc=what, unit=" step", leave=False, mininterval=0)
+    try:
+        yield lambda done: (bar.set_postfix_str(done, refresh=False), bar.update(1))
+    finally:
+        bar.close()
 
 
 def path(entry: registry.Entry) -> str:

@@ -11,7 +11,9 @@
   The default is a token budget (``MAX_TOKENS``): many short texts or a few long
   ones per batch, so every matrix product has about the same number of rows.
 * Packing is ``[CLS] a [SEP]`` (+ ``b [SEP]`` for pairs, round-robin truncation,
-  as tensorflow_text's RoundRobinTrimmer) + padding, in numpy.
+  as tensorflow_text's RoundRobinTrimmer) + padding, in numpy. A prompt's pieces go right
+  after [CLS] in every row (every window of a long text), never cut: the text gets the room
+  left (``hubembed._pipeline.prompts``).
 """
 
 from __future__ import annotations
@@ -45,10 +47,21 @@ class Row:
     keep: Tuple[int, int] = (0, 0)  # [lo, hi) of ids whose vectors this row contributes
     n_windows: int = 1  # windows of the text (1 = whole)
     pair: Optional[np.ndarray] = None  # content ids of segment B
+    prompt: Optional[np.ndarray] = None  # the prompt's ids, right after [CLS] (None: no prompt)
 
     @property
     def length(self) -> int:
-        return len(self.ids) + (len(self.pair) + 1 if self.pair is not None else 0) + 2
+        return len(self.ids) + (len(self.pair) + 1 if self.pair is not None else 0) + 2 + self.n_prompt
+
+    @property
+    def n_prompt(self) -> int:
+        """The prompt's pieces in this row (0 without one)."""
+        return 0 if self.prompt is None else len(self.prompt)
+
+    @property
+    def head(self) -> int:
+        """The position of ``ids[0]`` in the packed row: after [CLS] and the prompt."""
+        return 1 + self.n_prompt
 
 
 def windows(n: int, size: int, stride: int) -> List[Tuple[int, int, int, int]]:
@@ -72,6 +85,27 @@ def windows(n: int, size: int, stride: int) -> List[Tuple[int, int, int, int]]:
     return [(s, min(s + size, n), bounds[k], bounds[k + 1]) for k, s in enumerate(starts)]
 
 
+def check_stride(stride: int, seq_length: int, n_prompt: int = 0) -> None:
+    """Refuse a window overlap that does not fit ``seq_length`` (checked before a model loads where the window is
+    known then, and when texts are cut into windows; ``n_prompt``: the prompt's pieces in every window)."""
+    size = seq_length - 2 - n_prompt
+    if not (0 <= stride < size):
+        prompt = f" - {n_prompt} prompt pieces" if n_prompt else ""
+        raise InputError(
+            f"stride={stride}: the overlap of windows must be in 0..{size - 1} "
+            f"(seq_length {seq_length} - 2 special tokens{prompt} - 1)"
+        )
+
+
+def check_prompt_room(n_prompt: int, seq_length: int) -> None:
+    """Refuse a prompt that leaves no room for text in a window."""
+    if seq_length - 2 - n_prompt < 1:
+        raise InputError(
+            f"the prompt is {n_prompt} word pieces: with [CLS] and [SEP] it leaves no room for text in a window of "
+            f"seq_length {seq_length} (load with a longer seq_length, or use a shorter prompt)"
+        )
+
+
 def make_rows(
     ids: Sequence[np.ndarray],
     seq_length: int,
@@ -79,36 +113,35 @@ def make_rows(
     long: str = "window",
     stride: Optional[int] = None,
     pairs: Optional[Sequence[np.ndarray]] = None,
+    prompt: Optional[np.ndarray] = None,
 ) -> Tuple[List[Row], np.ndarray, np.ndarray]:
-    """Rows for every text, plus per-text (n_windows, truncated tokens)."""
+    """Rows for every text, plus per-text (n_windows, truncated tokens); ``prompt``: the prompt's ids, in every row."""
     if long not in LONG_MODES:
         raise InputError(f"long={long!r}; valid: {', '.join(LONG_MODES)}")
-    size = seq_length - 2
+    n_prompt = 0 if prompt is None else len(prompt)
+    check_prompt_room(n_prompt, seq_length)
+    size = seq_length - 2 - n_prompt  # text pieces per window
     if stride is None:
         stride = size // 2
-    if not (0 <= stride < size):
-        raise InputError(
-            f"stride={stride}: the overlap of windows must be in 0..{size - 1} "
-            f"(seq_length {seq_length} - 2 special tokens - 1)"
-        )
+    check_stride(stride, seq_length, n_prompt)
     rows: List[Row] = []
     n_windows = np.ones(len(ids), np.int32)
     truncated = np.zeros(len(ids), np.int64)
     for t, a in enumerate(ids):
         if pairs is not None:
-            a2, b2 = trim_pair(a, pairs[t], seq_length - 3)
+            a2, b2 = trim_pair(a, pairs[t], size - 1)
             truncated[t] = len(a) + len(pairs[t]) - len(a2) - len(b2)
-            rows.append(Row(t, a2, 0, (0, len(a2)), 1, b2))
+            rows.append(Row(t, a2, 0, (0, len(a2)), 1, b2, prompt))
         elif len(a) <= size:
-            rows.append(Row(t, a, 0, (0, len(a))))
+            rows.append(Row(t, a, 0, (0, len(a)), prompt=prompt))
         elif long == "truncate":
             truncated[t] = len(a) - size
-            rows.append(Row(t, a[:size], 0, (0, size)))
+            rows.append(Row(t, a[:size], 0, (0, size), prompt=prompt))
         else:
             ws = windows(len(a), size, stride)
             n_windows[t] = len(ws)
             for s, e, lo, hi in ws:
-                rows.append(Row(t, a[s:e], s, (lo - s, hi - s), len(ws)))
+                rows.append(Row(t, a[s:e], s, (lo - s, hi - s), len(ws), prompt=prompt))
     return rows, n_windows, truncated
 
 
@@ -163,12 +196,14 @@ def pack(
     spec = np.zeros((B, S), bool)
     cls, sep = special["start_of_sequence_id"], special["end_of_segment_id"]
     for i, r in enumerate(rows):
-        n = len(r.ids)
+        n, h = len(r.ids), r.head
         ids[i, 0] = cls
-        ids[i, 1 : n + 1] = r.ids
-        ids[i, n + 1] = sep
-        spec[i, [0, n + 1]] = True
-        end = n + 2
+        if r.prompt is not None:
+            ids[i, 1:h] = r.prompt
+        ids[i, h : h + n] = r.ids
+        ids[i, h + n] = sep
+        spec[i, [0, h + n]] = True
+        end = h + n + 1
         if r.pair is not None:
             m = len(r.pair)
             ids[i, end : end + m] = r.pair

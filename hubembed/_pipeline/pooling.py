@@ -134,10 +134,15 @@ STREAMABLE = ("mean", "max", "mean_max", "mean_sqrt_len", "cls", "pooled", "atte
 class WindowPool:
     """Streaming pooling of one long text, window by window, equal to ``pool`` over the stitched windows (its
     token vectors are never held whole): running sum, count, max, [CLS] of the first window, [SEP] of the last,
-    pooled output. ``combine``: the plan's layer combination (``layers.Combine``)."""
+    pooled output. ``combine``: the plan's layer combination (``layers.Combine``); a prompt's pieces (after [CLS] in
+    every window) count once, from the first window, unless ``include_prompt=False`` (then [CLS] neither)."""
 
-    def __init__(self, combine: Any, pooling: str, special_tokens: bool, n_windows: int) -> None:
+    def __init__(
+        self, combine: Any, pooling: str, special_tokens: bool, n_windows: int, include_prompt: bool = True
+    ) -> None:
         self.combine, self.pooling, self.special_tokens, self.n_windows = combine, pooling, special_tokens, n_windows
+        self.include_prompt = include_prompt
+        self.prompted = False  # the windows hold a prompt
         self.seen, self.weight = 0, 0.0
         self.sum: Any = 0.0
         self.pooled: Any = 0.0
@@ -151,9 +156,12 @@ class WindowPool:
         """One window: ``row`` (a ``batching.Row``), its layers [k, S, H], pooled output, attention received."""
         x = self.combine.apply(vec)  # [S, H'] (special tokens at 0 and -1)
         lo, hi = row.keep
-        body = x[1 + lo : 1 + hi]
-        w = np.ones(len(body), np.float32) if received is None else received[1 + lo : 1 + hi].astype(np.float32)
-        self._take(body, w)
+        h = row.head  # after [CLS] and the prompt
+        weights = np.ones(len(x), np.float32) if received is None else received.astype(np.float32)
+        self._take(x[h + lo : h + hi], weights[h + lo : h + hi])
+        self.prompted = row.prompt is not None
+        if row.start == 0 and self.prompted and self.include_prompt:  # the prompt's pieces, once
+            self._take(x[1:h], weights[1:h])
         cls = (row.start, x[0], 1.0 if received is None else float(received[0]))
         sep = (row.start, x[-1], 1.0 if received is None else float(received[-1]))
         if self.first is None or row.start < self.first[0]:
@@ -179,7 +187,8 @@ class WindowPool:
         if self.pooling == "pooled":
             return self.pooled / self.n_windows
         if self.special_tokens and not self.closed:  # [CLS] of the first window, [SEP] of the last: once
-            for _, v, w in (self.first, self.last):
+            dropped = self.prompted and not self.include_prompt  # [CLS] goes with the prompt
+            for _, v, w in (self.last,) if dropped else (self.first, self.last):
                 self._take(v[None], np.array([w], np.float32))
             self.closed = True
         if self.pooling == "max":

@@ -27,7 +27,7 @@ log = logging.getLogger("hubembed")
 
 @dataclass
 class TextTokens:
-    """One text's stitched token vectors: [CLS] content... [SEP] (pair... [SEP])."""
+    """One text's stitched token vectors: [CLS] (prompt...) content... [SEP] (pair... [SEP])."""
 
     ids: np.ndarray  # [T]
     special: np.ndarray  # [T] bool: [CLS]/[SEP]
@@ -37,6 +37,12 @@ class TextTokens:
     n_windows: int
     truncated: int
     attention: Optional[np.ndarray] = None  # [T]: attention each token receives (pooling="attention")
+    prompt: Optional[int] = None  # the prompt's pieces, after [CLS] (None: no prompt)
+
+    @property
+    def head(self) -> int:
+        """The position of the first content token: after [CLS] and the prompt."""
+        return 1 + (self.prompt or 0)
 
 
 def text_rows(
@@ -47,14 +53,19 @@ def text_rows(
     long: str,
     stride: Optional[int],
     word_ids: Optional[List[Any]] = None,
+    prompt: Optional[str] = None,
 ) -> Tuple[List[batching.Row], ExtractionInfo]:
     """Texts (or (a, b) pairs) -> the rows the encoder runs (a window each; long texts in overlapping windows or
     truncated), and what happened to each text (tokens, windows, truncation, empty). ``word_ids``: the texts'
-    word-piece ids when already tokenized (word spans); ``preprocessor``: the paired one (``token_ids``)."""
+    word-piece ids when already tokenized (word spans); ``preprocessor``: the paired one (``token_ids``);
+    ``prompt``: a text put before each (tokenized once; ``hubembed._pipeline.prompts``)."""
     firsts, seconds = split_pairs(texts)
     ids = word_ids if word_ids is not None else tokens.token_ids(preprocessor, firsts)
     pair_ids = tokens.token_ids(preprocessor, seconds) if seconds is not None else None
-    rows, n_windows, truncated = batching.make_rows(ids, seq_length, long=long, stride=stride, pairs=pair_ids)
+    prompt_ids = None if prompt is None else tokens.token_ids(preprocessor, [prompt])[0]
+    rows, n_windows, truncated = batching.make_rows(
+        ids, seq_length, long=long, stride=stride, pairs=pair_ids, prompt=prompt_ids
+    )
     n_tok = np.array([len(a) for a in ids], np.int64)
     if pair_ids is not None:
         n_tok += np.array([len(b) for b in pair_ids], np.int64)
@@ -129,12 +140,12 @@ def text_tokens(
     truncated: np.ndarray,
     plan: LayerPlan,
     packing: Packing,
-    pool: Optional[Tuple[str, bool]] = None,
+    pool: Optional[Tuple[Any, ...]] = None,
 ) -> Iterator[Tuple[int, Union[TextTokens, Pooled]]]:
     """Yield (text index, TextTokens) for every text, as soon as all its rows are encoded.
 
-    pool=(pooling, special_tokens): texts with more than STREAM_WINDOWS windows are pooled as their windows
-    arrive and yielded as ``Pooled`` (their token vectors are never held whole).
+    pool=(pooling, special_tokens[, include_prompt]): texts with more than STREAM_WINDOWS windows are pooled as
+    their windows arrive and yielded as ``Pooled`` (their token vectors are never held whole).
     """
     pending: Dict[int, list] = {}
     streaming: Dict[int, pooling_mod.WindowPool] = {}
@@ -144,8 +155,10 @@ def text_tokens(
             row = rows[i]
             length = int(mask[b].sum())
             if stream is not None and row.n_windows > pooling_mod.STREAM_WINDOWS:
+                include_prompt = bool(stream[2]) if len(stream) > 2 else True
                 acc = streaming.setdefault(
-                    row.text, pooling_mod.WindowPool(plan.combine, stream[0], stream[1], row.n_windows)
+                    row.text,
+                    pooling_mod.WindowPool(plan.combine, stream[0], stream[1], row.n_windows, include_prompt),
                 )
                 acc.add(
                     row,
@@ -166,9 +179,12 @@ def text_tokens(
                 None if received is None else received[b, :length],
             )
             if row.n_windows == 1:
+                prompt = None if row.prompt is None else row.n_prompt
                 yield (
                     row.text,
-                    TextTokens(part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]), part[6]),
+                    TextTokens(
+                        part[1], part[2], part[3], part[4], part[5], 1, int(truncated[row.text]), part[6], prompt
+                    ),
                 )
                 continue
             pending.setdefault(row.text, []).append(part)
@@ -177,18 +193,20 @@ def text_tokens(
 
 
 def _stitch(parts: list, truncated: int) -> TextTokens:
-    """Windows -> one sequence: [CLS] of the first window, each token from its best window, last [SEP]."""
+    """Windows -> one sequence: [CLS] (and the prompt) of the first window, each token from its best window, last
+    [SEP]."""
     parts.sort(key=lambda p: p[0].start)
     first, last = parts[0], parts[-1]
-    vec: List[np.ndarray] = [first[4][:, :1]]
-    id_parts: List[np.ndarray] = [first[1][:1]]
-    att: Optional[List[np.ndarray]] = [first[6][:1]] if first[6] is not None else None
+    h = first[0].head
+    vec: List[np.ndarray] = [first[4][:, :h]]
+    id_parts: List[np.ndarray] = [first[1][:h]]
+    att: Optional[List[np.ndarray]] = [first[6][:h]] if first[6] is not None else None
     for row, pids, _, _, pvec, _, patt in parts:
         lo, hi = row.keep
-        vec.append(pvec[:, 1 + lo : 1 + hi])  # +1: skip [CLS]
-        id_parts.append(pids[1 + lo : 1 + hi])
+        vec.append(pvec[:, h + lo : h + hi])  # skip [CLS] and the prompt
+        id_parts.append(pids[h + lo : h + hi])
         if att is not None:
-            att.append(patt[1 + lo : 1 + hi])
+            att.append(patt[h + lo : h + hi])
     vec.append(last[4][:, -1:])
     id_parts.append(last[1][-1:])
     if att is not None:
@@ -206,11 +224,15 @@ def _stitch(parts: list, truncated: int) -> TextTokens:
         len(parts),
         truncated,
         None if att is None else np.concatenate(att),
+        None if first[0].prompt is None else first[0].n_prompt,
     )
 
 
-def pool_text(tt: Union[TextTokens, Pooled], plan: LayerPlan, pooling: str, special_tokens: bool) -> np.ndarray:
-    """One text's vector: combine its layers, then pool."""
+def pool_text(
+    tt: Union[TextTokens, Pooled], plan: LayerPlan, pooling: str, special_tokens: bool, include_prompt: bool = True
+) -> np.ndarray:
+    """One text's vector: combine its layers, then pool (``include_prompt=False``: [CLS] and the prompt's pieces
+    left out, as sentence-transformers' ``Pooling(include_prompt=False)``)."""
     if isinstance(tt, Pooled):
         return tt.vector
     if pooling == "pooled":
@@ -218,5 +240,7 @@ def pool_text(tt: Union[TextTokens, Pooled], plan: LayerPlan, pooling: str, spec
         return tt.pooled
     x = plan.combine.apply(tt.vectors)[None]  # [1, T, H'] (or [1, T, k, H])
     mask = np.ones((1, x.shape[1]), bool)
+    if tt.prompt is not None and not include_prompt:
+        mask[:, : tt.head] = False
     weights = None if tt.attention is None else tt.attention[None]
     return pooling_mod.pool(x, mask, tt.special[None], pooling, special_tokens, weights=weights)[0]

@@ -29,6 +29,7 @@ import numpy as np
 
 from hubembed._pipeline import layers as layer_spec
 from hubembed._pipeline import pooling as pooling_mod
+from hubembed._pipeline import prompts as prompts_mod
 from hubembed._pipeline import quantize
 from hubembed._pipeline.batching import LONG_MODES
 from hubembed._pipeline.transform import as_transform
@@ -51,8 +52,12 @@ FIELDS = (
     "truncate_dim",
     "precision",
     "ranges",
+    "prompt",
+    "prompt_name",
+    "include_prompt",
 )
-TOKEN_FIELDS = ("layers", "combine", "weights", "gamma", "long", "stride")  # what token/word vectors depend on
+# What token/word vectors depend on (a prompt is their context).
+TOKEN_FIELDS = ("layers", "combine", "weights", "gamma", "long", "stride", "prompt", "prompt_name")
 # Keys of a resolved record (``record``) that describe the encoder or the job, not the spec.
 CONTEXT_KEYS = (
     "format",
@@ -66,6 +71,7 @@ CONTEXT_KEYS = (
     "dim",
     "shard_size",
     "subword",
+    "prompts",
 )
 
 
@@ -109,6 +115,12 @@ class EmbedSpec:
             sentence-transformers' ``quantize_embeddings`` (``hubembed._pipeline.quantize``).
         ranges: int8/uint8's calibration ranges: a ``quantize.Ranges`` (``Ranges.fit(calibration vectors)``),
             its saved ``.npz`` path or a [2, D] array.
+        prompt: a string put before each text ("query: "), as sentence-transformers' ``encode(prompt=)``; windows,
+            pairs, truncation and token outputs: ``hubembed._pipeline.prompts``. An empty prompt is none.
+        prompt_name: one of the model's named prompts instead ("query", "document"...: its registry entry's, or
+            ``load(..., prompts=)``), resolved when the spec meets the encoder.
+        include_prompt: False leaves [CLS] and the prompt's pieces out of mean/max/... pooling, as
+            sentence-transformers' ``Pooling(include_prompt=False)``.
 
     Raises:
         InputError: an argument that is not valid whatever the encoder (the message names it and what is).
@@ -128,6 +140,9 @@ class EmbedSpec:
     truncate_dim: Optional[int] = None
     precision: str = "float32"
     ranges: Any = field(default=None)
+    prompt: Optional[str] = None
+    prompt_name: Optional[str] = None
+    include_prompt: bool = True
     # Where this spec was read from (an extraction or export: its folder, model, weights fingerprint, sequence
     # length, transform), or None; not part of the spec's value (equality, hash, dictionaries).
     source: Optional[dict] = field(default=None, compare=False, repr=False)
@@ -138,6 +153,8 @@ class EmbedSpec:
         if self.weights is not None:
             set_(self, "weights", tuple(float(w) for w in np.asarray(self.weights, dtype=np.float64).ravel()))
         set_(self, "attention_layer", _frozen(self.attention_layer))
+        if self.prompt == "":  # no prompt, as sentence-transformers
+            set_(self, "prompt", None)
         self._check()
         set_(self, "gamma", float(self.gamma))
 
@@ -171,6 +188,7 @@ class EmbedSpec:
         if not isinstance(self.gamma, numbers.Real) or isinstance(self.gamma, bool):
             raise InputError(f"gamma={self.gamma!r}; valid: a number")
         self._check_output()
+        prompts_mod.check(self.prompt, self.prompt_name, self.include_prompt, self.pooling)
 
     def _check_output(self) -> None:
         """truncate_dim, precision and ranges: what happens to a vector after pooling and transform."""
@@ -248,13 +266,21 @@ class EmbedSpec:
         if unknown:
             raise InputError(f"not EmbedSpec fields: {', '.join(map(repr, unknown))} (valid: {', '.join(FIELDS)})")
         kw = {k: d[k] for k in FIELDS if k in d}
+        if kw.get("prompt") is not None:  # a record holds a named prompt's text too: the text is what was used
+            kw.pop("prompt_name", None)
         if kw.get("pooling") in ("first_last_avg", "pooled"):  # a record holds the layers they imply
             kw.pop("layers", None), kw.pop("combine", None)
         return cls(**kw)
 
     def record(self, plan: "LayerPlan", transform=None, **context) -> dict:
-        """The spec resolved for one encoder (``context``: format, preprocessor, seq_length...), as ``info.spec``
-        and the manifest store it (``transform``: the loaded transform, described by its sha256)."""
+        """The spec resolved for one encoder (``context``: format, preprocessor, seq_length..., and its named
+        ``prompts``), as ``info.spec`` and the manifest store it (``transform``: the loaded transform, described by its
+        sha256; the prompt as its text, ``prompts.record``).
+
+        Raises:
+            InputError: a ``prompt_name`` the encoder has no prompt for.
+        """
+        named = context.pop("prompts", None)
         d = {
             **context,
             **plan.to_dict(),
@@ -272,7 +298,17 @@ class EmbedSpec:
             d["precision"] = self.precision
         if self.ranges is not None:
             d["ranges"] = {"sha256": self.ranges_object().sha256}
+        d.update(prompts_mod.record(self.prompt, self.prompt_name, self.include_prompt, named))
         return d
+
+    def prompt_text(self, prompts: Optional[dict] = None, model: str = "") -> Optional[str]:
+        """The text put before each text: ``prompt``, or the encoder's prompt named ``prompt_name`` (``prompts``: its
+        named prompts); None for none.
+
+        Raises:
+            InputError: a name the encoder has no prompt for.
+        """
+        return prompts_mod.resolve(self.prompt, self.prompt_name, prompts or {}, model)
 
     def ranges_object(self):
         """The int8/uint8 calibration ranges (loaded if the spec holds their path), or None."""
@@ -303,10 +339,13 @@ class EmbedSpec:
         return quantize.quantize(vectors, self.precision, self.ranges_object())
 
     def token_record(self, plan: "LayerPlan", **context) -> dict:
-        """``record`` for token and word vectors (what they depend on; ``stride`` only when it is set)."""
+        """``record`` for token and word vectors (what they depend on; ``stride`` only when it is set; the prompt,
+        their context, as ``record``)."""
+        named = context.pop("prompts", None)
         d = {**context, **plan.to_dict(), "long": self.long}
         if self.stride is not None:
             d["stride"] = self.stride
+        d.update(prompts_mod.record(self.prompt, self.prompt_name, True, named))
         return d
 
     def transform_object(self):

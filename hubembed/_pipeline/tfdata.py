@@ -88,7 +88,7 @@ class IdsEmbedder:
 
     ``backend``: what encodes packed batches for ``plan`` (``Encoder.backend_for``); ``spec``: the call's spec;
     ``transform``: its loaded transform (or None); ``packing``: special ids, window, batch limits; ``hidden``: the
-    encoder's width.
+    encoder's width; ``prompt_ids``: the ids of the spec's prompt (resolved and tokenized by the encoder), or None.
     """
 
     backend: Any
@@ -97,6 +97,7 @@ class IdsEmbedder:
     transform: Any
     packing: Packing
     hidden: int
+    prompt_ids: Optional[np.ndarray] = None
 
     @property
     def shape(self) -> Tuple[int, ...]:
@@ -114,14 +115,14 @@ class IdsEmbedder:
         if not ids:
             return np.zeros((0,) + self.shape, self.dtype)
         rows, n_windows, truncated = batching.make_rows(
-            ids, self.packing.seq_length, long=spec.long, stride=spec.stride
+            ids, self.packing.seq_length, long=spec.long, stride=spec.stride, prompt=self.prompt_ids
         )
         n_tokens = np.array([len(a) for a in ids], np.int64)
         info = ExtractionInfo(n_tokens, n_windows, truncated, n_tokens == 0)
         out = np.zeros((len(ids),) + spec.pooled_shape(self.plan, self.hidden), np.float32)
-        pool = (spec.pooling, spec.special_tokens)
+        pool = (spec.pooling, spec.special_tokens, spec.include_prompt)
         for t, tt in text_tokens(self.backend, rows, truncated, self.plan, self.packing, pool=pool):
-            out[t] = pool_text(tt, self.plan, spec.pooling, spec.special_tokens)
+            out[t] = pool_text(tt, self.plan, *pool)
         info.report()
         return np.asarray(spec.finish(out, self.transform), self.dtype)
 

@@ -20,6 +20,7 @@ def test_load_options_are_frozen_picklable_and_round_trip_through_a_dict():
         "backend": "auto",
         "trust": "audit",
         "quantize": None,
+        "prompts": None,
     }
     assert o.keywords() == {k: v for k, v in o.to_dict().items() if k != "model"}
     with pytest.raises(AttributeError):

@@ -177,3 +177,19 @@ def test_the_trained_window_of_sentence_bert_config_is_recorded_and_used_everywh
     (src / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 4096}))
     with pytest.raises(hubembed.ConversionError, match=r"max_seq_length=4096; valid: an integer in 3..40"):
         convert.convert(str(src), str(tmp_path / "bad"))
+
+
+def test_a_conversion_reports_its_three_steps_as_it_goes(hf_mlm, tmp_path, capsys):
+    """Item 10 of the new user's list: the first use converted minilm for ~18 s with nothing printed. The embedded
+    model's conversion shows a bar over these steps (``_hub.embedded._steps``)."""
+    from hubembed._hub import embedded
+
+    done = []
+    convert.convert(hf_mlm[0], str(tmp_path / "out"), progress=done.append)
+    assert done == ["weights read", "encoder written", "preprocessor written"]
+    capsys.readouterr()
+    with embedded._steps("converting x (once)") as step:
+        for what in done:
+            step(what)
+    shown = capsys.readouterr().err
+    assert "converting x (once)" in shown and "3/3" in shown and "preprocessor written" in shown

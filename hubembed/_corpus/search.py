@@ -1,0 +1,427 @@
+"""Exact search over a stored extraction (``Extraction.search``, ``hubembed search``): the ``k`` rows nearest each
+query.
+
+>>> ex = hubembed.open_extraction("out/")                                   # doctest: +SKIP
+>>> for hit in ex.search(["a film about cats"], k=5)[0]:                    # doctest: +SKIP
+...     print(hit.rank, hit.score, hit.id, hit.text)
+
+Queries are texts (embedded as the corpus was, with ``Extraction.embed``: the manifest's model, or ``encoder=``) or
+float vectors ``[Q, D]`` (``[D]``: one query). The corpus is read shard after shard, in blocks of rows (a memory-mapped
+npy shard a block at a time; a parquet or tfrecord shard whole), and a running top list per query is kept
+(``np.argpartition`` per block, merged with the list): memory is one shard (or block) plus a few candidates per query,
+whatever the corpus size. Nothing is written.
+
+Scores (``metric``): ``cosine`` (default), or ``dot`` (the default when the vectors were extracted with
+``normalize=True``, where it equals cosine). Codes (``precision=``):
+
+    int8 / uint8      the query is quantized with the same calibration ranges (``ranges=``, checked against the
+                      manifest's sha256) and scored against the codes as they are (signed: uint8 minus 128, which is
+                      what int8 stores); then the ``rescore_multiplier * k`` best are rescored with the float query
+                      against the codes' bucket middles (``quantize.dequantize``)
+    binary / ubinary  Hamming distance of the query's signs to the stored bits (score: 1 - 2 * hamming / D, the
+                      cosine of the +-1 vectors); then the ``rescore_multiplier * k`` best are rescored with the float
+                      query against the stored signs (+-1), as sentence-transformers' ``semantic_search_faiss``
+
+``rescore=False`` returns the first stage's order and scores. Rows with equal scores come in row order (the selection
+at a block's boundary among equal scores is arbitrary). ``k`` larger than the corpus returns every row, ranked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from hubembed._corpus import shards as shard_formats
+from hubembed._corpus.store import Extraction, read_manifest, shard_texts
+from hubembed._pipeline import quantize
+from hubembed._pipeline.transform import TransformLike
+from hubembed._util import sha256_file
+from hubembed.encoder import Encoder
+from hubembed.errors import InputError, OutputError
+
+METRICS = ("cosine", "dot")
+BLOCK_ELEMENTS = 1 << 20  # at most: floats per block of converted vectors, and scores per block (4 MB each)
+CODES = ("int8", "uint8", "binary", "ubinary")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: its rank (1 = best), the row (0-based position in the extraction), its id, the score and the
+    stored text (None: extracted without ``keep_text``)."""
+
+    rank: int
+    row: int
+    id: str
+    score: float
+    text: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+class Results(List[List[Hit]]):
+    """The hits of each query, best first (a list per query, in the queries' order); ``queries``: the query texts
+    (None for vectors); ``metric``, ``precision``, ``rescored``: how they were scored."""
+
+    def __init__(
+        self, hits: Sequence[List[Hit]], queries: Optional[List[str]], metric: str, precision: str, rescored: bool
+    ) -> None:
+        super().__init__(hits)
+        self.queries, self.metric, self.precision, self.rescored = queries, metric, precision, rescored
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able: ``{"metric", "precision", "rescored", "results": [{"query", "hits": [Hit.to_dict()]}]}``."""
+        queries: Sequence[Optional[str]] = self.queries or [None] * len(self)
+        return {
+            "metric": self.metric,
+            "precision": self.precision,
+            "rescored": self.rescored,
+            "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(queries, self)],
+        }
+
+
+@dataclass
+class Plan:
+    """How one search scores: the metric, the stored precision and ranges, the float width ``dim`` of a query, the
+    stored width of a row, and the candidates kept per query (``keep``: k, or k * rescore_multiplier)."""
+
+    metric: str
+    precision: str
+    dim: int
+    width: int
+    k: int
+    keep: int
+    rescore: bool
+    ranges: Optional[quantize.Ranges] = None
+
+
+# -- checks, before anything slow -----------------------------------------------------------------------------------
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name}={value!r}; valid: an integer >= 1")
+    return int(value)
+
+
+def check_extraction(ex: Extraction, verify: bool) -> None:
+    """A searchable extraction: sentence level, finished, unchanged since it was opened, every shard file there (and,
+    with ``verify``, matching its checksum).
+
+    Raises:
+        InputError: token or word level, or an unfinished extraction.
+        OutputError: the folder changed (its manifest, a missing shard file, a checksum).
+    """
+    if not isinstance(ex, Extraction):
+        raise InputError(f"search: an Extraction (hubembed.open_extraction(out)), not {type(ex).__name__}")
+    if ex.level != "sentence":
+        raise InputError(
+            f"{ex.out} holds {ex.level}-level output (a vector per {ex.level[:-1]}, not per text): search compares "
+            f"sentence vectors; extract the corpus at sentence level to search it"
+        )
+    if not ex.complete:
+        raise InputError(
+            f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} finished shards): finish it "
+            f"(hubembed extract ... --resume) before searching it"
+        )
+    if read_manifest(ex.out) != ex.manifest:
+        raise OutputError(f"{ex.out} changed since it was opened (its manifest differs): open it again")
+    for s in ex.shards:
+        for key in s["sha256"]:
+            path = os.path.join(ex.out, s[key])
+            if not os.path.exists(path):
+                raise OutputError(f"{path} is missing: the extraction is damaged; extract it again")
+            if verify and sha256_file(path) != s["sha256"][key]:
+                raise OutputError(f"{path} does not match its checksum in the manifest: extract it again")
+
+
+def _ranges(ex: Extraction, precision: str, ranges: Optional[quantize.RangesLike]) -> Optional[quantize.Ranges]:
+    if precision not in quantize.CALIBRATED:
+        if ranges is not None:
+            raise InputError(f"ranges= is for int8/uint8 extractions; {ex.out} holds {precision} vectors")
+        return None
+    if ranges is None:
+        raise InputError(
+            f"{ex.out} holds {precision} codes: give the calibration ranges it was quantized with, ranges= (a "
+            f"hubembed.quantize.Ranges or its saved .npz; --ranges): queries are quantized and rescored with them"
+        )
+    r = quantize.Ranges.of(ranges)
+    recorded = (ex.record.get("ranges") or {}).get("sha256")
+    if r.sha256 != recorded:
+        raise InputError(
+            f"ranges (sha256 {r.sha256[:16]}...) are not the ones {ex.out} was quantized with ({str(recorded)[:16]}...)"
+        )
+    return r
+
+
+def _stored_width(ex: Extraction) -> int:
+    """The stored width of a row: an npy shard's header (a combine="none" layer axis flattened), else the record."""
+    if ex.format == "npy" and ex.shards:
+        first = np.load(os.path.join(ex.out, ex.shards[0]["file"]), mmap_mode="r")  # the header only
+        return int(np.prod(first.shape[1:]))
+    return int(ex.record["dim"])
+
+
+def plan(ex: Extraction, k: Any, metric: Optional[str], rescore: Any, multiplier: Any, ranges: Any) -> Plan:
+    """The checked arguments of a search (``k``, ``metric``, ``rescore``, ``rescore_multiplier``, ``ranges``)."""
+    k = _positive("k", k)
+    multiplier = _positive("rescore_multiplier", multiplier)
+    if not isinstance(rescore, bool):
+        raise InputError(f"rescore={rescore!r}; valid: True or False")
+    if metric is None:
+        metric = "dot" if ex.record.get("normalize") else "cosine"
+    if metric not in METRICS:
+        raise InputError(f"metric={metric!r}; valid: {', '.join(METRICS)} (None: dot for normalized vectors)")
+    precision = ex.record.get("precision", "float32")
+    width = _stored_width(ex)
+    r = _ranges(ex, precision, ranges)
+    dim = width if precision not in ("binary", "ubinary") else 8 * width  # a binary query's width: checked later
+    rescore = rescore and precision in CODES
+    return Plan(metric, precision, dim, width, k, k * multiplier if rescore else k, rescore, r)
+
+
+def _check_dim(p: Plan, q: np.ndarray, ex: Extraction) -> None:
+    binary = p.precision in ("binary", "ubinary")
+    if q.ndim != 2 or (q.shape[1] != p.dim if not binary else (q.shape[1] + 7) // 8 != p.width):
+        want = f"{8 * p.width - 7}..{8 * p.width}" if binary else str(p.dim)
+        raise InputError(
+            f"queries of shape {q.shape[1:] if q.ndim == 2 else q.shape}: {ex.out}'s vectors have {want} dimensions "
+            f"({p.precision}); give [Q, D] float vectors (or texts, embedded as the corpus was)"
+        )
+    if binary:
+        p.dim = int(q.shape[1])
+
+
+def query_vectors(queries: Any) -> Tuple[Optional[np.ndarray], Optional[List[str]]]:
+    """(float vectors [Q, D], None) or (None, texts to embed): the queries as given, checked."""
+    if isinstance(queries, str):
+        queries = [queries]
+    if isinstance(queries, np.ndarray) and queries.dtype.kind in "fiu":
+        q = queries.astype(np.float32).reshape(1, -1) if queries.ndim == 1 else queries.astype(np.float32)
+        if not np.all(np.isfinite(q)):
+            raise InputError("queries: vectors with NaN or infinite values")
+        return q, None
+    if isinstance(queries, (list, tuple)) and all(isinstance(t, str) for t in queries):
+        return None, list(queries)
+    raise InputError(
+        f"queries: a text, a list of texts, or float vectors [Q, D] (a numpy array), not {type(queries).__name__}"
+    )
+
+
+def _embed(
+    ex: Extraction, texts: List[str], encoder: Optional[Encoder], transform: TransformLike, batch_size: Optional[int]
+) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    v = ex.embed(texts, encoder=encoder, transform=transform, batch_size=batch_size, precision="float32")
+    return np.asarray(v, np.float32).reshape(len(texts), -1)
+
+
+# -- scoring ---------------------------------------------------------------------------------------------------------
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero: its cosine is 0, as sentence-transformers' cos_sim)."""
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def _signs(codes: np.ndarray, precision: str, dim: int) -> np.ndarray:
+    """Packed bits [n, W] -> +-1 float32 [n, dim] (binary is stored minus 128)."""
+    u = (codes.astype(np.int16) + 128).astype(np.uint8) if precision == "binary" else codes.astype(np.uint8)
+    return np.unpackbits(u, axis=-1)[..., :dim].astype(np.float32) * 2 - 1
+
+
+def first_stage_query(p: Plan, q: np.ndarray) -> np.ndarray:
+    """What the corpus's blocks are scored against: the float query (normalized for cosine), its signed codes
+    (int8/uint8), or its signs (binary)."""
+    if p.precision in ("binary", "ubinary"):
+        return np.where(q > 0, 1.0, -1.0).astype(np.float32)
+    if p.precision in quantize.CALIBRATED:
+        q = quantize.quantize(q, "int8", p.ranges).astype(np.float32)
+    return _unit(q) if p.metric == "cosine" else q
+
+
+def first_stage(p: Plan, fq: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Scores [Q, n] of a block of stored rows [n, W]: the metric on floats or signed codes; binary: 1 - 2h/D."""
+    if p.precision in ("binary", "ubinary"):
+        return fq @ _signs(block, p.precision, p.dim).T / p.dim
+    x = np.asarray(block, np.float32)  # float32 rows as they are (a memory-mapped block is read in place)
+    if p.precision == "uint8":
+        x = x - 128  # the int8 codes of the same buckets
+    scores = fq @ x.T
+    if p.metric == "cosine":  # the rows' lengths divided out: no normalized copy of the block
+        scores /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)
+    return scores
+
+
+def _rows_as_floats(p: Plan, codes: np.ndarray) -> np.ndarray:
+    """Stored rows [n, W] -> what the float query is rescored against [n, D]: bucket middles or +-1 signs."""
+    if p.precision in quantize.CALIBRATED:
+        return quantize.dequantize(codes, p.precision, p.ranges)
+    return _signs(codes, p.precision, p.dim)
+
+
+# -- the scan --------------------------------------------------------------------------------------------------------
+@dataclass
+class Best:
+    """The running top ``keep`` of each query: scores and rows."""
+
+    scores: np.ndarray  # [Q, keep] float32, -inf where empty
+    rows: np.ndarray  # [Q, keep] int64, -1 where empty
+
+    @classmethod
+    def empty(cls, n: int, keep: int) -> "Best":
+        return cls(np.full((n, keep), -np.inf, np.float32), np.full((n, keep), -1, np.int64))
+
+    def merge(self, scores: np.ndarray, first_row: int) -> None:
+        """Add a block's scores [Q, n] (rows first_row..first_row + n - 1)."""
+        keep = self.scores.shape[1]
+        local = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        if scores.shape[1] > keep:
+            local = np.argpartition(scores, scores.shape[1] - keep, axis=1)[:, -keep:]
+            scores = np.take_along_axis(scores, local, axis=1)
+        all_scores = np.concatenate([self.scores, scores], axis=1)
+        all_rows = np.concatenate([self.rows, local + first_row], axis=1)
+        top = np.argpartition(all_scores, all_scores.shape[1] - keep, axis=1)[:, -keep:]
+        self.scores = np.take_along_axis(all_scores, top, axis=1)
+        self.rows = np.take_along_axis(all_rows, top, axis=1)
+
+    def ranked(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) [Q, <= k], best first, equal scores in row order, empty places dropped."""
+        order = np.lexsort((self.rows, -self.scores.astype(np.float64)), axis=1)[:, :k]
+        rows, scores = np.take_along_axis(self.rows, order, axis=1), np.take_along_axis(self.scores, order, axis=1)
+        n = int((rows[0] >= 0).sum()) if len(rows) else 0  # every query sees every row: as many places each
+        return rows[:, :n], scores[:, :n]
+
+
+def _block_rows(p: Plan, n_queries: int) -> int:
+    return max(1, BLOCK_ELEMENTS // max(n_queries, p.dim, 1))
+
+
+def stored_shards(ex: Extraction, p: Plan) -> Iterator[Tuple[int, np.ndarray]]:
+    """(first row, stored rows [n, W]) of every shard, one at a time (npy: memory-mapped).
+
+    Raises:
+        OutputError: a shard whose rows or width differ from the manifest's (changed since it was written).
+    """
+    for s in ex.shards:
+        path = os.path.join(ex.out, s["file"])
+        stored = shard_formats.read(ex.format, "sentence", path)
+        assert isinstance(stored, np.ndarray)  # sentence level
+        stored = stored.reshape(len(stored), -1) if len(stored) else stored.reshape(0, p.width)
+        if stored.shape != (int(s["rows"]), p.width):
+            raise OutputError(
+                f"{path} holds {stored.shape[0]} rows of width {stored.shape[1]}, the manifest {s['rows']} of width "
+                f"{p.width}: the extraction changed since it was written; extract it again"
+            )
+        yield int(s["first_row"]), stored
+        del stored
+        shard_formats.release(ex.format)
+
+
+def scan(ex: Extraction, p: Plan, q: np.ndarray) -> Best:
+    """Every shard, a block of rows at a time, into the running top list of each query (first stage)."""
+    fq = first_stage_query(p, q)
+    best = Best.empty(len(q), p.keep)
+    step = _block_rows(p, len(q))
+    for first, stored in stored_shards(ex, p):
+        for a in range(0, len(stored), step):
+            best.merge(first_stage(p, fq, np.asarray(stored[a : a + step])), first + a)
+    return best
+
+
+def rescore_candidates(ex: Extraction, p: Plan, q: np.ndarray, best: Best) -> None:
+    """The candidates' scores replaced by the float query's against their stored codes: a second pass over the
+    shards that hold candidates, in chunks of (query, candidate) pairs."""
+    q = _unit(q) if p.metric == "cosine" else q
+    qi, ci = np.nonzero(best.rows >= 0)
+    rows = best.rows[qi, ci]
+    order = np.argsort(rows, kind="stable")
+    qi, ci, rows = qi[order], ci[order], rows[order]
+    step = _block_rows(p, 1)
+    for first, stored in stored_shards(ex, p):
+        a, b = np.searchsorted(rows, [first, first + len(stored)])
+        for c in range(a, b, step):
+            part = slice(c, min(b, c + step))
+            x = _rows_as_floats(p, np.asarray(stored[rows[part] - first]))
+            x = _unit(x) if p.metric == "cosine" else x
+            best.scores[qi[part], ci[part]] = np.einsum("nd,nd->n", q[qi[part]], x)
+
+
+# -- ids and texts ---------------------------------------------------------------------------------------------------
+def labels(ex: Extraction, rows: np.ndarray) -> Dict[int, Tuple[str, Optional[str]]]:
+    """{row: (id, text or None)} of ``rows``, reading only the shards they are in, one at a time."""
+    wanted = np.unique(rows[rows >= 0])
+    out: Dict[int, Tuple[str, Optional[str]]] = {}
+    starts = np.array([s["first_row"] for s in ex.shards], np.int64)
+    for i in np.unique(np.searchsorted(starts, wanted, side="right") - 1):
+        s = ex.shards[int(i)]
+        first, n = int(s["first_row"]), int(s["rows"])
+        ids = shard_formats.read_ids(ex.format, os.path.join(ex.out, s.get("ids_file", s["file"])))
+        texts = shard_texts(ex, int(i)) if ex.has_text else None
+        if len(ids) != n or (texts is not None and len(texts) != n):
+            raise OutputError(f"{ex.out}: shard {int(i)}'s ids or texts are not its {n} rows; extract it again")
+        for r in wanted[(wanted >= first) & (wanted < first + n)]:
+            out[int(r)] = (ids[int(r) - first], None if texts is None else texts[int(r) - first])
+    return out
+
+
+def search(
+    ex: Extraction,
+    queries: Any,
+    k: int = 10,
+    *,
+    encoder: Optional[Encoder] = None,
+    metric: Optional[str] = None,
+    rescore: bool = True,
+    rescore_multiplier: int = 4,
+    ranges: Optional[quantize.RangesLike] = None,
+    transform: TransformLike = None,
+    batch_size: Optional[int] = None,
+    verify: bool = False,
+) -> Results:
+    """The ``k`` rows of ``ex`` nearest each query, by an exact scan (see the module's docstring).
+
+    Args:
+        ex: a finished sentence-level extraction.
+        queries: a text, texts (embedded with ``ex.embed``: ``encoder`` or the manifest's model, ``transform``,
+            ``batch_size``), or float vectors [Q, D] / [D].
+        k: hits per query (more than the rows: every row, ranked).
+        metric: cosine | dot (default: dot for vectors extracted with normalize=True, where it equals cosine; else
+            cosine).
+        rescore, rescore_multiplier: codes: rescore the ``rescore_multiplier * k`` best of the first stage with the
+            float query (default 4x); no effect on float vectors.
+        ranges: int8/uint8 extractions: the calibration ranges they were quantized with.
+        verify: check every shard file's sha256 against the manifest first (reads the corpus twice).
+
+    Returns:
+        ``Results``: a list per query of ``Hit(rank, row, id, score, text)``, best first; ``.to_dict()``.
+
+    Raises:
+        InputError: k < 1, token/word level, an unfinished extraction, queries of another dimension, missing ranges.
+        OutputError: the extraction changed or is damaged (before the scan when it shows in the folder).
+    """
+    check_extraction(ex, verify)
+    p = plan(ex, k, metric, rescore, rescore_multiplier, ranges)
+    q, texts = query_vectors(queries)
+    if q is None:
+        q = _embed(ex, texts or [], encoder, transform, batch_size)
+    if not len(q):
+        return Results([], texts, p.metric, p.precision, p.rescore)
+    _check_dim(p, q, ex)
+    best = scan(ex, p, q)
+    if p.rescore:
+        rescore_candidates(ex, p, q, best)
+    rows, scores = best.ranked(p.k)
+    named = labels(ex, rows)
+    hits = [
+        [Hit(j + 1, int(r), named[int(r)][0], float(sc), named[int(r)][1]) for j, (r, sc) in enumerate(zip(rs, ss))]
+        for rs, ss in zip(rows, scores)
+    ]
+    return Results(hits, texts, p.metric, p.precision, p.rescore)
+
+
+def dumps(results: Results) -> str:
+    """``results`` as JSON (``hubembed search --json``)."""
+    return json.dumps(results.to_dict(), ensure_ascii=False, indent=1)
