@@ -17,6 +17,7 @@ import argparse
 import csv
 import os
 import resource
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -111,6 +112,7 @@ def main():
             f"{shard / 1e6:.2f} MB)"
         )
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
