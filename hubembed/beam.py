@@ -205,8 +205,10 @@ def extract(
     input_path, out = _absolute(input_path), _absolute(out)
     job = CorpusJob.from_arguments(locals(), skip=("input_path", "runner", "pipeline_args"))  # checked here
     settings, reader_args, load = job.settings, job.source.reader_args(), job.load
+    reader = inputs.open_input(input_path, opener=_open, **reader_args)
+    reader.check_columns()  # a wrong column, a header read as data, repeated ids: before the folder and the model
     _check_out(out)  # before the model loads
-    header, weights_sha256 = _header(input_path, reader_args, load, settings)
+    header, weights_sha256 = _header(reader, input_path, load, settings)
     start = time.perf_counter()
     p = beam.Pipeline(options=_options(pipeline_args, runner))
     _build(p, input_path, out, reader_args, EmbedShard(out, load, settings, weights_sha256), header, runner)
@@ -237,10 +239,9 @@ def _options(pipeline_args, runner: str):
     return PipelineOptions(list(pipeline_args), runner=runner)
 
 
-def _header(input_path: str, reader_args: dict, load: LoadOptions, settings: Settings) -> Tuple[dict, str]:
+def _header(reader: inputs.Reader, input_path: str, load: LoadOptions, settings: Settings) -> Tuple[dict, str]:
     """The manifest's header and the weights fingerprint, computed on the launching machine (which checks the
     arguments and the input before any worker starts)."""
-    reader = inputs.open_input(input_path, opener=_open, **reader_args)
     local = corpus.Embedder(load.load(), dataclasses.replace(settings, cache=False))
     return corpus.make_header(local, reader.to_dict(), input_path), local.weights_sha256
 

@@ -174,6 +174,20 @@ def _check_frame(df, column: str, id_column: Optional[str] = None, new: Tuple[st
             raise InputError(f"{name}={value!r}: give a new column name (the DataFrame has {', '.join(fields)})")
 
 
+def _check_unique_ids(df, id_column: Optional[str]) -> None:
+    """Ids taken from ``id_column`` name the rows of an extraction: a repeated one is refused before the model loads
+    (one small Spark job: the ids counted, at most three repeats brought back)."""
+    if id_column is None:
+        return
+    repeats = df.groupBy(id_column).count().filter(F.col("count") > 1).limit(3).collect()
+    if repeats:
+        shown = ", ".join(f"{r[0]!r} ({r[1]} rows)" for r in repeats)
+        raise InputError(
+            f"id_column={id_column!r}: ids repeat, e.g. {shown}; the ids of {id_column!r} must be unique: they name "
+            f"the rows of the extraction"
+        )
+
+
 def _job(load: LoadOptions, spec: EmbedSpec, batch_size: Any, max_tokens: Any) -> _Job:
     """The arguments checked that need no model (the load options were checked when made): the spec with its
     transform and ranges loaded here (shipped to the workers), the batching; local paths made absolute."""
@@ -427,6 +441,7 @@ def extract(
     """
     _need_spark()
     _check_frame(df, column, id_column)
+    _check_unique_ids(df, id_column)
     if on_empty not in inputs.ON_EMPTY:
         raise InputError(f"on_empty={on_empty!r}; valid: {', '.join(inputs.ON_EMPTY)}")
     load = _load_options(

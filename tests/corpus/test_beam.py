@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hubembed
-from hubembed.errors import OutputError
+from hubembed.errors import InputError, OutputError
 
 pytest.importorskip("apache_beam", reason="the beam extra (scripts/test.sh installs it)")
 
@@ -144,6 +144,21 @@ def test_the_cli_on_the_portable_runner_with_relative_paths(tiny_models, tmp_pat
 
 
 @pytest.mark.slow
+def test_a_wrong_column_and_repeated_ids_are_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """Issue 29, items 2 and 3, on Beam: the launcher reads the input's columns and ids before the model loads."""
+    from hubembed import beam as hbeam
+    from hubembed._load import LoadOptions
+
+    monkeypatch.setattr(LoadOptions, "load", lambda self: pytest.fail("the model loaded"))
+    src = tmp_path / "c.tsv"
+    src.write_text("a fine film\tx1\nawful\tx2\nfine\tx1\n", encoding="utf-8")
+    with pytest.raises(InputError, match="id 'x1' repeats line 1's"):
+        hbeam.extract(str(src), str(tmp_path / "o1"), column="0", id_column="1", runner="DirectRunner")
+    with pytest.raises(InputError, match="column 5 asked for"):
+        hbeam.extract(str(src), str(tmp_path / "o2"), column="5", runner="DirectRunner")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
 def test_the_cli_runner_flag_and_an_occupied_output(tiny_models, tmp_path):
     model = tiny_models["tf2_dict"]
     src = _corpus(tmp_path / "c.txt", 30)

@@ -151,6 +151,16 @@ def test_bad_arguments_fail_on_the_driver_before_any_job(spark, tiny_models, tmp
         sc.setLocalProperty("spark.jobGroup.id", None)
 
 
+def test_repeated_ids_are_refused_before_the_model_loads(spark, tmp_path, monkeypatch):
+    """Issue 29, item 3, on Spark: ids from id_column that repeat were accepted; refused now, before any model."""
+    rows = [(f"text {i}", f"id{i % 3}") for i in range(7)]
+    df = spark.createDataFrame(rows, "text string, doc string")
+    monkeypatch.setattr(hspark, "_encoder", lambda *a, **k: pytest.fail("the model loaded"))
+    with pytest.raises(InputError, match=r"id_column='doc': ids repeat, e.g. .*'id0' \(3 rows\)"):
+        hspark.extract(df, str(tmp_path / "out"), id_column="doc")
+    assert not (tmp_path / "out").exists()
+
+
 def _same_output(a, b):
     ma, mb = (json.load(open(os.path.join(d, "manifest.json"))) for d in (a, b))
     ha, hb = dict(ma["header"]), dict(mb["header"])
