@@ -97,7 +97,11 @@ def test_model_gardens_release_pins_tensorflow_2_20_as_the_readme_warns(user_ven
     from packaging.requirements import Requirement
 
     report = os.path.join(os.path.dirname(user_venv), "report.json")
-    _pip(user_venv, "install", "-q", "--dry-run", "--no-deps", "--report", report, "tf-models-official==2.20.0")
+    _pip(
+        user_venv,
+        *("install", "-q", "--dry-run", "--no-deps", "--ignore-installed", "--report", report),
+        "tf-models-official==2.20.0",  # installed by the test above: --ignore-installed reads the release anyway
+    )
     with open(report) as f:
         (planned,) = json.load(f)["install"]
     pins = [Requirement(r) for r in planned["metadata"]["requires_dist"]]
