@@ -351,7 +351,7 @@ def _projector_api() -> Any:
     try:
         return importlib.import_module("tensorboard.plugins.projector")
     except ImportError as e:
-        raise missing("tensorboard", "tensorboard", "A TensorBoard projector log") from e
+        raise missing("tensorboard", "'hubembed[projector]'", "A TensorBoard projector log") from e
 
 
 def tensor_name(attribute: str) -> str:
