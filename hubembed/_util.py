@@ -30,6 +30,7 @@ EXTRAS = {
     "sklearn": ("sklearn", "'hubembed[analysis]'"),
     "pyspark": ("pyspark", "'hubembed[spark]'"),
     "ai_edge_litert.interpreter": ("ai-edge-litert", "'hubembed[int8]'"),
+    "faiss": ("faiss-cpu", "'hubembed[ann]'"),
 }
 
 

@@ -1,5 +1,5 @@
-"""The command line: ``hubembed inspect | embed | extract | search | probe | export | convert | projector`` (also
-``python -m hubembed``).
+"""The command line: ``hubembed inspect | embed | extract | search | index | probe | export | convert | projector``
+(also ``python -m hubembed``).
 
 Errors of hubembed's own (``HubEmbedError``) exit with code 1 and their message,
 never a stack trace.
@@ -19,6 +19,7 @@ import numpy as np
 
 import hubembed
 from hubembed import __version__, analysis, registry
+from hubembed._corpus import index as ann
 from hubembed._corpus import inputs, projector, search
 from hubembed._corpus.extract import DTYPES
 from hubembed._corpus.inputs import INPUT_FORMATS, ON_BAD, ON_EMPTY
@@ -433,8 +434,17 @@ def _cmd_search(args) -> int:
     ex = hubembed.open_extraction(args.out)
     options = dict(metric=args.metric, rescore=args.rescore, rescore_multiplier=args.rescore_multiplier)
     options.update(ranges=args.ranges, transform=args.transform, batch_size=args.batch_size)
-    search.check_extraction(ex, args.verify)  # the folder and the options, before standard input or a model
-    search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
+    options.update(exact=args.exact, ef_search=args.ef_search)
+    search.check_extraction(ex, args.verify)  # the folder, its index and the options, before standard input or a model
+    p = search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
+    record = None if args.exact else ann.usable(ex)
+    if record:
+        ann.check_plan(ex, p, record, args.rescore, args.ef_search)
+    if ex.level != "sentence":
+        raise InputError(
+            f"{ex.out} holds {ex.level}-level vectors: the command searches with texts, which have no one "
+            f"{ex.level[:-1]} vector; in Python, ex.search(vectors) takes query vectors"
+        )
     if not args.queries and sys.stdin.isatty():  # nothing given and nothing piped: say so instead of waiting
         raise InputError(
             'search: no queries; give them as arguments (hubembed search OUT "a query" ...) or pipe lines in '
@@ -446,11 +456,30 @@ def _cmd_search(args) -> int:
     if args.json:
         print(search.dumps(results))
         return 0
+    how = results.metric + (", rescored" if results.rescored else "")
+    how += f", {results.index_record['kind']} index" if results.index_record else ""
     for query, hits in zip(queries, results):
-        print(f"# {query!r}: {len(hits)} of {len(ex)} rows, {results.metric}{', rescored' if results.rescored else ''}")
+        print(f"# {query!r}: {len(hits)} of {len(ex)} rows, {how}")
         for h in hits:
             text = "" if h.text is None else "  " + re.sub(r"\s+", " ", h.text)[:200]
             print(f"{h.rank:>4}  {h.score:.4f}  {h.id}{text}")
+    return 0
+
+
+def _cmd_index(args) -> int:
+    ex = hubembed.open_extraction(args.out)
+    if args.remove:
+        had = ann.remove_index(ex)
+        print(f"{ex.out}: index removed" if had else f"{ex.out} had no index")
+        return 0
+    options = dict(metric=args.metric, ranges=args.ranges, m=args.m, ef_construction=args.ef_construction)
+    options.update(ef_search=args.ef_search, overwrite=args.overwrite, progress=not args.quiet)
+    r = ex.build_index(**options)
+    print(
+        f"{os.path.join(ex.out, r['file'])}: faiss {r['kind']} ({', '.join(f'{k} {v}' for k, v in r['params'].items())}"
+        f"), {r['vectors']} vectors of {r['dim']} dims, {r['metric']}; {r['bytes'] / 2**20:.1f} MB, built in "
+        f"{r['build_seconds']:.1f} s; hubembed search {ex.out} ... uses it (--exact: not)"
+    )
     return 0
 
 
@@ -555,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_projector(sub)
     _add_search(sub)
+    _add_index(sub)
     _add_ranges(sub)
     _add_models(sub)
     for command in sub.choices.values():
@@ -875,9 +905,48 @@ def _add_search(sub) -> None:
     )
     s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="queries embedded per batch at most")
     s.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest first")
+    s.add_argument(
+        "--exact", action="store_true", help="scan every shard even when OUT has an index (hubembed index OUT)"
+    )
+    s.add_argument(
+        "--ef-search",
+        type=int,
+        default=None,
+        help="with an index: the search-time breadth, more is slower and nearer exact (default: the index's, "
+        f"{ann.EF_SEARCH} unless built otherwise; at least k)",
+    )
     s.add_argument("--json", action="store_true", help="print the results as JSON")
     _trust_arg(s)
     s.set_defaults(func=_cmd_search)
+
+
+def _add_index(sub) -> None:
+    s = sub.add_parser(
+        "index",
+        help="an approximate index (FAISS HNSW) of an extraction's vectors, saved in its folder: hubembed search "
+        "uses it from then on",
+    )
+    s.add_argument("out", metavar="OUT", help="an extraction folder (hubembed extract -o OUT), finished")
+    s.add_argument(
+        "--metric",
+        choices=search.METRICS,
+        default=None,
+        help="what searches through it score by (default: dot for vectors extracted with --normalize, else cosine)",
+    )
+    s.add_argument(
+        "--ranges", default=None, metavar="FILE.npz", help="int8/uint8 extractions: their calibration ranges"
+    )
+    s.add_argument("--m", type=int, default=ann.M, help="HNSW neighbours per vector: more is larger and nearer exact")
+    s.add_argument(
+        "--ef-construction", type=int, default=ann.EF_CONSTRUCTION, help="HNSW build-time breadth: more is slower"
+    )
+    s.add_argument(
+        "--ef-search", type=int, default=ann.EF_SEARCH, help="the search-time breadth searches use unless told"
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an index already there (rebuild a stale one)")
+    s.add_argument("--remove", action="store_true", help="remove OUT's index and its record instead of building one")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=_cmd_index)
 
 
 def _cmd_ranges(args) -> int:
@@ -968,6 +1037,7 @@ OPTION_NAMES = {
     "precision": "--precision", "ranges": "--ranges", "quantize": "--quantize", "max_points": "--max-points",
     "seed": "--seed", "names": "--name", "k": "-k", "metric": "--metric", "rescore_multiplier": "--rescore-multiplier",
     "prompt": "--prompt", "prompt_name": "--prompt-name", "include_prompt": "--no-include-prompt",
+    "exact": "--exact", "ef_search": "--ef-search", "ef_construction": "--ef-construction", "m": "--m",
 }  # fmt: skip
 
 
@@ -986,6 +1056,9 @@ PYTHON_SPELLINGS = {
     "`hubembed.registry.names()`": "`hubembed models`",
     "truncate_dim and precision": "--truncate-dim and --precision",
     "hubembed.load(..., trust='any') / --trust any": "--trust any",
+    "`ex.build_index(overwrite=True)`": "`hubembed index OUT --overwrite`",
+    "`--exact=True`": "`--exact`",
+    "rescore=False": "--no-rescore",
 }
 
 

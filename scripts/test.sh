@@ -4,7 +4,7 @@
 # SECOND_MINOR=0 leaves it out). Extra arguments pass to the first pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TF=2.20 bash scripts/venv.sh dev,garden,beam,parquet,analysis,plot,spark,int8,kaggle,projector
+TF=2.20 bash scripts/venv.sh dev,garden,beam,parquet,analysis,plot,spark,int8,kaggle,projector,ann
 .venv/bin/ruff check hubembed tests scripts benchmarks examples packaging
 .venv/bin/ruff format --check hubembed tests scripts benchmarks examples packaging
 # Types on the per-text pipeline and the corpus stage (the seams between stages; settings in pyproject.toml).

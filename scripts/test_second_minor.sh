@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYENV_VERSION="${PYENV_VERSION:-3.12.1}"
 TF=2.21 VENV=.venv-tf2.21 PYTHON="${PYTHON_SECOND:-python3.12}" \
-  bash scripts/venv.sh test,garden,beam,parquet,analysis,plot,spark,int8,kaggle,projector
+  bash scripts/venv.sh test,garden,beam,parquet,analysis,plot,spark,int8,kaggle,projector,ann
 .venv-tf2.21/bin/python - <<'PY'
 import sys, tensorflow as tf, tensorflow_text, tf_keras
 print(f"second minor: Python {sys.version.split()[0]}, tensorflow {tf.__version__}, "

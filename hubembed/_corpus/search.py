@@ -24,6 +24,14 @@ Scores (``metric``): ``cosine`` (default), or ``dot`` (the default when the vect
 
 ``rescore=False`` returns the first stage's order and scores. Rows with equal scores come in row order (the selection
 at a block's boundary among equal scores is arbitrary). ``k`` larger than the corpus returns every row, ranked.
+
+Token and word levels: every stored vector (a word piece or a word of a text) is a candidate; a hit also names its
+``position`` in the text and its ``piece``. Queries are then vectors (``ex[3].vectors[2]``,
+``enc.embed_tokens(...)``): a text has no one token vector to search with.
+
+An approximate index (``Extraction.build_index``, ``hubembed index``; ``hubembed._corpus.index``) saved in the folder
+is used when present (``exact=True`` scans instead); an index that no longer matches the shards is refused, never
+used.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from hubembed.errors import InputError, OutputError
 METRICS = ("cosine", "dot")
 BLOCK_ELEMENTS = 1 << 20  # at most: floats per block of converted vectors, and scores per block (4 MB each)
 CODES = ("int8", "uint8", "binary", "ubinary")
+INDEX_SHOWN = ("library", "kind", "params", "vectors")  # what Results.to_dict says of an index used
 
 
 @dataclass(frozen=True)
@@ -58,28 +67,41 @@ class Hit:
     id: str
     score: float
     text: Optional[str] = None
+    position: Optional[int] = None  # token/word level: the piece's position in its text
+    piece: Optional[str] = None  # token/word level: the word piece or word
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """Its fields (``position`` and ``piece`` at token/word level only)."""
+        d = asdict(self)
+        return d if self.position is not None else {k: v for k, v in d.items() if k not in ("position", "piece")}
 
 
 class Results(List[List[Hit]]):
     """The hits of each query, best first (a list per query, in the queries' order); ``queries``: the query texts
-    (None for vectors); ``metric``, ``precision``, ``rescored``: how they were scored."""
+    (None for vectors); ``metric``, ``precision``, ``rescored``: how they were scored; ``index_record``: the approximate
+    index used (its manifest record), None for an exact scan."""
 
     def __init__(
-        self, hits: Sequence[List[Hit]], queries: Optional[List[str]], metric: str, precision: str, rescored: bool
+        self,
+        hits: Sequence[List[Hit]],
+        queries: Optional[List[str]],
+        metric: str,
+        precision: str,
+        rescored: bool,
+        index: Optional[dict] = None,
     ) -> None:
         super().__init__(hits)
         self.queries, self.metric, self.precision, self.rescored = queries, metric, precision, rescored
+        self.index_record = index
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-able: ``{"metric", "precision", "rescored", "results": [{"query", "hits": [Hit.to_dict()]}]}``."""
+        """JSON-able: ``{"metric", "precision", "rescored", "index", "results": [{"query", "hits": [...]}]}``."""
         queries: Sequence[Optional[str]] = self.queries or [None] * len(self)
         return {
             "metric": self.metric,
             "precision": self.precision,
             "rescored": self.rescored,
+            "index": None if self.index_record is None else {k: self.index_record[k] for k in INDEX_SHOWN},
             "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(queries, self)],
         }
 
@@ -107,20 +129,15 @@ def _positive(name: str, value: Any) -> int:
 
 
 def check_extraction(ex: Extraction, verify: bool) -> None:
-    """A searchable extraction: sentence level, finished, unchanged since it was opened, every shard file there (and,
-    with ``verify``, matching its checksum).
+    """A searchable extraction: finished, unchanged since it was opened, every shard file there (and, with
+    ``verify``, matching its checksum).
 
     Raises:
-        InputError: token or word level, or an unfinished extraction.
+        InputError: an unfinished extraction.
         OutputError: the folder changed (its manifest, a missing shard file, a checksum).
     """
     if not isinstance(ex, Extraction):
         raise InputError(f"search: an Extraction (hubembed.open_extraction(out)), not {type(ex).__name__}")
-    if ex.level != "sentence":
-        raise InputError(
-            f"{ex.out} holds {ex.level}-level output (a vector per {ex.level[:-1]}, not per text): search compares "
-            f"sentence vectors; extract the corpus at sentence level to search it"
-        )
     if not ex.complete:
         raise InputError(
             f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} finished shards): finish it "
@@ -157,7 +174,8 @@ def _ranges(ex: Extraction, precision: str, ranges: Optional[quantize.RangesLike
 
 
 def _stored_width(ex: Extraction) -> int:
-    """The stored width of a row: an npy shard's header (a combine="none" layer axis flattened), else the record."""
+    """The stored width of a vector: an npy shard's header (a combine="none" layer axis flattened), else the
+    record (bytes for binary codes)."""
     if ex.format == "npy" and ex.shards:
         first = np.load(os.path.join(ex.out, ex.shards[0]["file"]), mmap_mode="r")  # the header only
         return int(np.prod(first.shape[1:]))
@@ -291,7 +309,7 @@ class Best:
         """(rows, scores) [Q, <= k], best first, equal scores in row order, empty places dropped."""
         order = np.lexsort((self.rows, -self.scores.astype(np.float64)), axis=1)[:, :k]
         rows, scores = np.take_along_axis(self.rows, order, axis=1), np.take_along_axis(self.scores, order, axis=1)
-        n = int((rows[0] >= 0).sum()) if len(rows) else 0  # every query sees every row: as many places each
+        n = int((rows >= 0).sum(axis=1).max()) if rows.size else 0  # empty places (-1) come last
         return rows[:, :n], scores[:, :n]
 
 
@@ -299,36 +317,51 @@ def _block_rows(p: Plan, n_queries: int) -> int:
     return max(1, BLOCK_ELEMENTS // max(n_queries, p.dim, 1))
 
 
-def stored_shards(ex: Extraction, p: Plan) -> Iterator[Tuple[int, np.ndarray]]:
-    """(first row, stored rows [n, W]) of every shard, one at a time (npy: memory-mapped).
+def _shard_vectors(ex: Extraction, s: dict, p: Plan) -> np.ndarray:
+    """One shard's stored vectors [n, W] (npy: memory-mapped; token/word level: every text's vectors in a row).
 
     Raises:
         OutputError: a shard whose rows or width differ from the manifest's (changed since it was written).
     """
+    path = os.path.join(ex.out, s["file"])
+    stored = shard_formats.read(ex.format, ex.level, path)
+    rows = len(stored)
+    if isinstance(stored, list):  # Pieces: a text's vectors each
+        parts = [np.asarray(x.vectors).reshape(len(x), -1) for x in stored if len(x)]
+        stored = np.concatenate(parts) if parts else np.zeros((0, p.width), np.float32)
+    stored = stored.reshape(len(stored), -1) if len(stored) else stored.reshape(0, p.width)
+    if rows != int(s["rows"]) or stored.shape[1] != p.width:
+        raise OutputError(
+            f"{path} holds {rows} rows of width {stored.shape[1]}, the manifest {s['rows']} of width {p.width}: the "
+            f"extraction changed since it was written; extract it again"
+        )
+    return stored
+
+
+def stored_shards(ex: Extraction, p: Plan) -> Iterator[Tuple[int, np.ndarray]]:
+    """(first vector, stored vectors [n, W]) of every shard, one shard at a time: a vector per row at sentence
+    level, per word piece or word at the token and word levels (numbered across the extraction, in row order)."""
+    first = 0
     for s in ex.shards:
-        path = os.path.join(ex.out, s["file"])
-        stored = shard_formats.read(ex.format, "sentence", path)
-        assert isinstance(stored, np.ndarray)  # sentence level
-        stored = stored.reshape(len(stored), -1) if len(stored) else stored.reshape(0, p.width)
-        if stored.shape != (int(s["rows"]), p.width):
-            raise OutputError(
-                f"{path} holds {stored.shape[0]} rows of width {stored.shape[1]}, the manifest {s['rows']} of width "
-                f"{p.width}: the extraction changed since it was written; extract it again"
-            )
-        yield int(s["first_row"]), stored
+        stored = _shard_vectors(ex, s, p)
+        yield first, stored
+        first += len(stored)
         del stored
         shard_formats.release(ex.format)
 
 
-def scan(ex: Extraction, p: Plan, q: np.ndarray) -> Best:
-    """Every shard, a block of rows at a time, into the running top list of each query (first stage)."""
+def scan(ex: Extraction, p: Plan, q: np.ndarray) -> Tuple[Best, List[int]]:
+    """Every shard, a block of vectors at a time, into the running top list of each query (first stage); and the
+    number of vectors of each shard."""
     fq = first_stage_query(p, q)
     best = Best.empty(len(q), p.keep)
     step = _block_rows(p, len(q))
+    counts = []
     for first, stored in stored_shards(ex, p):
         for a in range(0, len(stored), step):
             best.merge(first_stage(p, fq, np.asarray(stored[a : a + step])), first + a)
-    return best
+        counts.append(len(stored))
+    return best, counts
 
 
 def rescore_candidates(ex: Extraction, p: Plan, q: np.ndarray, best: Best) -> None:
@@ -350,21 +383,57 @@ def rescore_candidates(ex: Extraction, p: Plan, q: np.ndarray, best: Best) -> No
 
 
 # -- ids and texts ---------------------------------------------------------------------------------------------------
-def labels(ex: Extraction, rows: np.ndarray) -> Dict[int, Tuple[str, Optional[str]]]:
-    """{row: (id, text or None)} of ``rows``, reading only the shards they are in, one at a time."""
-    wanted = np.unique(rows[rows >= 0])
-    out: Dict[int, Tuple[str, Optional[str]]] = {}
-    starts = np.array([s["first_row"] for s in ex.shards], np.int64)
-    for i in np.unique(np.searchsorted(starts, wanted, side="right") - 1):
-        s = ex.shards[int(i)]
-        first, n = int(s["first_row"]), int(s["rows"])
-        ids = shard_formats.read_ids(ex.format, os.path.join(ex.out, s.get("ids_file", s["file"])))
-        texts = shard_texts(ex, int(i)) if ex.has_text else None
-        if len(ids) != n or (texts is not None and len(texts) != n):
-            raise OutputError(f"{ex.out}: shard {int(i)}'s ids or texts are not its {n} rows; extract it again")
-        for r in wanted[(wanted >= first) & (wanted < first + n)]:
-            out[int(r)] = (ids[int(r) - first], None if texts is None else texts[int(r) - first])
+Label = Tuple[int, str, Optional[str], Optional[int], Optional[str]]  # row, id, text, position, piece
+
+
+def _shard_labels(ex: Extraction, i: int, local: np.ndarray) -> List[Label]:
+    """(row, id, text, position, piece) of the vectors ``local`` (positions among shard ``i``'s vectors)."""
+    s = ex.shards[i]
+    first, n = int(s["first_row"]), int(s["rows"])
+    if ex.level != "sentence":
+        texts = shard_formats.read(ex.format, ex.level, os.path.join(ex.out, s["file"]))
+        assert isinstance(texts, list)
+        ends = np.cumsum([len(t) for t in texts])
+        at = np.searchsorted(ends, local, side="right")
+        if len(texts) != n or (len(local) and at.max() >= n):
+            raise OutputError(f"{ex.out}: shard {i} does not hold the vectors it held; extract it again")
+        out = []
+        for v, r in zip(local.tolist(), at.tolist()):
+            t, pos = texts[r], v - int(ends[r]) + len(texts[r])
+            out.append((first + r, t.id, t.text, pos, t.pieces[pos]))
+        return out
+    ids = shard_formats.read_ids(ex.format, os.path.join(ex.out, s.get("ids_file", s["file"])))
+    stored = shard_texts(ex, i) if ex.has_text else None
+    if len(ids) != n or (stored is not None and len(stored) != n) or (len(local) and local.max() >= n):
+        raise OutputError(f"{ex.out}: shard {i}'s ids or texts are not its {n} rows; extract it again")
+    return [(first + r, ids[r], None if stored is None else stored[r], None, None) for r in local.tolist()]
+
+
+def labels(ex: Extraction, found: np.ndarray, counts: Sequence[int]) -> Dict[int, Label]:
+    """{vector: (row, id, text, position, piece)} of the vectors ``found`` (numbered as ``stored_shards`` does;
+    ``counts``: the vectors of each shard), reading only the shards they are in, one at a time."""
+    wanted = np.unique(found[found >= 0])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    which = np.searchsorted(starts, wanted, side="right") - 1
+    out: Dict[int, Label] = {}
+    for i in np.unique(which).tolist():
+        mine = wanted[which == i]
+        out.update(zip(mine.tolist(), _shard_labels(ex, i, mine - starts[i])))
     return out
+
+
+def _found(vectors: List[int]) -> List[int]:
+    return [v for v in vectors if v >= 0]  # an index may find fewer than k for a query
+
+
+def _results(ex: Extraction, p: Plan, best: Best, counts: Sequence[int], texts: Any, index: Any) -> Results:
+    found, scores = best.ranked(p.k)
+    named = labels(ex, found, counts)
+    hits = [
+        [Hit(j + 1, named[v][0], named[v][1], float(s), *named[v][2:]) for j, (v, s) in enumerate(zip(fs, ss))]
+        for fs, ss in ((_found(f), s) for f, s in zip(found.tolist(), scores.tolist()))
+    ]
+    return Results(hits, texts, p.metric, p.precision, p.rescore or index is not None and p.precision in CODES, index)
 
 
 def search(
@@ -380,46 +449,63 @@ def search(
     transform: TransformLike = None,
     batch_size: Optional[int] = None,
     verify: bool = False,
+    exact: bool = False,
+    ef_search: Optional[int] = None,
 ) -> Results:
-    """The ``k`` rows of ``ex`` nearest each query, by an exact scan (see the module's docstring).
+    """The ``k`` vectors of ``ex`` nearest each query: through its index when it has one, else by an exact scan (see
+    the module's docstring).
 
     Args:
-        ex: a finished sentence-level extraction.
-        queries: a text, texts (embedded with ``ex.embed``: ``encoder`` or the manifest's model, ``transform``,
-            ``batch_size``), or float vectors [Q, D] / [D].
-        k: hits per query (more than the rows: every row, ranked).
+        ex: a finished extraction (token/word level: each piece's vector is a candidate).
+        queries: a text, texts (sentence level; embedded with ``ex.embed``: ``encoder`` or the manifest's model,
+            ``transform``, ``batch_size``), or float vectors [Q, D] / [D].
+        k: hits per query (more than the vectors: every one, ranked).
         metric: cosine | dot (default: dot for vectors extracted with normalize=True, where it equals cosine; else
             cosine).
         rescore, rescore_multiplier: codes: rescore the ``rescore_multiplier * k`` best of the first stage with the
             float query (default 4x); no effect on float vectors.
         ranges: int8/uint8 extractions: the calibration ranges they were quantized with.
         verify: check every shard file's sha256 against the manifest first (reads the corpus twice).
+        exact: scan the shards even when the folder has an index.
+        ef_search: the index's search-time breadth (default: its record's, 64; at least k).
 
     Returns:
-        ``Results``: a list per query of ``Hit(rank, row, id, score, text)``, best first; ``.to_dict()``.
+        ``Results``: a list per query of ``Hit(rank, row, id, score, text, position, piece)``, best first;
+        ``.to_dict()``; ``.index_record``: the index record used (None: exact).
 
     Raises:
-        InputError: k < 1, token/word level, an unfinished extraction, queries of another dimension, missing ranges.
-        OutputError: the extraction changed or is damaged (before the scan when it shows in the folder).
+        InputError: k < 1, an unfinished extraction, queries of another dimension, text queries at token/word level,
+            missing ranges, an index of another metric.
+        OutputError: the extraction changed or is damaged, or its index is stale or not its own (before the scan
+            when it shows in the folder).
     """
+    from hubembed._corpus import index as ann  # it imports this module
+
     check_extraction(ex, verify)
     p = plan(ex, k, metric, rescore, rescore_multiplier, ranges)
+    if not isinstance(exact, bool):
+        raise InputError(f"exact={exact!r}; valid: True or False")
+    record = None if exact else ann.usable(ex)
+    ef = ann.check_plan(ex, p, record, rescore, ef_search) if record else 0
     q, texts = query_vectors(queries)
+    if texts is not None and ex.level != "sentence":
+        raise InputError(
+            f"{ex.out} holds {ex.level}-level vectors (one per {ex.level[:-1]} of a text): give query vectors "
+            f"(e.g. ex[0].vectors[2], or enc.embed_{ex.level}(texts)[0].vectors); a text has no one "
+            f"{ex.level[:-1]} vector"
+        )
     if q is None:
         q = _embed(ex, texts or [], encoder, transform, batch_size)
     if not len(q):
-        return Results([], texts, p.metric, p.precision, p.rescore)
+        return Results([], texts, p.metric, p.precision, p.rescore, record)
     _check_dim(p, q, ex)
-    best = scan(ex, p, q)
-    if p.rescore:
-        rescore_candidates(ex, p, q, best)
-    rows, scores = best.ranked(p.k)
-    named = labels(ex, rows)
-    hits = [
-        [Hit(j + 1, int(r), named[int(r)][0], float(sc), named[int(r)][1]) for j, (r, sc) in enumerate(zip(rs, ss))]
-        for rs, ss in zip(rows, scores)
-    ]
-    return Results(hits, texts, p.metric, p.precision, p.rescore)
+    if record:
+        best, counts = ann.search(ex, p, q, record, ef)
+    else:
+        best, counts = scan(ex, p, q)
+        if p.rescore:
+            rescore_candidates(ex, p, q, best)
+    return _results(ex, p, best, counts, texts, record)
 
 
 def dumps(results: Results) -> str:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hubembed")
 MANIFEST = "manifest.json"
+INDEX_FILE = "index.faiss"  # the approximate index (hubembed._corpus.index), recorded in the manifest
 FORMAT_VERSION = 1
 
 
@@ -108,6 +109,7 @@ class ShardStore:
         self.header = header  # model, spec, input, versions: what must match to resume
         self.shards: List[dict] = []
         self.skipped: List[list] = []
+        self.index: Optional[dict] = None  # the approximate index's record (hubembed._corpus.index)
         self._prepare(resume)
 
     # -- opening -------------------------------------------------------------
@@ -116,7 +118,10 @@ class ShardStore:
         old = check_folder(self.out, resume)
         if old is None:
             self._clean(keep=set())
+            if os.path.exists(os.path.join(self.out, INDEX_FILE)):  # an index left without its extraction
+                os.remove(os.path.join(self.out, INDEX_FILE))
             return
+        self.index = old.get("index")  # kept on resume: checked against the shards when a search uses it
         refuse_resume(self.out, _differences(old.get("header", {}), self.header))
         for shard in old.get("shards", []):
             if not self._intact(shard):
@@ -170,6 +175,8 @@ class ShardStore:
 
     def _write_manifest(self, complete: bool, summary: Optional[dict] = None) -> dict:
         m = manifest(self.header, self.shards, self.skipped, complete, summary)
+        if self.index is not None:
+            m["index"] = self.index
         _write_atomic(os.path.join(self.out, MANIFEST), manifest_bytes(m))
         return m
 
@@ -215,7 +222,7 @@ def manifest_bytes(m: dict) -> bytes:
 
 
 def _ours(name: str) -> bool:
-    return name == MANIFEST or name.startswith("part-")
+    return name in (MANIFEST, INDEX_FILE) or name.startswith("part-")
 
 
 def refuse_resume(out: str, diff: List[Tuple[str, Any, Any]]) -> None:
@@ -519,27 +526,23 @@ class Extraction:
             )
         return quantize.dequantize(self.vectors(), precision, r)
 
-    def search(
-        self,
-        queries: Any,
-        k: int = 10,
-        *,
-        encoder: Optional[Encoder] = None,
-        metric: Optional[str] = None,
-        rescore: bool = True,
-        rescore_multiplier: int = 4,
-        ranges: Optional[quantize.RangesLike] = None,
-        transform: TransformLike = None,
-        batch_size: Optional[int] = None,
-        verify: bool = False,
-    ) -> Results:
-        """The ``k`` rows nearest each query (texts, or float vectors [Q, D]) by an exact scan, shard after shard: a
-        list of ``Hit(rank, row, id, score, text)`` per query (``hubembed._corpus.search.search``)."""
+    def search(self, queries: Any, k: int = 10, **options: Any) -> Results:
+        """The ``k`` rows (token/word level: pieces) nearest each query (texts, or float vectors [Q, D]): a list of
+        ``Hit(rank, row, id, score, text, position, piece)`` per query. Through the folder's index when it has one
+        (``build_index``), else an exact scan, shard after shard. Options (``encoder``, ``metric``, ``rescore``,
+        ``rescore_multiplier``, ``ranges``, ``transform``, ``batch_size``, ``verify``, ``exact``, ``ef_search``):
+        ``hubembed._corpus.search.search``."""
         from hubembed._corpus import search  # it imports this module
 
-        kw: Dict[str, Any] = dict(encoder=encoder, metric=metric, ranges=ranges, transform=transform)
-        kw.update(rescore=rescore, rescore_multiplier=rescore_multiplier, batch_size=batch_size, verify=verify)
-        return search.search(self, queries, k, **kw)
+        return search.search(self, queries, k, **options)
+
+    def build_index(self, **options: Any) -> dict:
+        """An approximate index (FAISS HNSW) of the vectors, saved in the folder and recorded in the manifest, used by
+        ``search`` from then on; returns its record. Options (``metric``, ``ranges``, ``m``, ``ef_construction``,
+        ``ef_search``, ``overwrite``, ``progress``): ``hubembed._corpus.index.build_index``."""
+        from hubembed._corpus import index  # it imports this module
+
+        return index.build_index(self, **options)
 
     def to_projector(
         self,

@@ -135,6 +135,31 @@ def test_normalized_vectors_are_scored_by_dot_which_is_cosine(tiny, folders):
     _same(_ours(got), _st(q, ex.vectors(), 6, score="cos"))
 
 
+@pytest.mark.parametrize("block", [None, 3])
+def test_word_level_every_word_is_a_candidate(tiny, folders, block, monkeypatch):
+    """Words level: the vectors of every text's words, in row order, scanned as rows are; a hit names the text's
+    row, id and text, the word's position and the word. A stored word's own vector finds itself first."""
+    if block:
+        monkeypatch.setattr(search_mod, "BLOCK_ELEMENTS", 16 * block)
+    ex = hubembed.open_extraction(folders["words"])
+    texts = list(ex)
+    where = [(r, i) for r, t in enumerate(texts) for i in range(len(t))]
+    flat = np.concatenate([t.vectors for t in texts])
+    assert len(where) == len(flat) > len(ex)
+    q = np.stack([texts[3].vectors[1], texts[17].vectors[0], flat[-1]])
+    for k in (1, 9):
+        rows, scores = _brute(_unit(q) @ _unit(flat).T, k)
+        got = ex.search(q, k)
+        assert [[(h.row, h.position) for h in hs] for hs in got] == [[where[v] for v in r] for r in rows.tolist()]
+        np.testing.assert_allclose([[h.score for h in hs] for hs in got], scores, atol=1e-5)
+        for h in (h for hs in got for h in hs):
+            t = texts[h.row]
+            assert (h.id, h.text, h.piece) == (t.id, t.text, t.pieces[h.position]) and h.text == TEXTS[h.row]
+    top = ex.search(q, 1)
+    assert [(hs[0].row, hs[0].position) for hs in top] == [(3, 1), (17, 0), where[-1]]
+    assert top[0][0].to_dict()["piece"] == texts[3].pieces[1]
+
+
 def test_text_queries_are_embedded_as_the_corpus_was(tiny, folders):
     ex = hubembed.open_extraction(folders["npy"])
     by_text = ex.search(QUERIES, 5, encoder=tiny)
@@ -299,7 +324,7 @@ def test_bad_arguments_are_refused_before_anything_is_embedded(folders, no_model
     for kw, message in cases:
         with pytest.raises(InputError, match=message):
             ex.search(QUERIES, **kw)
-    with pytest.raises(InputError, match="words-level output"):
+    with pytest.raises(InputError, match="words-level vectors .*: give query vectors"):
         hubembed.open_extraction(folders["words"]).search(QUERIES)
     with pytest.raises(InputError, match="give the calibration ranges"):
         hubembed.open_extraction(folders["int8"]).search(QUERIES)
@@ -400,7 +425,7 @@ def test_the_command_refuses_bad_input_with_the_options_names(folders, capsys, n
     assert cli.main(["search", folders["int8"], "q"]) == 1
     assert "--ranges" in capsys.readouterr().err
     assert cli.main(["search", folders["words"], "q"]) == 1
-    assert "words-level output" in capsys.readouterr().err
+    assert "words-level vectors: the command searches with texts" in capsys.readouterr().err
     parser = cli.build_parser()
     sub = parser._subparsers._group_actions[0].choices["search"]
     for action in sub._actions:
