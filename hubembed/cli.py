@@ -434,7 +434,7 @@ def _cmd_search(args) -> int:
     ex = hubembed.open_extraction(args.out)
     options = dict(metric=args.metric, rescore=args.rescore, rescore_multiplier=args.rescore_multiplier)
     options.update(ranges=args.ranges, transform=args.transform, batch_size=args.batch_size)
-    options.update(exact=args.exact, ef_search=args.ef_search)
+    options.update(exact=args.exact, ef_search=args.ef_search, prompt=args.prompt, prompt_name=args.prompt_name)
     search.check_extraction(ex, args.verify)  # the folder, its index and the options, before standard input or a model
     p = search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
     record = None if args.exact else ann.usable(ex)
@@ -904,6 +904,14 @@ def _add_search(sub) -> None:
         help="the transform the extraction applied (a manifest records its sha256, not its parameters)",
     )
     s.add_argument("--batch-size", type=int, default=batching.BATCH_SIZE, help="queries embedded per batch at most")
+    s.add_argument(
+        "--prompt",
+        default=None,
+        metavar="TEXT",
+        help="the queries' prompt (default: the model's query prompt for a corpus extracted with a document prompt "
+        "by name, else the corpus's own prompt)",
+    )
+    s.add_argument("--prompt-name", default=None, metavar="NAME", help="one of the model's named prompts instead")
     s.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest first")
     s.add_argument(
         "--exact", action="store_true", help="scan every shard even when OUT has an index (hubembed index OUT)"

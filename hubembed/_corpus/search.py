@@ -228,12 +228,11 @@ def query_vectors(queries: Any) -> Tuple[Optional[np.ndarray], Optional[List[str
     )
 
 
-def _embed(
-    ex: Extraction, texts: List[str], encoder: Optional[Encoder], transform: TransformLike, batch_size: Optional[int]
-) -> np.ndarray:
+def _embed(ex: Extraction, texts: List[str], options: Dict[str, Any]) -> np.ndarray:
+    """The query texts embedded as the corpus was (``ex.embed``, float32: codes are rescored with them)."""
     if not texts:
         return np.zeros((0, 0), np.float32)
-    v = ex.embed(texts, encoder=encoder, transform=transform, batch_size=batch_size, precision="float32")
+    v = ex.embed(texts, precision="float32", **options)
     return np.asarray(v, np.float32).reshape(len(texts), -1)
 
 
@@ -451,6 +450,8 @@ def search(
     verify: bool = False,
     exact: bool = False,
     ef_search: Optional[int] = None,
+    prompt: Optional[str] = None,
+    prompt_name: Optional[str] = None,
 ) -> Results:
     """The ``k`` vectors of ``ex`` nearest each query: through its index when it has one, else by an exact scan (see
     the module's docstring).
@@ -468,6 +469,8 @@ def search(
         verify: check every shard file's sha256 against the manifest first (reads the corpus twice).
         exact: scan the shards even when the folder has an index.
         ef_search: the index's search-time breadth (default: its record's, 64; at least k).
+        prompt, prompt_name: the text queries' prompt (default: as ``Extraction.embed`` decides from the manifest:
+            the model's "query" prompt for a corpus embedded with a document prompt by name).
 
     Returns:
         ``Results``: a list per query of ``Hit(rank, row, id, score, text, position, piece)``, best first;
@@ -495,7 +498,8 @@ def search(
             f"{ex.level[:-1]} vector"
         )
     if q is None:
-        q = _embed(ex, texts or [], encoder, transform, batch_size)
+        options = dict(encoder=encoder, transform=transform, batch_size=batch_size, prompt=prompt)
+        q = _embed(ex, texts or [], {**options, "prompt_name": prompt_name})
     if not len(q):
         return Results([], texts, p.metric, p.precision, p.rescore, record)
     _check_dim(p, q, ex)

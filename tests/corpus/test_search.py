@@ -160,6 +160,15 @@ def test_word_level_every_word_is_a_candidate(tiny, folders, block, monkeypatch)
     assert top[0][0].to_dict()["piece"] == texts[3].pieces[1]
 
 
+def test_a_query_prompt_is_passed_to_the_queries(tiny, folders, capsys):
+    ex = hubembed.open_extraction(folders["npy"])
+    prompted = ex.search(QUERIES, 5, encoder=tiny, prompt="query: ")
+    _same(_ours(prompted), _ours(ex.search(tiny.embed(QUERIES, spec=ex.spec.replace(prompt="query: ")), 5)))
+    assert _ours(prompted) != _ours(ex.search(QUERIES, 5, encoder=tiny))
+    with pytest.raises(InputError, match="prompt_name='query'"):
+        ex.search(QUERIES, 5, encoder=tiny, prompt_name="query")  # the tiny model has no named prompts
+
+
 def test_text_queries_are_embedded_as_the_corpus_was(tiny, folders):
     ex = hubembed.open_extraction(folders["npy"])
     by_text = ex.search(QUERIES, 5, encoder=tiny)
