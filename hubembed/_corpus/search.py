@@ -390,16 +390,16 @@ def _shard_labels(ex: Extraction, i: int, local: np.ndarray) -> List[Label]:
     s = ex.shards[i]
     first, n = int(s["first_row"]), int(s["rows"])
     if ex.level != "sentence":
-        texts = shard_formats.read(ex.format, ex.level, os.path.join(ex.out, s["file"]))
-        assert isinstance(texts, list)
-        ends = np.cumsum([len(t) for t in texts])
+        rows = shard_formats.read_pieces(ex.format, ex.level, os.path.join(ex.out, s["file"]))
+        ends = np.cumsum([len(pieces) for _, _, pieces in rows])
         at = np.searchsorted(ends, local, side="right")
-        if len(texts) != n or (len(local) and at.max() >= n):
+        if len(rows) != n or (len(local) and at.max() >= n):
             raise OutputError(f"{ex.out}: shard {i} does not hold the vectors it held; extract it again")
         out = []
         for v, r in zip(local.tolist(), at.tolist()):
-            t, pos = texts[r], v - int(ends[r]) + len(texts[r])
-            out.append((first + r, t.id, t.text, pos, t.pieces[pos]))
+            rid, text, pieces = rows[r]
+            pos = v - int(ends[r]) + len(pieces)
+            out.append((first + r, rid, text, pos, pieces[pos]))
         return out
     ids = shard_formats.read_ids(ex.format, os.path.join(ex.out, s.get("ids_file", s["file"])))
     stored = shard_texts(ex, i) if ex.has_text else None

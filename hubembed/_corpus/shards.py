@@ -331,3 +331,15 @@ def read_texts(fmt: str, path: str) -> List[str]:
             raise OutputError(f"{path} holds no text feature")
         out.append(feats["text"].bytes_list.value[0].decode("utf-8"))
     return out
+
+
+def read_pieces(fmt: str, level: str, path: str) -> List[Tuple[str, str, List[str]]]:
+    """(id, text, word pieces or words) of each row of a token- or word-level shard, without its vectors where the
+    format allows (parquet; a TFRecord shard is read whole)."""
+    if fmt == "parquet":
+        _, pq = _pyarrow()
+        table = pq.read_table(path, columns=["id", "text", level])
+        return list(zip(*(table.column(c).to_pylist() for c in ("id", "text", level))))
+    stored = read(fmt, level, path)
+    assert isinstance(stored, list)
+    return [(p.id, p.text, p.pieces) for p in stored]
