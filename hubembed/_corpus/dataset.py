@@ -101,15 +101,6 @@ def check_batching(batch_size: Any, drop_remainder: Any) -> None:
         raise InputError("drop_remainder=True drops a last, smaller batch: give batch_size too")
 
 
-def check_complete(ex: Extraction) -> None:
-    """Raises InputError: an extraction whose run has not finished (its manifest lists only the shards written)."""
-    if not ex.complete:
-        raise InputError(
-            f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} finished shards): finish it "
-            f"(hubembed extract ... --resume) before reading it as a dataset"
-        )
-
-
 def label_array(ex: Extraction, labels: Any) -> Optional[np.ndarray]:
     """The labels, one per row in row order: ``labels`` as given (a sequence aligned with the rows), or looked up by
     id (a mapping id -> label; ids compared as strings, as ``ex.by_id`` compares them). None: no labels.
@@ -270,7 +261,9 @@ def as_dataset(
     """
     names, single = check_columns(ex, columns)
     check_batching(batch_size, drop_remainder)
-    check_complete(ex)
+    from hubembed._corpus.store import check_complete  # it imports this module
+
+    check_complete(ex, "reading it as a dataset")
     y = label_array(ex, labels)
     tf = _tf()
     rows = _tfrecord_rows(ex, names) if ex.format == "tfrecord" else _generated_rows(ex, names)

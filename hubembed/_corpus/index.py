@@ -34,7 +34,7 @@ import numpy as np
 
 from hubembed._corpus import search as exact
 from hubembed._corpus.store import INDEX_FILE, MANIFEST, Extraction, manifest_bytes, read_manifest
-from hubembed._util import optional, write_atomic
+from hubembed._util import optional, sha256_file, write_atomic
 from hubembed.errors import InputError, OutputError
 
 M = 32  # HNSW neighbours per node (docs/retrieval.md)
@@ -155,7 +155,6 @@ def build_index(
     faiss = _faiss()
     started = time.perf_counter()
     index, counts = _add_shards(faiss, ex, p, params, progress)
-    data = faiss.serialize_index(index).tobytes()
     built = time.perf_counter() - started
     record = {
         "file": INDEX_FILE,
@@ -168,11 +167,9 @@ def build_index(
         "vectors": int(index.ntotal),
         "vectors_per_shard": counts,
         "shards_digest": shards_digest(ex),
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
         "build_seconds": round(built, 2),
     }
-    _save(ex, data, record)
+    _save(ex, faiss, index, record)
     return record
 
 
@@ -199,13 +196,24 @@ def _add_shards(faiss: Any, ex: Extraction, p: exact.Plan, params: Dict[str, int
     return index, counts
 
 
-def _save(ex: Extraction, data: bytes, record: dict) -> None:
-    """The index file, then the manifest naming it (a run killed between the two leaves a file the manifest does not
-    record: refused by ``usable``, never used)."""
+def _save(ex: Extraction, faiss: Any, index: Any, record: dict) -> None:
+    """The index file (FAISS's writer into a temporary file, fsync, rename), then the manifest naming it with its
+    size and sha256 (a run killed between the two leaves a file the manifest does not record: refused by ``usable``,
+    never used)."""
     if read_manifest(ex.out) != ex.manifest:
         raise OutputError(f"{ex.out} changed while its index was built: open it again and rebuild")
     _LOADED.clear()
-    write_atomic(_path(ex), data)
+    tmp = f"{_path(ex)}.{os.getpid()}.tmp"  # .tmp: removed by a resume or a new extraction if left
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        record.update(bytes=os.path.getsize(tmp), sha256=sha256_file(tmp))
+        os.replace(tmp, _path(ex))
+    except (OSError, RuntimeError) as e:  # faiss raises RuntimeError on a failed write
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OutputError(f"writing {_path(ex)} failed: {e}") from e
     m = {**ex.manifest, "index": record}
     write_atomic(os.path.join(ex.out, MANIFEST), manifest_bytes(m))
     ex.manifest = m
@@ -232,17 +240,15 @@ def load(ex: Extraction, record: dict) -> Any:
     key = (os.path.realpath(_path(ex)), record["sha256"])
     if key not in _LOADED:
         faiss = _faiss()
-        with open(_path(ex), "rb") as f:
-            data = f.read()
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        if sha256_file(_path(ex)) != record["sha256"]:
             raise OutputError(
                 f"{_path(ex)} is not the index {ex.out}'s manifest records (its sha256 differs; another extraction's, "
                 f"or changed): {_rebuild_hint(ex)}"
             )
-        index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
+        _LOADED.clear()  # one index at a time: they are as large as the corpus
+        index = faiss.read_index(_path(ex))  # FAISS's own reader: 20-40x faster than deserialize_index on bytes
         if index.ntotal != record["vectors"] or index.d != record["dim"]:
             raise OutputError(f"{_path(ex)} does not hold the vectors its record says: {_rebuild_hint(ex)}")
-        _LOADED.clear()  # one index at a time: they are as large as the corpus
         _LOADED[key] = index
     return _LOADED[key]
 

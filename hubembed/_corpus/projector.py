@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union, cast
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
-from hubembed._corpus.store import Extraction, open_extraction
+from hubembed._corpus.store import Extraction, check_complete, open_extraction
 from hubembed._pipeline import quantize
 from hubembed._util import require_tensorflow, versions
 from hubembed.errors import InputError, OutputError, missing
@@ -101,11 +101,7 @@ def check_sample(max_points: Any, seed: Any) -> None:
 
 def _open(item: ExtractionLike) -> Extraction:
     ex = item if isinstance(item, Extraction) else open_extraction(os.fspath(item))
-    if not ex.complete:
-        raise InputError(
-            f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} shards so far); "
-            f"finish it first (hubembed extract ... --resume)"
-        )
+    check_complete(ex, "showing it")
     if len(ex) == 0:
         raise InputError(f"{ex.out} holds no rows: nothing to show")
     return ex

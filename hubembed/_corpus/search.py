@@ -44,7 +44,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from hubembed._corpus import shards as shard_formats
-from hubembed._corpus.store import Extraction, read_manifest, shard_texts
+from hubembed._corpus.store import Extraction, check_complete, read_manifest, shard_texts
 from hubembed._pipeline import quantize
 from hubembed._pipeline.transform import TransformLike
 from hubembed._util import sha256_file
@@ -138,11 +138,7 @@ def check_extraction(ex: Extraction, verify: bool) -> None:
     """
     if not isinstance(ex, Extraction):
         raise InputError(f"search: an Extraction (hubembed.open_extraction(out)), not {type(ex).__name__}")
-    if not ex.complete:
-        raise InputError(
-            f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} finished shards): finish it "
-            f"(hubembed extract ... --resume) before searching it"
-        )
+    check_complete(ex, "searching or indexing it")
     if read_manifest(ex.out) != ex.manifest:
         raise OutputError(f"{ex.out} changed since it was opened (its manifest differs): open it again")
     for s in ex.shards:
@@ -323,11 +319,7 @@ def _shard_vectors(ex: Extraction, s: dict, p: Plan) -> np.ndarray:
         OutputError: a shard whose rows or width differ from the manifest's (changed since it was written).
     """
     path = os.path.join(ex.out, s["file"])
-    stored = shard_formats.read(ex.format, ex.level, path)
-    rows = len(stored)
-    if isinstance(stored, list):  # Pieces: a text's vectors each
-        parts = [np.asarray(x.vectors).reshape(len(x), -1) for x in stored if len(x)]
-        stored = np.concatenate(parts) if parts else np.zeros((0, p.width), np.float32)
+    rows, stored = shard_formats.read_vectors(ex.format, ex.level, path)
     stored = stored.reshape(len(stored), -1) if len(stored) else stored.reshape(0, p.width)
     if rows != int(s["rows"]) or stored.shape[1] != p.width:
         raise OutputError(
@@ -390,17 +382,10 @@ def _shard_labels(ex: Extraction, i: int, local: np.ndarray) -> List[Label]:
     s = ex.shards[i]
     first, n = int(s["first_row"]), int(s["rows"])
     if ex.level != "sentence":
-        rows = shard_formats.read_pieces(ex.format, ex.level, os.path.join(ex.out, s["file"]))
-        ends = np.cumsum([len(pieces) for _, _, pieces in rows])
-        at = np.searchsorted(ends, local, side="right")
-        if len(rows) != n or (len(local) and at.max() >= n):
-            raise OutputError(f"{ex.out}: shard {i} does not hold the vectors it held; extract it again")
-        out = []
-        for v, r in zip(local.tolist(), at.tolist()):
-            rid, text, pieces = rows[r]
-            pos = v - int(ends[r]) + len(pieces)
-            out.append((first + r, rid, text, pos, pieces[pos]))
-        return out
+        rows, found = shard_formats.pieces_at(ex.format, ex.level, os.path.join(ex.out, s["file"]), local)
+        if rows != n:
+            raise OutputError(f"{ex.out}: shard {i} does not hold the {n} rows it held; extract it again")
+        return [(first + r, rid, text, pos, piece) for r, rid, text, pos, piece in found]
     ids = shard_formats.read_ids(ex.format, os.path.join(ex.out, s.get("ids_file", s["file"])))
     stored = shard_texts(ex, i) if ex.has_text else None
     if len(ids) != n or (stored is not None and len(stored) != n) or (len(local) and local.max() >= n):

@@ -333,13 +333,56 @@ def read_texts(fmt: str, path: str) -> List[str]:
     return out
 
 
-def read_pieces(fmt: str, level: str, path: str) -> List[Tuple[str, str, List[str]]]:
-    """(id, text, word pieces or words) of each row of a token- or word-level shard, without its vectors where the
-    format allows (parquet; a TFRecord shard is read whole)."""
-    if fmt == "parquet":
+def read_vectors(fmt: str, level: str, path: str) -> Tuple[int, np.ndarray]:
+    """(rows, the shard's vectors [n, ...] in row order): a vector per row at sentence level (npy memory-mapped), each
+    row's word pieces' or words' in turn at the token and word levels (parquet: only that column is read)."""
+    if fmt == "parquet" and level != "sentence":
         _, pq = _pyarrow()
-        table = pq.read_table(path, columns=["id", "text", level])
-        return list(zip(*(table.column(c).to_pylist() for c in ("id", "text", level))))
+        table = pq.read_table(path, columns=["vectors"], memory_map=True)
+        fixed = table.column("vectors").combine_chunks().flatten()  # rows -> vectors (offsets respected)
+        return table.num_rows, fixed.flatten().to_numpy(zero_copy_only=False).reshape(len(fixed), -1)
     stored = read(fmt, level, path)
-    assert isinstance(stored, list)
-    return [(p.id, p.text, p.pieces) for p in stored]
+    if isinstance(stored, list):  # Pieces
+        parts = [np.asarray(x.vectors).reshape(len(x), -1) for x in stored if len(x)]
+        return len(stored), (np.concatenate(parts) if parts else np.zeros((0, 0), np.float32))
+    return len(stored), stored
+
+
+def pieces_at(fmt: str, level: str, path: str, vectors: np.ndarray) -> Tuple[int, List[Tuple[int, str, str, int, str]]]:
+    """(rows, [(row, id, text, position, piece)]) of a token- or word-level shard's vectors at positions ``vectors``
+    (numbered as ``read_vectors`` gives them). Parquet: the pieces' counts, then only the rows asked for.
+
+    Raises:
+        OutputError: a position past the shard's vectors.
+    """
+    if fmt == "parquet":
+        pa, pq = _pyarrow()
+        import pyarrow.compute as pc
+
+        table = pq.read_table(path, columns=["id", "text", level])
+        counts = pc.list_value_length(table.column(level)).to_numpy(zero_copy_only=False)
+
+        def fetch(rows: List[int]) -> List[Tuple[str, str, List[str]]]:
+            sub = table.take(pa.array(rows, pa.int64()))
+            return list(zip(*(sub.column(c).to_pylist() for c in ("id", "text", level))))
+
+    else:
+        stored = read(fmt, level, path)
+        assert isinstance(stored, list)
+        counts = np.array([len(p) for p in stored], np.int64)
+
+        def fetch(rows: List[int]) -> List[Tuple[str, str, List[str]]]:
+            return [(stored[r].id, stored[r].text, stored[r].pieces) for r in rows]
+
+    ends = np.cumsum(counts)
+    if len(vectors) and (not len(ends) or vectors.max() >= ends[-1]):
+        raise OutputError(f"{path} holds fewer vectors than its manifest entry says")
+    at = np.searchsorted(ends, vectors, side="right")
+    wanted = sorted(set(at.tolist()))
+    got = dict(zip(wanted, fetch(wanted)))
+    out = []
+    for v, r in zip(vectors.tolist(), at.tolist()):
+        rid, text, pieces = got[r]
+        pos = v - int(ends[r]) + len(pieces)
+        out.append((r, rid, text, pos, pieces[pos]))
+    return len(counts), out

@@ -595,6 +595,16 @@ def shard_texts(ex: Extraction, i: int) -> List[str]:
     return shard_formats.read_texts(ex.format, os.path.join(ex.out, s.get("text_file", s["file"])))
 
 
+def check_complete(ex: Extraction, then: str) -> None:
+    """Raises InputError: an extraction whose run has not finished (its manifest lists only the shards written),
+    saying how to finish it before ``then`` ("searching it")."""
+    if not ex.complete:
+        raise InputError(
+            f"{ex.out} is an incomplete extraction ({len(ex)} rows in {len(ex.shards)} finished shards so far): finish "
+            f"it (hubembed extract ... --resume) before {then}"
+        )
+
+
 def row_text(ex: Extraction, row: int) -> str:
     """``ex.text(row)``: the stored text of one row, read from its shard.
 

@@ -247,7 +247,7 @@ def test_bad_input_is_refused_before_any_vector_is_read(exs, tmp_path, monkeypat
     shutil.copytree(good, partial)
     m = json.loads((partial / "manifest.json").read_text())
     (partial / "manifest.json").write_text(json.dumps({**m, "complete": False}))
-    with pytest.raises(InputError, match=r"incomplete extraction \(40 rows in 3 shards so far\).*--resume"):
+    with pytest.raises(InputError, match=r"incomplete extraction \(40 rows in 3 finished shards so far\).*--resume"):
         to_projector([good, str(partial)], logdir)
     for bad in (0, -5, 1.5, True, "10"):
         with pytest.raises(InputError, match="max_points=.*: a positive number of points"):
