@@ -435,16 +435,18 @@ def _cmd_search(args) -> int:
     options = dict(metric=args.metric, rescore=args.rescore, rescore_multiplier=args.rescore_multiplier)
     options.update(ranges=args.ranges, transform=args.transform, batch_size=args.batch_size)
     options.update(exact=args.exact, ef_search=args.ef_search, prompt=args.prompt, prompt_name=args.prompt_name)
-    search.check_extraction(ex, args.verify)  # the folder, its index and the options, before standard input or a model
-    p = search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
-    record = None if args.exact else ann.usable(ex)
-    if record:
-        ann.check_plan(ex, p, record, args.rescore, args.ef_search)
     if ex.level != "sentence":
         raise InputError(
             f"{ex.out} holds {ex.level}-level vectors: the command searches with texts, which have no one "
             f"{ex.level[:-1]} vector; in Python, ex.search(vectors) takes query vectors"
         )
+    search.check_extraction(ex, args.verify)  # the folder, its index and the options, before standard input or a model
+    p = search.plan(ex, args.k, args.metric, args.rescore, args.rescore_multiplier, args.ranges)
+    if args.ef_search is not None:
+        ann.check_int("ef_search", args.ef_search)
+    record = None if args.exact else ann.usable(ex)
+    if record:
+        ann.check_plan(ex, p, record, args.rescore, args.ef_search)
     if not args.queries and sys.stdin.isatty():  # nothing given and nothing piped: say so instead of waiting
         raise InputError(
             'search: no queries; give them as arguments (hubembed search OUT "a query" ...) or pipe lines in '
@@ -1066,6 +1068,8 @@ PYTHON_SPELLINGS = {
     "hubembed.load(..., trust='any') / --trust any": "--trust any",
     "`ex.build_index(overwrite=True)`": "`hubembed index OUT --overwrite`",
     "`--exact=True`": "`--exact`",
+    "`ex.build_index(overwrite=True, --metric='dot')`": "`hubembed index OUT --overwrite --metric dot`",
+    "`ex.build_index(overwrite=True, --metric='cosine')`": "`hubembed index OUT --overwrite --metric cosine`",
     "rescore=False": "--no-rescore",
 }
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -37,10 +38,13 @@ from hubembed._corpus.store import INDEX_FILE, MANIFEST, Extraction, manifest_by
 from hubembed._util import optional, sha256_file, write_atomic
 from hubembed.errors import InputError, OutputError
 
+log = logging.getLogger("hubembed")
+
 M = 32  # HNSW neighbours per node (docs/retrieval.md)
 EF_CONSTRUCTION = 80
 EF_SEARCH = 64  # recall@10 0.966 on 788,936 word vectors at 44x hubembed's exact search (docs/retrieval.md)
 KIND = "IndexHNSWFlat"
+LARGEST = 2**31 - 1  # FAISS's int parameters
 _LOADED: Dict[Tuple[str, str], Any] = {}  # (file, sha256) -> faiss index: a session's searches load it once
 
 
@@ -92,10 +96,18 @@ def usable(ex: Extraction) -> Optional[dict]:
 
 
 # -- building --------------------------------------------------------------------------------------------------------
+def check_int(name: str, value: Any) -> int:
+    """An integer parameter of FAISS's: 1 .. 2**31 - 1."""
+    value = exact._positive(name, value)
+    if value > LARGEST:
+        raise InputError(f"{name}={value}; valid: 1..{LARGEST}")
+    return value
+
+
 def _check_params(m: Any, ef_construction: Any, ef_search: Any) -> Dict[str, int]:
     exact._positive("m", m)
-    exact._positive("ef_construction", ef_construction)
-    exact._positive("ef_search", ef_search)
+    check_int("ef_construction", ef_construction)
+    check_int("ef_search", ef_search)
     if m < 4 or m > 256:
         raise InputError(f"m={m}; valid: 4..256 (HNSW neighbours per vector; default {M})")
     return {"M": int(m), "efConstruction": int(ef_construction), "efSearch": int(ef_search)}
@@ -153,6 +165,11 @@ def build_index(
     _check_existing(ex, overwrite)
     p = exact.plan(ex, 1, metric, True, 1, ranges)
     faiss = _faiss()
+    if p.metric == "dot" and not ex.record.get("normalize"):
+        log.warning(
+            "an inner-product graph over vectors of different lengths: HNSW finds less of the true top k for dot "
+            "than for cosine; check its recall against exact=True on some queries (or extract with --normalize)"
+        )
     started = time.perf_counter()
     index, counts = _add_shards(faiss, ex, p, params, progress)
     built = time.perf_counter() - started
@@ -223,14 +240,19 @@ def remove_index(ex: Extraction) -> bool:
     """Remove ``ex``'s index and its record (True: there was one)."""
     if not isinstance(ex, Extraction):
         raise InputError(f"an Extraction (hubembed.open_extraction(out)), not {type(ex).__name__}")
+    if read_manifest(ex.out) != ex.manifest:
+        raise OutputError(f"{ex.out} changed since it was opened (its manifest differs): open it again")
     had = "index" in ex.manifest or os.path.exists(_path(ex))
     if "index" in ex.manifest:
         m = {k: v for k, v in ex.manifest.items() if k != "index"}
         write_atomic(os.path.join(ex.out, MANIFEST), manifest_bytes(m))
         ex.manifest = m
-    if os.path.exists(_path(ex)):
-        os.remove(_path(ex))
     _LOADED.clear()
+    try:
+        if os.path.exists(_path(ex)):
+            os.remove(_path(ex))
+    except OSError as e:
+        raise OutputError(f"removing {_path(ex)} failed: {e.strerror or e}") from e
     return had
 
 
@@ -258,15 +280,16 @@ def check_plan(ex: Extraction, p: exact.Plan, record: dict, rescore: bool, ef_se
     if record["metric"] != p.metric:
         raise InputError(
             f"{ex.out}'s index scores by {record['metric']}, not {p.metric}: search with metric="
-            f"{record['metric']!r}, or without the index (`exact=True`), or rebuild it with metric={p.metric!r}"
+            f"{record['metric']!r}, or without the index (`exact=True`), or rebuild it for {p.metric} "
+            f"(`ex.build_index(overwrite=True, metric='{p.metric}')`)"
         )
     if p.precision in exact.CODES and not rescore:
         raise InputError(
             "rescore=False scores the codes as they are, which only an exact scan does: add `exact=True`; the index "
             "scores the float query against the codes' bucket middles or signs"
         )
-    ef = record["params"]["efSearch"] if ef_search is None else exact._positive("ef_search", ef_search)
-    return max(int(ef), p.k)
+    ef = record["params"]["efSearch"] if ef_search is None else check_int("ef_search", ef_search)
+    return min(max(int(ef), min(p.k, int(record["vectors"]))), LARGEST)
 
 
 def search(ex: Extraction, p: exact.Plan, q: np.ndarray, record: dict, ef: int) -> Tuple[exact.Best, List[int]]:
@@ -281,7 +304,7 @@ def search(ex: Extraction, p: exact.Plan, q: np.ndarray, record: dict, ef: int) 
     width = q.shape[1]
     q = np.pad(q, ((0, 0), (0, index.d - width))) if width < index.d else q  # binary: bits past D pad the codes
     scores, found = index.search(np.ascontiguousarray(q, np.float32), n, params=params)
+    scores = np.where(found >= 0, scores, -np.inf).astype(np.float32)  # -1: fewer found (``search`` completes them)
     if width < index.d and p.metric == "cosine":
         scores *= np.sqrt(index.d / width)  # the signs' length over D bits, not all 8W (as the exact rescoring)
-    best = exact.Best(np.where(found >= 0, scores, -np.inf).astype(np.float32), found.astype(np.int64))
-    return best, list(record["vectors_per_shard"])
+    return exact.Best(scores, found.astype(np.int64)), list(record["vectors_per_shard"])

@@ -89,10 +89,11 @@ class Results(List[List[Hit]]):
         precision: str,
         rescored: bool,
         index: Optional[dict] = None,
+        ef_search: Optional[int] = None,
     ) -> None:
         super().__init__(hits)
         self.queries, self.metric, self.precision, self.rescored = queries, metric, precision, rescored
-        self.index_record = index
+        self.index_record, self.ef_search = index, ef_search
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-able: ``{"metric", "precision", "rescored", "index", "results": [{"query", "hits": [...]}]}``."""
@@ -101,7 +102,9 @@ class Results(List[List[Hit]]):
             "metric": self.metric,
             "precision": self.precision,
             "rescored": self.rescored,
-            "index": None if self.index_record is None else {k: self.index_record[k] for k in INDEX_SHOWN},
+            "index": None
+            if self.index_record is None
+            else {**{k: self.index_record[k] for k in INDEX_SHOWN}, "ef_search": self.ef_search},
             "results": [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(queries, self)],
         }
 
@@ -278,27 +281,31 @@ def _rows_as_floats(p: Plan, codes: np.ndarray) -> np.ndarray:
 # -- the scan --------------------------------------------------------------------------------------------------------
 @dataclass
 class Best:
-    """The running top ``keep`` of each query: scores and rows."""
+    """The running top ``keep`` of each query: scores and rows (as wide as the rows seen so far, at most ``keep``:
+    a k larger than the corpus costs the corpus, not k)."""
 
-    scores: np.ndarray  # [Q, keep] float32, -inf where empty
-    rows: np.ndarray  # [Q, keep] int64, -1 where empty
+    scores: np.ndarray  # [Q, <= keep] float32, -inf where empty
+    rows: np.ndarray  # [Q, <= keep] int64, -1 where empty
+    keep: int = 0
 
     @classmethod
     def empty(cls, n: int, keep: int) -> "Best":
-        return cls(np.full((n, keep), -np.inf, np.float32), np.full((n, keep), -1, np.int64))
+        return cls(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), keep)
 
     def merge(self, scores: np.ndarray, first_row: int) -> None:
         """Add a block's scores [Q, n] (rows first_row..first_row + n - 1)."""
-        keep = self.scores.shape[1]
+        keep = self.keep
         local = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
         if scores.shape[1] > keep:
             local = np.argpartition(scores, scores.shape[1] - keep, axis=1)[:, -keep:]
             scores = np.take_along_axis(scores, local, axis=1)
         all_scores = np.concatenate([self.scores, scores], axis=1)
         all_rows = np.concatenate([self.rows, local + first_row], axis=1)
-        top = np.argpartition(all_scores, all_scores.shape[1] - keep, axis=1)[:, -keep:]
-        self.scores = np.take_along_axis(all_scores, top, axis=1)
-        self.rows = np.take_along_axis(all_rows, top, axis=1)
+        if all_scores.shape[1] > keep:
+            top = np.argpartition(all_scores, all_scores.shape[1] - keep, axis=1)[:, -keep:]
+            all_scores = np.take_along_axis(all_scores, top, axis=1)
+            all_rows = np.take_along_axis(all_rows, top, axis=1)
+        self.scores, self.rows = all_scores, all_rows
 
     def ranked(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
         """(rows, scores) [Q, <= k], best first, equal scores in row order, empty places dropped."""
@@ -410,14 +417,17 @@ def _found(vectors: List[int]) -> List[int]:
     return [v for v in vectors if v >= 0]  # an index may find fewer than k for a query
 
 
-def _results(ex: Extraction, p: Plan, best: Best, counts: Sequence[int], texts: Any, index: Any) -> Results:
+def _results(
+    ex: Extraction, p: Plan, best: Best, counts: Sequence[int], texts: Any, index: Any, ef: Optional[int]
+) -> Results:
     found, scores = best.ranked(p.k)
     named = labels(ex, found, counts)
     hits = [
         [Hit(j + 1, named[v][0], named[v][1], float(s), *named[v][2:]) for j, (v, s) in enumerate(zip(fs, ss))]
         for fs, ss in ((_found(f), s) for f, s in zip(found.tolist(), scores.tolist()))
     ]
-    return Results(hits, texts, p.metric, p.precision, p.rescore or index is not None and p.precision in CODES, index)
+    rescored = p.rescore or index is not None and p.precision in CODES
+    return Results(hits, texts, p.metric, p.precision, rescored, index, ef)
 
 
 def search(
@@ -473,8 +483,12 @@ def search(
     p = plan(ex, k, metric, rescore, rescore_multiplier, ranges)
     if not isinstance(exact, bool):
         raise InputError(f"exact={exact!r}; valid: True or False")
+    if ef_search is not None:
+        ann.check_int("ef_search", ef_search)
     record = None if exact else ann.usable(ex)
     ef = ann.check_plan(ex, p, record, rescore, ef_search) if record else 0
+    if record and p.k >= record["vectors"]:
+        record = None  # every vector asked for: the scan gives them all, ranked
     q, texts = query_vectors(queries)
     if texts is not None and ex.level != "sentence":
         raise InputError(
@@ -490,11 +504,27 @@ def search(
     _check_dim(p, q, ex)
     if record:
         best, counts = ann.search(ex, p, q, record, ef)
+        _complete_short(ex, p, q, best, min(p.k, record["vectors"]))
     else:
-        best, counts = scan(ex, p, q)
-        if p.rescore:
-            rescore_candidates(ex, p, q, best)
-    return _results(ex, p, best, counts, texts, record)
+        best, counts = exact_best(ex, p, q)
+    return _results(ex, p, best, counts, texts, record, ef or None)
+
+
+def exact_best(ex: Extraction, p: Plan, q: np.ndarray) -> Tuple[Best, List[int]]:
+    """The exact scan's top list of each query (codes: rescored), and the vectors of each shard."""
+    best, counts = scan(ex, p, q)
+    if p.rescore:
+        rescore_candidates(ex, p, q, best)
+    return best, counts
+
+
+def _complete_short(ex: Extraction, p: Plan, q: np.ndarray, best: Best, n: int) -> None:
+    """Queries for which the graph found fewer than ``n`` vectors (it cannot reach some, e.g. among many identical
+    ones) get the exact scan's top ``n`` instead: an index never returns fewer hits than asked."""
+    short = np.nonzero((best.rows >= 0).sum(axis=1) < n)[0]
+    if len(short):
+        rows, scores = exact_best(ex, p, q[short])[0].ranked(n)
+        best.rows[short], best.scores[short] = rows, scores
 
 
 def dumps(results: Results) -> str:

@@ -340,7 +340,7 @@ def read_vectors(fmt: str, level: str, path: str) -> Tuple[int, np.ndarray]:
         _, pq = _pyarrow()
         table = pq.read_table(path, columns=["vectors"], memory_map=True)
         fixed = table.column("vectors").combine_chunks().flatten()  # rows -> vectors (offsets respected)
-        return table.num_rows, fixed.flatten().to_numpy(zero_copy_only=False).reshape(len(fixed), -1)
+        return table.num_rows, fixed.flatten().to_numpy(zero_copy_only=False).reshape(len(fixed), fixed.type.list_size)
     stored = read(fmt, level, path)
     if isinstance(stored, list):  # Pieces
         parts = [np.asarray(x.vectors).reshape(len(x), -1) for x in stored if len(x)]

@@ -413,8 +413,17 @@ class Extraction:
             self._cache[i] = shard_formats.read(self.format, self.level, os.path.join(self.out, self.shards[i]["file"]))
         return self._cache[i]
 
-    def __getitem__(self, row: int) -> Union[np.ndarray, shard_formats.Pieces]:
+    def __getitem__(self, row: Union[int, slice]) -> Any:
+        """A row (sentence level: its vector; else its ``Pieces``), or a slice of rows (stacked vectors [n, D], or a
+        list of ``Pieces``)."""
         n = len(self)
+        if isinstance(row, slice):
+            items = [self[i] for i in range(*row.indices(n))]
+            if self.level != "sentence":
+                return items
+            return np.stack(items) if items else np.zeros((0, int(self.record["dim"])), np.float32)
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)):
+            raise InputError(f"ex[{row!r}]: give a row number or a slice of rows")
         if not -n <= row < n:
             raise IndexError(f"row {row} of an extraction of {n} rows")
         row %= n

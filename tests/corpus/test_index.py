@@ -115,7 +115,7 @@ def test_the_index_finds_what_the_exact_scan_finds(tiny, copy, name):
     assert store.read_manifest(ex.out)["index"] == record == ex.manifest["index"]
     for k, want in exact.items():
         got = ex.search(q, k)
-        assert got.index_record == record and want.index_record is None
+        assert got.index_record == (record if k < 60 else None) and want.index_record is None  # all 60: a scan
         _same(got, want)
         _same(ex.search(q, k, exact=True), want)
     assert [hs[0].row for hs in ex.search(q[3:], 1)] == [7, 8]  # a stored vector finds itself
@@ -126,6 +126,7 @@ def test_the_index_finds_what_the_exact_scan_finds(tiny, copy, name):
         "kind": "IndexHNSWFlat",
         "params": record["params"],
         "vectors": 60,
+        "ef_search": 64,
     }
 
 
@@ -382,3 +383,89 @@ def test_recall_at_10_on_stsb_sentences(minilm, stsb_sentences, tmp_path):
     assert got.index_record is not None
     recall = np.mean([len({h.row for h in hs} & w) / 10 for hs, w in zip(got, want)])
     assert recall >= 0.95, recall
+
+
+# -- edges found in review ---------------------------------------------------------------------------------------------
+def test_many_identical_vectors_still_give_k_hits(tiny, tmp_path):
+    """150 copies of one sentence: the graph cannot reach all of them, so queries it leaves short get the exact
+    scan's top k (approximate as ever otherwise); asking for every vector scans."""
+    src = tmp_path / "dup.txt"
+    src.write_text("\n".join(["the cat sat"] * 150 + _texts(50, seed=4)) + "\n", encoding="utf-8")
+    hubembed.extract(str(src), str(tmp_path / "dup"), encoder=tiny, shard_size=50, quiet=True, cache=False)
+    ex = hubembed.open_extraction(str(tmp_path / "dup"))
+    q = np.stack([ex[0], ex[170], ex[199]])
+    ex.build_index(progress=False)
+    for k in (160, 199):
+        got = ex.search(q, k)
+        assert [len(hs) for hs in got] == [k] * 3 and got.index_record is not None
+        assert all(len({h.row for h in hs}) == k for hs in got)
+    every = ex.search(q, 500)
+    assert [len(hs) for hs in every] == [200] * 3 and every.index_record is None
+
+
+def test_a_shard_of_texts_without_words(tiny, tmp_path):
+    src = tmp_path / "gaps.txt"
+    src.write_text("\n".join(["the cat sat"] * 10 + [""] * 10 + ["a dog"] * 5) + "\n", encoding="utf-8")
+    out = str(tmp_path / "gaps")
+    hubembed.extract(
+        src, out, encoder=tiny, level="words", format="parquet", on_empty="keep", shard_size=10, quiet=True
+    )
+    ex = hubembed.open_extraction(out)
+    assert [len(ex[i]) for i in (0, 12, 20)] == [3, 0, 2]
+    q = np.stack([ex[20].vectors[1]])
+    want = ex.search(q, 4)
+    assert (want[0][0].row, want[0][0].position, want[0][0].piece) == (20, 1, "dog")
+    assert ex.build_index(progress=False)["vectors_per_shard"] == [30, 0, 10]
+    _same_but_ties(ex.search(q, 4), want)  # five identical "a dog"s
+
+
+def test_huge_parameters_are_refused_or_bounded(copy):
+    ex = hubembed.open_extraction(copy("npy"))
+    for kw, message in [(dict(ef_construction=2**40), "ef_construction=1099511627776; valid: 1..2147483647"),
+                        (dict(ef_search=2**31), "ef_search=2147483648")]:  # fmt: skip
+        with pytest.raises(InputError, match=message):
+            ex.build_index(**kw)
+    ex.build_index(progress=False)
+    q = _rows(ex, 0, 2)
+    with pytest.raises(InputError, match="ef_search=1099511627776"):
+        ex.search(q, 3, ef_search=2**40)
+    assert [len(hs) for hs in ex.search(q, 2**33)] == [60, 60]
+    got = ex.search(q, 3, ef_search=100)
+    assert got.to_dict()["index"]["ef_search"] == 100 and ex.search(q, 3).to_dict()["index"]["ef_search"] == 64
+    assert ex.search(q, 30).ef_search == 64 and ex.search(q, 50, ef_search=8).ef_search == 50
+
+
+def test_removing_refuses_a_manifest_changed_since_it_was_opened(copy):
+    out = copy("npy")
+    ex = hubembed.open_extraction(out)
+    ex.build_index(progress=False)
+    stale = hubembed.open_extraction(out)
+    m = store.read_manifest(out)
+    m["note"] = "written by another run"
+    with open(os.path.join(out, store.MANIFEST), "wb") as f:
+        f.write(store.manifest_bytes(m))
+    with pytest.raises(OutputError, match="changed since it was opened"):
+        ann.remove_index(stale)
+    assert ann.remove_index(hubembed.open_extraction(out)) and store.read_manifest(out)["note"] == m["note"]
+
+
+def test_the_command_checks_ef_search_and_the_level_first(made, copy, capsys):
+    assert cli.main(["search", copy("npy"), "q", "--exact", "--ef-search", "0"]) == 1
+    assert "--ef-search=0; valid: an integer >= 1" in capsys.readouterr().err
+    assert cli.main(["search", made["words"], "q", "--ef-search", "0"]) == 1
+    assert "words-level vectors: the command searches with texts" in capsys.readouterr().err
+    out = copy("parquet")
+    hubembed.open_extraction(out).build_index(progress=False)
+    assert cli.main(["search", out, "q", "--metric", "dot"]) == 1
+    err = capsys.readouterr().err
+    assert "index scores by cosine, not dot" in err and "`hubembed index OUT --overwrite --metric dot`" in err
+
+
+def test_rows_and_slices(made):
+    ex = hubembed.open_extraction(made["npy"])
+    np.testing.assert_array_equal(ex[2:5], np.stack([ex[2], ex[3], ex[4]]))
+    assert ex[5:5].shape == (0, 16) and len(ex[-3:]) == 3
+    words = hubembed.open_extraction(made["words"])
+    assert [p.text for p in words[:2]] == [words[0].text, words[1].text]
+    with pytest.raises(InputError, match=r"ex\['a'\]: give a row number or a slice"):
+        ex["a"]
