@@ -8,7 +8,7 @@ twice: as it is and after "query: " (the same words in another context: other ve
 reach 500,000 real vectors with the data here (one copy gives about 340,000 words; SST-2's train split here has
 6,920 sentences, not GLUE's 67,349). ``hubembed.extract(..., level="words", format="parquet")`` with minilm
 (reused when the folder is complete). Queries: ``--queries`` word vectors (seeded sample) of the 300 held-out texts,
-embedded as the corpus was (``enc.embed_words(texts, spec=ex.spec)``): vectors the corpus does not hold.
+embedded as the corpus was (``ex.embed(texts)``): vectors the corpus does not hold.
 
 Measured, each in this process: the exact search (``ex.search(q, k, exact=True)``: every shard read and scanned),
 the index's build (time, file size), its first load, and searches through it at several ``ef_search`` (best of 2):
@@ -84,7 +84,7 @@ def main() -> None:
     a = ap.parse_args()
     print(cpu())
     ex, held = extraction(a.work, 300, a.seed)
-    words = hubembed.load(ex.header["model"]).embed_words(held, spec=ex.spec)  # as the corpus was
+    words = ex.embed(held)  # WordEmbeddings, made as the corpus's rows were
     pool = np.concatenate([w.vectors for w in words])
     q = pool[np.random.default_rng(a.seed).choice(len(pool), min(a.queries, len(pool)), replace=False)]
     record = ex.manifest.get("index")

@@ -27,7 +27,7 @@ at a block's boundary among equal scores is arbitrary). ``k`` larger than the co
 
 Token and word levels: every stored vector (a word piece or a word of a text) is a candidate; a hit also names its
 ``position`` in the text and its ``piece``. Queries are then vectors (``ex[3].vectors[2]``,
-``enc.embed_tokens(...)``): a text has no one token vector to search with.
+``ex.embed(texts)[0].vectors``): a text has no one token vector to search with.
 
 An approximate index (``Extraction.build_index``, ``hubembed index``; ``hubembed._corpus.index``) saved in the folder
 is used when present (``exact=True`` scans instead); an index that no longer matches the shards is refused, never
@@ -493,8 +493,8 @@ def search(
     if texts is not None and ex.level != "sentence":
         raise InputError(
             f"{ex.out} holds {ex.level}-level vectors (one per {ex.level[:-1]} of a text): give query vectors "
-            f"(e.g. ex[0].vectors[2], or enc.embed_{ex.level}(texts)[0].vectors); a text has no one "
-            f"{ex.level[:-1]} vector"
+            f"(e.g. ex[0].vectors[2], or ex.embed(texts)[0].vectors: the texts' {ex.level} embedded as the rows "
+            f"were); a text has no one {ex.level[:-1]} vector"
         )
     if q is None:
         options = dict(encoder=encoder, transform=transform, batch_size=batch_size, prompt=prompt)

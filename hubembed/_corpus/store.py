@@ -348,7 +348,7 @@ class Extraction:
         precision: Optional[str] = None,
         prompt: Optional[str] = None,
         prompt_name: Optional[str] = None,
-    ) -> np.ndarray:
+    ) -> Union[np.ndarray, List[Any]]:
         """Embed ``texts`` (queries) exactly as this corpus was embedded, to compare them with its vectors.
 
         Args:
@@ -364,15 +364,16 @@ class Extraction:
                 (``hubembed._pipeline.prompts.query_spec``).
 
         Returns:
-            [N, D] float32, as the extraction's vectors (which are float16 on disk with ``dtype="float16"``).
+            [N, D] float32, as the extraction's vectors (which are float16 on disk with ``dtype="float16"``); token
+            and word levels: a ``TokenEmbeddings`` / ``WordEmbeddings`` per text (``.vectors``), as the rows.
 
         Raises:
-            InputError: token- or word-level output, another model's weights, another sequence length, or a
-                missing or different transform.
+            InputError: another model's weights, another sequence length, or a missing or different transform.
         """
-        if self.level != "sentence":
+        if self.level != "sentence" and (transform, ranges, precision) != (None, None, None):
             raise InputError(
-                f"{self.out} holds {self.level}-level output; embedding queries like it applies to sentence vectors"
+                f"{self.out} holds {self.level}-level output: transform=, ranges= and precision= apply to sentence "
+                f"vectors only"
             )
         spec = self.spec if transform is None else self.spec.replace(transform=transform)
         spec = spec if ranges is None else spec.replace(ranges=ranges)
@@ -393,6 +394,8 @@ class Extraction:
         kw: Dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}  # embed()'s keywords
         if max_tokens != -1:
             kw["max_tokens"] = max_tokens
+        if self.level != "sentence":
+            return embed_pieces(self, model, texts, spec, kw)
         return model.embed(texts, spec=spec, **kw)
 
     @property
@@ -584,6 +587,16 @@ class Extraction:
             f"Extraction({self.out!r}, rows={len(self)}, shards={len(self.shards)}, level={self.level!r}, "
             f"format={self.format!r}, model={h.get('model')!r}, complete={self.complete})"
         )
+
+
+def embed_pieces(ex: Extraction, model: Any, texts: Sequence[Text], spec: EmbedSpec, kw: Dict[str, Any]) -> Any:
+    """``ex.embed`` at the token or word level: a ``TokenEmbeddings`` / ``WordEmbeddings`` per text, made as the
+    extraction's rows were (its spec, and its ``subword`` rule for words)."""
+    if not hasattr(model, f"embed_{ex.level}"):
+        raise InputError(f"{ex.out} holds {ex.level}-level output, which {type(model).__name__} does not give")
+    if ex.level == "tokens":
+        return model.embed_tokens(texts, spec=spec, **kw)
+    return model.embed_words(texts, spec=spec, subword=ex.record.get("subword", "first"), **kw)
 
 
 def shard_texts(ex: Extraction, i: int) -> List[str]:

@@ -160,6 +160,30 @@ def test_word_level_every_word_is_a_candidate(tiny, folders, block, monkeypatch)
     assert top[0][0].to_dict()["piece"] == texts[3].pieces[1]
 
 
+@pytest.mark.parametrize("level, subword", [("words", "mean"), ("tokens", None)])
+def test_token_and_word_queries_are_made_as_the_rows_were(tiny, tmp_path, level, subword):
+    """ex.embed at token/word level: the same outputs as the stored rows (the extraction's subword rule too), so a
+    stored text's own piece is found first with score 1. Words of several pieces (cats, loved, unbelievable)."""
+    kw = {"subword": subword} if subword else {}
+    rng = np.random.default_rng(5)
+    many = "cats loved unbelievable embeddings dogs jumping quickly".split()
+    src = tmp_path / "pieces.txt"
+    src.write_text("\n".join(" ".join(rng.choice(many + WORDS[:8], 6)) for _ in range(40)) + "\n", encoding="utf-8")
+    out = str(tmp_path / level)
+    hubembed.extract(str(src), out, encoder=tiny, level=level, format="parquet", shard_size=9, quiet=True, **kw)
+    ex = hubembed.open_extraction(out)
+    made = ex.embed([ex[4].text, ex[30].text], encoder=tiny)
+    for got, row in zip(made, (4, 30)):
+        np.testing.assert_allclose(got.vectors, ex[row].vectors, atol=1e-5)
+    top = ex.search(np.stack([made[0].vectors[1], made[1].vectors[0]]), 1)
+    assert [(hs[0].row, hs[0].position) for hs in top] == [(4, 1), (30, 0)] and top[0][0].score > 0.9999
+    if subword:  # "first" would give other word vectors
+        first = tiny.embed_words([ex[4].text], spec=ex.spec)[0].vectors
+        assert np.abs(first - ex[4].vectors).max() > 1e-3
+    with pytest.raises(InputError, match="precision= apply to sentence vectors only"):
+        ex.embed(["a text"], encoder=tiny, precision="float32")
+
+
 def test_a_query_prompt_is_passed_to_the_queries(tiny, folders, capsys):
     ex = hubembed.open_extraction(folders["npy"])
     prompted = ex.search(QUERIES, 5, encoder=tiny, prompt="query: ")
