@@ -103,7 +103,7 @@ def main() -> None:
     )
     ann._LOADED.clear()
     _, t_load = timed(lambda: ann.load(ex, record))
-    print(f"first load of the index (read, sha256, deserialize): {t_load:.1f} s; then it stays in the process")
+    print(f"first load of the index (sha256 check, FAISS read): {t_load:.1f} s; then it stays in the process")
     for ef in (16, 32, 64, 128, 256):
         runs = [timed(lambda: ex.search(q, a.k, ef_search=ef)) for _ in range(2)]
         got, t = runs[0][0], min(r[1] for r in runs)
